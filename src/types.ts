@@ -1,0 +1,136 @@
+// Shared domain types. Config parsing (config.ts) produces these; every other
+// module consumes them. Keep this file free of logic.
+
+export type TaintEffect = "NoSchedule" | "PreferNoSchedule" | "NoExecute";
+
+export interface Taint {
+  key: string;
+  value: string;
+  effect: TaintEffect;
+}
+
+/** Resource reservations subtracted from capacity to get allocatable (kubelet semantics). */
+export interface Reservations {
+  /** kube-reserved + system-reserved CPU, in millicores. */
+  cpuMillis: number;
+  /** kube-reserved + system-reserved memory, in bytes. */
+  memoryBytes: number;
+  /** Hard eviction threshold for memory.available, in bytes. */
+  evictionMemoryBytes: number;
+  /** kube/system-reserved ephemeral storage, in bytes. */
+  ephemeralStorageBytes: number;
+  /** Hard eviction threshold nodefs.available, as a fraction of the root volume (0.1 = 10%). */
+  evictionNodefsFraction: number;
+  /** Max pods the kubelet admits (kubelet maxPods). */
+  maxPods: number;
+}
+
+/** Per-group autoscaling options answered by NodeGroupGetOptions. Durations in seconds. */
+export interface GroupOptions {
+  scaleDownUtilizationThreshold?: number;
+  scaleDownGpuUtilizationThreshold?: number;
+  scaleDownUnneededSeconds?: number;
+  scaleDownUnreadySeconds?: number;
+  maxNodeProvisionSeconds?: number;
+  zeroOrMaxNodeScaling?: boolean;
+  ignoreDaemonSetsUtilization?: boolean;
+}
+
+export type UserDataFormat = "talos" | "cloud-init" | "none";
+
+export interface NetworkInterface {
+  /** "public" or a private network UUID. */
+  network: string;
+  addresses?: { subnet?: string; address?: string }[];
+}
+
+/** One node group, fully resolved (defaults applied, user-data file read). */
+export interface NodeGroupConfig {
+  name: string;
+  flavor: string;
+  image: string;
+  zone: string;
+  min: number;
+  max: number;
+  volumeSizeGb: number;
+  userData: string;
+  userDataFormat: UserDataFormat;
+  labels: Record<string, string>;
+  taints: Taint[];
+  serverGroups: string[];
+  interfaces?: NetworkInterface[];
+  sshKeys: string[];
+  tags: Record<string, string>;
+  /** CHF per hour; overrides the price table. */
+  pricePerHour?: number;
+  /** Present only when the group overrides CA's options. */
+  options?: GroupOptions;
+  reservations: Reservations;
+}
+
+export interface ProviderConfig {
+  clusterName: string;
+  nodeGroups: NodeGroupConfig[];
+  /** Flavor slug -> CHF per hour, merged over the built-in table. */
+  prices: Record<string, number>;
+  /** How many server creations run at once. */
+  createConcurrency: number;
+  /** How long a Refresh may serve the last good view when the API fails, in seconds. */
+  maxViewAgeSeconds: number;
+  /** How long a failed creation stays visible to CA before it is forgotten, in seconds. */
+  failedCreateTtlSeconds: number;
+}
+
+/** A flavor as the cloudscale API describes it. */
+export interface Flavor {
+  slug: string;
+  name: string;
+  vcpu_count: number;
+  memory_gb: number;
+  gpu: null | { name: string; count: number; vram_per_gpu_gb: number; total_vram_gb: number };
+  zones: { slug: string }[];
+}
+
+export type ServerStatus =
+  | "changing"
+  | "running"
+  | "stopped"
+  | "paused"
+  | "rescue_running"
+  | "rescue_stopped"
+  | "error"
+  | "unknown";
+
+/** A server as the cloudscale API returns it (the fields we read). */
+export interface Server {
+  href: string;
+  uuid: string;
+  name: string;
+  status: ServerStatus;
+  flavor: { slug: string; name: string; vcpu_count: number; memory_gb: number };
+  image: { slug: string; name: string; operating_system: string; default_username: string };
+  zone: { slug: string };
+  volumes: { href?: string; uuid: string; name?: string; type: string; size_gb: number }[];
+  interfaces: unknown[];
+  server_groups: { href: string; uuid: string; name: string }[];
+  tags: Record<string, string>;
+  created_at: string;
+}
+
+/** Body of POST /v1/servers as we send it. */
+export interface CreateServerRequest {
+  name: string;
+  flavor: string;
+  image: string;
+  zone?: string;
+  volume_size_gb: number;
+  user_data?: string;
+  ssh_keys: string[];
+  server_groups?: string[];
+  interfaces?: NetworkInterface[];
+  tags: Record<string, string>;
+}
+
+/** Tag keys that mark a server as ours. Values: cluster name, group name. */
+export const CLUSTER_TAG = "autoscaler-cloudscale-cluster";
+export const GROUP_TAG = "autoscaler-cloudscale-group";
