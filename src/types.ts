@@ -65,6 +65,9 @@ export interface NodeGroupConfig {
   pricePerHour?: number;
   /** Present only when the group overrides CA's options. */
   options?: GroupOptions;
+  /** Configured overrides of the flavor-derived defaults. */
+  reservationOverrides: Partial<Reservations>;
+  /** Resolved reservations (defaults for the flavor merged with the overrides); set once flavors are known. */
   reservations: Reservations;
 }
 
@@ -79,6 +82,10 @@ export interface ProviderConfig {
   maxViewAgeSeconds: number;
   /** How long a failed creation stays visible to CA before it is forgotten, in seconds. */
   failedCreateTtlSeconds: number;
+  /** Wait before checking whether an unanswered create took effect, in seconds. */
+  createVerifyDelaySeconds: number;
+  /** Timeout of one API request, in seconds. */
+  apiTimeoutSeconds: number;
 }
 
 /** A flavor as the cloudscale API describes it. */

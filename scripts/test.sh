@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The whole test suite, exactly as CI runs it, on a fresh machine of this kind:
+#   ./scripts/test.sh
+# It installs what it needs (Bun from the npm registry, packages from bun.lock, openssl and the
+# packaging tools from Debian, Go modules from the module proxy), checks the generated code,
+# builds the binary, then runs each suite. The last line is "N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+LOGDIR="${TEST_LOG_DIR:-$ROOT/.cache/test-logs}"
+mkdir -p "$LOGDIR"
+passed=0
+failed=0
+suites_failed=()
+t0=$SECONDS
+
+step() { printf '\n=== %s (%ss)\n' "$1" "$((SECONDS - t0))"; }
+count_bun() { # file suite
+  local p f
+  p=$(grep -Eo '^ *[0-9]+ pass$' "$1" | tail -1 | grep -Eo '[0-9]+' || echo 0)
+  f=$(grep -Eo '^ *[0-9]+ fail$' "$1" | tail -1 | grep -Eo '[0-9]+' || echo 0)
+  passed=$((passed + p)); failed=$((failed + f))
+  echo "$2: $p passed, $f failed"
+}
+count_go() { # file suite
+  local p f
+  p=$(grep -Ec -- '^ *--- PASS' "$1" || true)
+  f=$(grep -Ec -- '^ *--- FAIL' "$1" || true)
+  passed=$((passed + p)); failed=$((failed + f))
+  echo "$2: $p passed, $f failed"
+}
+fail_suite() { suites_failed+=("$1"); failed=$((failed + 1)); echo "$1: FAILED ($2)"; }
+
+step "bootstrap"
+if ! ./scripts/bootstrap.sh; then fail_suite bootstrap "could not install Bun or the packages"; echo "$passed passed, $failed failed"; exit 1; fi
+export PATH="$ROOT/.tools/node_modules/.bin:$ROOT/node_modules/.bin:$PATH"
+if ! command -v openssl >/dev/null; then
+  (apt-get update -qq && apt-get install -y -qq openssl) >/dev/null 2>&1 || true
+fi
+
+step "generated code is up to date"
+gen_tmp=$(mktemp -d)
+if buf generate --template buf.gen.yaml -o "$gen_tmp" >/dev/null 2>"$LOGDIR/buf.log" && diff -r "$gen_tmp/src/gen" src/gen >"$LOGDIR/gen.diff"; then
+  passed=$((passed + 1)); echo "generated code: up to date"
+else
+  fail_suite "generated code" "src/gen differs from 'buf generate' (run 'bun run generate'): $(head -5 "$LOGDIR/gen.diff" "$LOGDIR/buf.log")"
+fi
+rm -rf "$gen_tmp"
+
+step "typecheck"
+if tsc --noEmit -p . >"$LOGDIR/tsc.log" 2>&1; then passed=$((passed + 1)); echo "typecheck: clean"; else fail_suite typecheck "$(head -20 "$LOGDIR/tsc.log")"; fi
+
+step "build"
+if ! bun run scripts/build.ts; then fail_suite build "bun build --compile failed"; echo "$passed passed, $failed failed"; exit 1; fi
+
+step "unit and integration tests (bun test, against dist/autoscaler-cloudscale)"
+bun test --timeout 60000 test/*.test.ts 2>&1 | tee "$LOGDIR/bun-test.log"
+count_bun "$LOGDIR/bun-test.log" "bun test"
+if ! grep -Eq '^ *[0-9]+ pass$' "$LOGDIR/bun-test.log"; then fail_suite "bun test" "no summary line"; fi
+
+if [ -d test/packaging ] && ls test/packaging/*.test.ts >/dev/null 2>&1; then
+  step "packaging proofs (bun test test/packaging)"
+  if [ -x scripts/packaging-deps.sh ]; then ./scripts/packaging-deps.sh >"$LOGDIR/packaging-deps.log" 2>&1 || echo "packaging-deps.sh failed; see $LOGDIR/packaging-deps.log"; fi
+  bun test --timeout 300000 test/packaging 2>&1 | tee "$LOGDIR/packaging.log"
+  count_bun "$LOGDIR/packaging.log" "packaging"
+fi
+
+if [ -x scripts/test-ca.sh ]; then
+  step "Cluster Autoscaler's own externalgrpc client (Go)"
+  AUTOSCALER_CLOUDSCALE_BIN="$ROOT/dist/autoscaler-cloudscale" ./scripts/test-ca.sh 2>&1 | tee "$LOGDIR/ca.log"
+  rc=${PIPESTATUS[0]}
+  count_go "$LOGDIR/ca.log" "CA client"
+  if [ "$rc" -ne 0 ] && ! grep -q -- '--- FAIL' "$LOGDIR/ca.log"; then fail_suite "CA client" "exit code $rc without a failing test (build or setup problem; see above)"; fi
+fi
+
+step "done"
+if [ ${#suites_failed[@]} -gt 0 ]; then echo "failed suites: ${suites_failed[*]}"; fi
+echo "total time: $((SECONDS - t0))s"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

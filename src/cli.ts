@@ -1,0 +1,256 @@
+// Sub-commands: serve, validate, template, sim, demo, version. Every one has
+// --help; unknown flags and missing values are reported plainly.
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { ConfigError, apiSettings, loadConfigFile } from "./config";
+import { configureLog, log, registerSecret, type LogLevel } from "./log";
+import { commit, version } from "./version";
+import { isLoopback, startGrpcServer, startHealthServer } from "./server";
+import { routes } from "./service";
+import { createProvider } from "./provider";
+import { createClient } from "./cloudscale";
+import { validateAgainstApi } from "./validate";
+import { renderTemplate } from "./template-output";
+
+const USAGE = `autoscaler-cloudscale ${version} — Cluster Autoscaler externalgrpc provider for cloudscale.ch
+
+Usage: autoscaler-cloudscale <command> [flags]
+
+Commands:
+  serve      Serve the CloudProvider gRPC API that Cluster Autoscaler calls
+  validate   Check a configuration file (and, with an API token, the flavors, images and zones it names)
+  template   Print the template node CA will simulate for a node group
+  sim        Run the built-in cloudscale.ch API simulator (for tests and trying things out)
+  demo       Simulator + provider + a scripted autoscaler: scale a group from zero for 50 pods, then back
+  version    Print the version and commit
+
+Run 'autoscaler-cloudscale <command> --help' for a command's flags.
+Environment: CLOUDSCALE_API_TOKEN (or --token-file), CLOUDSCALE_API_URL (default https://api.cloudscale.ch/v1).
+`;
+
+const SERVE_USAGE = `Usage: autoscaler-cloudscale serve --config FILE [flags]
+
+Serves Cluster Autoscaler's externalgrpc CloudProvider API over gRPC (HTTP/2).
+By default with mutual TLS: the client (CA) must present a certificate signed by --tls-client-ca.
+
+Flags:
+  --config FILE            the provider configuration (YAML)                       [required]
+  --listen HOST:PORT       where to serve gRPC                                      [default 0.0.0.0:8086]
+  --tls-cert FILE          server certificate (PEM); its SANs must match the host in CA's cloud-config address
+  --tls-key FILE           server private key (PEM)
+  --tls-client-ca FILE     CA bundle that signs CA's client certificate (PEM)
+  --insecure-plaintext     serve h2c without TLS (only for loopback or a trusted pod network)
+  --health-listen HOST:PORT  serve /healthz and /readyz over plain HTTP here       [default off]
+  --token-file FILE        read the API token from FILE instead of CLOUDSCALE_API_TOKEN
+  --shutdown-grace SECONDS how long SIGTERM waits for in-flight calls               [default 20]
+  --log-level LEVEL        debug, info, warn or error                               [default info]
+  --log-format FORMAT      text or json                                             [default text]
+  -h, --help               show this help
+
+Certificates are re-read when their files change; no restart is needed after a rotation.
+`;
+
+const VALIDATE_USAGE = `Usage: autoscaler-cloudscale validate --config FILE [--token-file FILE] [--offline]
+
+Checks the configuration: every problem is listed with its path. With an API token
+(CLOUDSCALE_API_TOKEN or --token-file) it also checks against the API that each node group's
+flavor, image and zone exist and that the flavor is offered in the zone. --offline skips that.
+Exit code 0 when valid, 1 when not.
+`;
+
+const TEMPLATE_USAGE = `Usage: autoscaler-cloudscale template --config FILE GROUP [--output yaml|json] [--token-file FILE]
+
+Prints the template node CA simulates a new node of GROUP with: capacity, allocatable
+(capacity minus reservations and eviction thresholds), labels and taints. Flavor details come
+from the API when a token is set, else from the flavor slug (flex-<memGB>-<vCPUs>, plus-…).
+`;
+
+const VERSION_USAGE = `Usage: autoscaler-cloudscale version\n\nPrints the version and the commit it was built from.\n`;
+
+function parse<T extends NonNullable<ParseArgsConfig["options"]>>(argv: string[], options: T, usage: string, allowPositionals = false) {
+  try {
+    return parseArgs({ args: argv, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals, strict: true });
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message.split("\n")[0]}\n\n${usage}`);
+  }
+}
+
+class UsageError extends Error {}
+
+function help(text: string): number {
+  process.stdout.write(text);
+  return 0;
+}
+
+function splitHostPort(value: string, flag: string): { host: string; port: number } {
+  const m = /^(\[[^\]]+\]|[^:]*):(\d{1,5})$/.exec(value);
+  if (!m || Number(m[2]) > 65535) throw new UsageError(`${flag} must be HOST:PORT (got "${value}")`);
+  return { host: m[1]!.replace(/^\[|\]$/g, "") || "0.0.0.0", port: Number(m[2]) };
+}
+
+function setupLogging(values: { "log-level"?: string; "log-format"?: string }) {
+  const level = (values["log-level"] ?? "info") as LogLevel;
+  if (!["debug", "info", "warn", "error"].includes(level)) throw new UsageError(`--log-level must be debug, info, warn or error (got "${level}")`);
+  const format = values["log-format"] ?? "text";
+  if (format !== "text" && format !== "json") throw new UsageError(`--log-format must be text or json (got "${format}")`);
+  configureLog({ level, format });
+}
+
+async function serve(argv: string[]): Promise<number> {
+  const { values } = parse(argv, {
+    config: { type: "string" },
+    listen: { type: "string", default: "0.0.0.0:8086" },
+    "tls-cert": { type: "string" },
+    "tls-key": { type: "string" },
+    "tls-client-ca": { type: "string" },
+    "insecure-plaintext": { type: "boolean" },
+    "health-listen": { type: "string" },
+    "token-file": { type: "string" },
+    "shutdown-grace": { type: "string", default: "20" },
+    "log-level": { type: "string" },
+    "log-format": { type: "string" },
+  }, SERVE_USAGE);
+  if (values.help) return help(SERVE_USAGE);
+  setupLogging(values);
+  if (!values.config) throw new UsageError(`--config is required\n\n${SERVE_USAGE}`);
+  const listen = splitHostPort(values.listen!, "--listen");
+  const tlsFlags = [values["tls-cert"], values["tls-key"], values["tls-client-ca"]];
+  let tls: { cert: string; key: string; clientCa: string } | undefined;
+  if (values["insecure-plaintext"]) {
+    if (tlsFlags.some(Boolean)) throw new UsageError("--insecure-plaintext cannot be combined with --tls-cert/--tls-key/--tls-client-ca");
+    if (!isLoopback(listen.host)) {
+      log.warn("!!! serving gRPC WITHOUT TLS on a non-loopback address: anyone who can reach this port can create and delete servers. Use --tls-cert/--tls-key/--tls-client-ca unless the network is trusted !!!", { listen: values.listen });
+    } else log.info("serving plaintext h2c on loopback (--insecure-plaintext)");
+  } else {
+    if (!tlsFlags.every(Boolean)) {
+      throw new UsageError("TLS needs --tls-cert, --tls-key and --tls-client-ca (mutual TLS is the default); for plaintext pass --insecure-plaintext explicitly");
+    }
+    tls = { cert: values["tls-cert"]!, key: values["tls-key"]!, clientCa: values["tls-client-ca"]! };
+  }
+  const grace = Number(values["shutdown-grace"]);
+  if (!Number.isFinite(grace) || grace < 0) throw new UsageError(`--shutdown-grace must be a number of seconds (got "${values["shutdown-grace"]}")`);
+
+  const config = loadConfigFile(values.config);
+  const api = apiSettings(process.env, values["token-file"]);
+  registerSecret(api.token);
+  const provider = createProvider({ config, cloud: createClient({ ...api, timeoutMs: config.apiTimeoutSeconds * 1000 }) });
+  await provider.start();
+  const server = await startGrpcServer({ host: listen.host, port: listen.port, tls, routes: routes(provider) });
+  const health = values["health-listen"] ? splitHostPort(values["health-listen"], "--health-listen") : undefined;
+  const healthServer = health ? startHealthServer(health.host, health.port, () => provider.readiness()) : undefined;
+  log.info("serving gRPC", {
+    listen: `${listen.host}:${server.port}`,
+    tls: tls ? "mutual TLS" : "plaintext h2c",
+    cluster: config.clusterName,
+    groups: config.nodeGroups.map((g) => g.name).join(","),
+    api: api.url,
+    health: health ? `${health.host}:${healthServer!.port}` : undefined,
+    version,
+  });
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log.info("shutting down: draining in-flight calls", { signal, inFlight: server.inFlight(), graceSeconds: grace });
+      resolve();
+    };
+    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.once("SIGINT", () => stop("SIGINT"));
+  });
+  const hardStop = setTimeout(() => {
+    log.error("shutdown took too long; exiting");
+    process.exit(1);
+  }, grace * 1000 + 5000);
+  hardStop.unref();
+  await server.shutdown(grace * 1000);
+  healthServer?.stop(true);
+  provider.stop();
+  log.info("stopped");
+  process.exit(0);
+}
+
+async function validate(argv: string[]): Promise<number> {
+  const { values } = parse(argv, { config: { type: "string" }, "token-file": { type: "string" }, offline: { type: "boolean" } }, VALIDATE_USAGE);
+  if (values.help) return help(VALIDATE_USAGE);
+  if (!values.config) throw new UsageError(`--config is required\n\n${VALIDATE_USAGE}`);
+  const config = loadConfigFile(values.config);
+  process.stdout.write(`${values.config}: schema OK (cluster ${config.clusterName}, ${config.nodeGroups.length} node group${config.nodeGroups.length === 1 ? "" : "s"})\n`);
+  if (values.offline) return 0;
+  let api;
+  try {
+    api = apiSettings(process.env, values["token-file"]);
+  } catch {
+    process.stdout.write("no API token: skipped the checks against the API (flavors, images, zones); set CLOUDSCALE_API_TOKEN to run them\n");
+    return 0;
+  }
+  registerSecret(api.token);
+  const problems = await validateAgainstApi(config, createClient({ ...api, attempts: 2 }));
+  if (problems.length) {
+    process.stdout.write(`${values.config}: ${problems.length} problem${problems.length === 1 ? "" : "s"} found against ${api.url}:\n${problems.map((p) => `  - ${p}`).join("\n")}\n`);
+    return 1;
+  }
+  process.stdout.write(`${values.config}: flavors, images, zones and server groups exist at ${api.url}\n`);
+  return 0;
+}
+
+async function template(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, { config: { type: "string" }, output: { type: "string", short: "o", default: "yaml" }, "token-file": { type: "string" } }, TEMPLATE_USAGE, true);
+  if (values.help) return help(TEMPLATE_USAGE);
+  if (!values.config || positionals.length !== 1) throw new UsageError(`--config and exactly one GROUP are required\n\n${TEMPLATE_USAGE}`);
+  if (values.output !== "yaml" && values.output !== "json") throw new UsageError(`--output must be yaml or json`);
+  const config = loadConfigFile(values.config);
+  let cloud;
+  try {
+    const api = apiSettings(process.env, values["token-file"]);
+    registerSecret(api.token);
+    cloud = createClient({ ...api, attempts: 2 });
+  } catch {
+    cloud = undefined;
+  }
+  process.stdout.write(await renderTemplate(config, positionals[0]!, values.output, cloud));
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case undefined:
+      case "help":
+      case "-h":
+      case "--help":
+        process.stdout.write(USAGE);
+        return command === undefined ? 2 : 0;
+      case "version":
+      case "--version":
+        if (rest.includes("--help") || rest.includes("-h")) return help(VERSION_USAGE);
+        process.stdout.write(`autoscaler-cloudscale ${version} (commit ${commit})\n`);
+        return 0;
+      case "serve":
+        return await serve(rest);
+      case "validate":
+        return await validate(rest);
+      case "template":
+        return await template(rest);
+      case "sim": {
+        const { runSimCommand } = await import("./sim/cli");
+        await runSimCommand(rest);
+        return 0;
+      }
+      case "demo": {
+        const { runDemo } = await import("./demo");
+        return await runDemo(rest);
+      }
+      default:
+        process.stderr.write(`autoscaler-cloudscale: unknown command "${command}"\n\n${USAGE}`);
+        return 2;
+    }
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`autoscaler-cloudscale ${command}: ${e.message}\n`);
+      return 2;
+    }
+    if (e instanceof ConfigError) {
+      process.stderr.write(`autoscaler-cloudscale ${command}: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,337 @@
+// The provider's configuration: one YAML file, validated with valibot. Every
+// mistake is collected and reported with its path and a plain sentence, all at
+// once, before anything starts.
+import * as v from "valibot";
+import { parse as parseYaml, YAMLParseError } from "yaml";
+import { dirname, resolve } from "node:path";
+import { readFileSync } from "node:fs";
+import type { GroupOptions, NodeGroupConfig, ProviderConfig, Reservations, UserDataFormat } from "./types";
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`configuration has ${problems.length} problem${problems.length === 1 ? "" : "s"}:\n  - ${problems.join("\n  - ")}`);
+    this.name = "ConfigError";
+  }
+}
+
+// A DNS label: server names are `<cluster>-<group>-<8 chars>` and become host names.
+const dnsLabel = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
+const SERVER_NAME_SUFFIX = 9; // "-" + 8 random characters
+const MAX_HOSTNAME = 63;
+
+/** "90s", "15m", "1h30m", "500ms" -> seconds. Bare numbers are seconds. */
+export function parseDuration(text: string): number | undefined {
+  const s = text.trim();
+  if (/^\d+(\.\d+)?$/.test(s)) return Number(s);
+  const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/g;
+  let total = 0;
+  let consumed = 0;
+  for (const m of s.matchAll(re)) {
+    if (m.index !== consumed) return undefined;
+    consumed += m[0].length;
+    const n = Number(m[1]);
+    total += m[2] === "ms" ? n / 1000 : m[2] === "s" ? n : m[2] === "m" ? n * 60 : n * 3600;
+  }
+  return consumed === s.length && s.length > 0 ? total : undefined;
+}
+
+/** "100m", "0.5", "2" (CPU) and "512Mi", "1G", "1073741824" (bytes) -> number; cpu in millicores. */
+export function parseQuantityValue(text: string, kind: "cpu" | "bytes"): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$/.exec(String(text).trim());
+  if (!m) return undefined;
+  const n = Number(m[1]);
+  const suffix = m[2] ?? "";
+  if (kind === "cpu") {
+    if (suffix === "m") return Math.round(n);
+    if (suffix === "") return Math.round(n * 1000);
+    return undefined;
+  }
+  const mult: Record<string, number> = {
+    "": 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12, Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, Ti: 1024 ** 4,
+  };
+  if (!(suffix in mult)) return undefined;
+  return Math.round(n * mult[suffix]!);
+}
+
+const durationString = v.pipe(
+  v.union([v.string(), v.number()], "must be a duration such as 90s, 10m or 1h"),
+  v.transform((x) => (typeof x === "number" ? x : parseDuration(x) ?? Number.NaN)),
+  v.check((n) => Number.isFinite(n) && n >= 0, "must be a duration such as 90s, 10m or 1h"),
+);
+
+const fraction = v.pipe(v.number("must be a number"), v.minValue(0, "must be at least 0"), v.maxValue(1, "must be at most 1"));
+
+const labelKey = v.pipe(
+  v.string(),
+  v.regex(
+    /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/,
+    "is not a valid Kubernetes label key",
+  ),
+);
+const labelValue = v.pipe(
+  v.string("label values must be strings (quote numbers and booleans)"),
+  v.regex(/^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/, "is not a valid Kubernetes label value"),
+  v.maxLength(63, "must be at most 63 characters"),
+);
+
+const reservationsSchema = v.strictObject({
+  cpu: v.optional(v.union([v.string(), v.number()])),
+  memory: v.optional(v.union([v.string(), v.number()])),
+  evictionMemory: v.optional(v.union([v.string(), v.number()])),
+  ephemeralStorage: v.optional(v.union([v.string(), v.number()])),
+  evictionNodefs: v.optional(v.pipe(v.string(), v.regex(/^\d+(\.\d+)?%$/, "must be a percentage such as 10%"))),
+  maxPods: v.optional(v.pipe(v.number(), v.integer("must be a whole number"), v.minValue(1, "must be at least 1"), v.maxValue(1000, "must be at most 1000"))),
+});
+
+const optionsSchema = v.strictObject({
+  scaleDownUtilizationThreshold: v.optional(fraction),
+  scaleDownGpuUtilizationThreshold: v.optional(fraction),
+  scaleDownUnneededTime: v.optional(durationString),
+  scaleDownUnreadyTime: v.optional(durationString),
+  maxNodeProvisionTime: v.optional(durationString),
+  zeroOrMaxNodeScaling: v.optional(v.boolean("must be true or false")),
+  ignoreDaemonSetsUtilization: v.optional(v.boolean("must be true or false")),
+});
+
+const taintSchema = v.strictObject({
+  key: labelKey,
+  value: v.optional(labelValue, ""),
+  effect: v.picklist(["NoSchedule", "PreferNoSchedule", "NoExecute"], "must be NoSchedule, PreferNoSchedule or NoExecute"),
+});
+
+const interfaceSchema = v.strictObject({
+  network: v.pipe(v.string(), v.minLength(1, "must be \"public\" or a network UUID")),
+  addresses: v.optional(
+    v.array(v.strictObject({ subnet: v.optional(v.string()), address: v.optional(v.string()) })),
+  ),
+});
+
+const count = (what: string) =>
+  v.pipe(v.number(`${what} must be a number`), v.integer(`${what} must be a whole number`), v.minValue(0, `${what} must not be negative`), v.maxValue(1000, `${what} must be at most 1000`));
+
+const nodeGroupSchema = v.strictObject({
+  name: v.pipe(v.string("is required"), v.regex(dnsLabel, "must be lower-case letters, digits and '-', starting and ending with a letter or digit")),
+  flavor: v.pipe(v.string("is required (a flavor slug such as flex-8-2)"), v.minLength(1, "must not be empty")),
+  image: v.pipe(v.string("is required (an image slug such as debian-13 or custom:talos-1.13.2)"), v.minLength(1, "must not be empty")),
+  zone: v.optional(v.pipe(v.string(), v.regex(/^[a-z]+\d+$/, "must be a zone slug such as lpg1 or rma1"))),
+  min: count("min"),
+  max: count("max"),
+  volumeSizeGb: v.optional(v.pipe(v.number(), v.integer("must be a whole number"), v.minValue(10, "must be at least 10 (cloudscale's minimum root volume)"))),
+  userData: v.optional(v.string("must be a string")),
+  userDataFile: v.optional(v.string("must be a file path")),
+  userDataFormat: v.optional(v.picklist(["auto", "talos", "cloud-init", "none"], "must be auto, talos, cloud-init or none")),
+  labels: v.optional(v.record(labelKey, labelValue)),
+  taints: v.optional(v.array(taintSchema)),
+  serverGroups: v.optional(v.array(v.string())),
+  interfaces: v.optional(v.array(interfaceSchema)),
+  sshKeys: v.optional(v.array(v.string())),
+  tags: v.optional(v.record(v.string(), v.string("tag values must be strings"))),
+  pricePerHour: v.optional(v.pipe(v.number(), v.minValue(0, "must not be negative"))),
+  options: v.optional(optionsSchema),
+  reservations: v.optional(reservationsSchema),
+});
+
+const configSchema = v.strictObject({
+  clusterName: v.pipe(v.string("is required (it scopes which servers are ours)"), v.regex(dnsLabel, "must be lower-case letters, digits and '-', starting and ending with a letter or digit")),
+  zone: v.optional(v.pipe(v.string(), v.regex(/^[a-z]+\d+$/, "must be a zone slug such as lpg1 or rma1"))),
+  createConcurrency: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1, "must be at least 1"), v.maxValue(100, "must be at most 100"))),
+  maxViewAge: v.optional(durationString),
+  failedCreateTtl: v.optional(durationString),
+  createVerifyDelay: v.optional(durationString),
+  apiTimeout: v.optional(durationString),
+  prices: v.optional(v.record(v.string(), v.pipe(v.number("must be a price in CHF per hour"), v.minValue(0, "must not be negative")))),
+  reservations: v.optional(reservationsSchema),
+  nodeGroups: v.pipe(v.array(nodeGroupSchema, "must be a list of node groups"), v.minLength(1, "must list at least one node group")),
+});
+
+type RawReservations = v.InferOutput<typeof reservationsSchema>;
+
+/** Overrides of the flavor-derived default reservations; merged in template.ts. */
+export function reservationOverrides(raw: RawReservations | undefined, path: string, problems: string[]): Partial<Reservations> {
+  const out: Partial<Reservations> = {};
+  if (!raw) return out;
+  const q = (key: keyof RawReservations, kind: "cpu" | "bytes") => {
+    const val = raw[key];
+    if (val === undefined) return undefined;
+    const n = parseQuantityValue(String(val), kind);
+    if (n === undefined) problems.push(`${path}.${key}: "${val}" is not a ${kind === "cpu" ? "CPU quantity such as 100m or 0.5" : "size such as 512Mi or 1Gi"}`);
+    return n;
+  };
+  const cpu = q("cpu", "cpu");
+  if (cpu !== undefined) out.cpuMillis = cpu;
+  const mem = q("memory", "bytes");
+  if (mem !== undefined) out.memoryBytes = mem;
+  const ev = q("evictionMemory", "bytes");
+  if (ev !== undefined) out.evictionMemoryBytes = ev;
+  const eph = q("ephemeralStorage", "bytes");
+  if (eph !== undefined) out.ephemeralStorageBytes = eph;
+  if (raw.evictionNodefs !== undefined) out.evictionNodefsFraction = Number(raw.evictionNodefs.slice(0, -1)) / 100;
+  if (raw.maxPods !== undefined) out.maxPods = raw.maxPods;
+  return out;
+}
+
+function issuePath(issue: v.BaseIssue<unknown>): string {
+  const parts = issue.path ?? [];
+  let out = "";
+  for (const item of parts) {
+    const key = (item as { key: unknown }).key;
+    if (typeof key === "number") out += `[${key}]`;
+    else out += out ? `.${String(key)}` : String(key);
+  }
+  return out || "(top level)";
+}
+
+function describeIssue(issue: v.BaseIssue<unknown>): string {
+  const path = issuePath(issue);
+  if (issue.kind === "schema" && issue.type === "strict_object" && issue.input !== undefined && issue.expected === "never") {
+    return `${path}: unknown setting (check the spelling)`;
+  }
+  if (issue.received === "undefined") return `${path}: ${issue.message.startsWith("Invalid") ? "is required" : issue.message}`;
+  const msg = issue.message.startsWith("Invalid ")
+    ? `expected ${issue.expected ?? "a different value"}, got ${issue.received}`
+    : issue.message;
+  return `${path}: ${msg}`;
+}
+
+export interface LoadOptions {
+  /** Directory user-data files are relative to (defaults to the config file's). */
+  baseDir?: string;
+  /** Injected for tests: reads a user-data file. */
+  readFile?: (path: string) => string;
+}
+
+export function detectFormat(text: string): UserDataFormat {
+  const t = text.trimStart();
+  if (t === "") return "none";
+  if (t.startsWith("#cloud-config") || t.startsWith("#!") || t.startsWith("Content-Type: multipart")) return "cloud-init";
+  // A Talos machine config: a v1alpha1 document with machine/cluster, or Talos' kind-style documents.
+  if (/^version:\s*v1alpha1\s*$/m.test(t) && /^(machine|cluster):/m.test(t)) return "talos";
+  if (/^apiVersion:\s*v1alpha1\s*$/m.test(t) && /^kind:\s*\w+Config\s*$/m.test(t)) return "talos";
+  return "cloud-init";
+}
+
+/** Parses and validates config text. Throws ConfigError listing every problem. */
+export function parseConfig(text: string, opts: LoadOptions = {}): ProviderConfig {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text, { prettyErrors: true, uniqueKeys: true });
+  } catch (e) {
+    const msg = e instanceof YAMLParseError ? e.message.split("\n")[0] : String(e);
+    throw new ConfigError([`the file is not valid YAML: ${msg}`]);
+  }
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
+    throw new ConfigError(["the file must be a YAML mapping with clusterName and nodeGroups"]);
+  }
+  const result = v.safeParse(configSchema, raw, { abortEarly: false });
+  if (!result.success) throw new ConfigError(result.issues.map(describeIssue));
+  const c = result.output;
+  const problems: string[] = [];
+  const readFile = opts.readFile ?? ((p: string) => readFileSync(p, "utf8"));
+  const baseDir = opts.baseDir ?? process.cwd();
+  const defaultZone = c.zone ?? "lpg1";
+  const globalReservations = reservationOverrides(c.reservations, "reservations", problems);
+  const seen = new Set<string>();
+  const groups: NodeGroupConfig[] = c.nodeGroups.map((g, i) => {
+    const p = `nodeGroups[${i}]`;
+    if (seen.has(g.name)) problems.push(`${p}.name: "${g.name}" is used by another node group; names must be unique`);
+    seen.add(g.name);
+    if (g.min > g.max) problems.push(`${p}: min (${g.min}) must not be greater than max (${g.max})`);
+    const nameLength = c.clusterName.length + 1 + g.name.length + SERVER_NAME_SUFFIX;
+    if (nameLength > MAX_HOSTNAME) {
+      problems.push(`${p}.name: server names "<clusterName>-<name>-<8 characters>" would be ${nameLength} characters; host names allow ${MAX_HOSTNAME}, shorten clusterName or the group name`);
+    }
+    let userData = g.userData ?? "";
+    if (g.userData !== undefined && g.userDataFile !== undefined) {
+      problems.push(`${p}: set either userData or userDataFile, not both`);
+    } else if (g.userDataFile !== undefined) {
+      const file = resolve(baseDir, g.userDataFile);
+      try {
+        userData = readFile(file);
+      } catch (e) {
+        problems.push(`${p}.userDataFile: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+      }
+    }
+    const format: UserDataFormat = !g.userDataFormat || g.userDataFormat === "auto" ? detectFormat(userData) : g.userDataFormat;
+    if (Buffer.byteLength(userData) > 64 * 1024) problems.push(`${p}: user-data is ${Buffer.byteLength(userData)} bytes; keep it under 64 KiB`);
+    for (const key of Object.keys(g.tags ?? {})) {
+      if (key.startsWith("autoscaler-cloudscale-")) problems.push(`${p}.tags.${key}: tag keys starting with autoscaler-cloudscale- are reserved for ownership`);
+    }
+    const options: GroupOptions | undefined = g.options
+      ? {
+          scaleDownUtilizationThreshold: g.options.scaleDownUtilizationThreshold,
+          scaleDownGpuUtilizationThreshold: g.options.scaleDownGpuUtilizationThreshold,
+          scaleDownUnneededSeconds: g.options.scaleDownUnneededTime,
+          scaleDownUnreadySeconds: g.options.scaleDownUnreadyTime,
+          maxNodeProvisionSeconds: g.options.maxNodeProvisionTime,
+          zeroOrMaxNodeScaling: g.options.zeroOrMaxNodeScaling,
+          ignoreDaemonSetsUtilization: g.options.ignoreDaemonSetsUtilization,
+        }
+      : undefined;
+    return {
+      name: g.name,
+      flavor: g.flavor,
+      image: g.image,
+      zone: g.zone ?? defaultZone,
+      min: g.min,
+      max: g.max,
+      volumeSizeGb: g.volumeSizeGb ?? 10,
+      userData,
+      userDataFormat: format,
+      labels: g.labels ?? {},
+      taints: (g.taints ?? []).map((t) => ({ key: t.key, value: t.value ?? "", effect: t.effect })),
+      serverGroups: g.serverGroups ?? [],
+      interfaces: g.interfaces,
+      sshKeys: g.sshKeys ?? [],
+      tags: g.tags ?? {},
+      pricePerHour: g.pricePerHour,
+      options,
+      reservationOverrides: { ...globalReservations, ...reservationOverrides(g.reservations, `${p}.reservations`, problems) },
+      reservations: undefined as unknown as Reservations, // resolved against the flavor in provider.ts
+    } as NodeGroupConfig;
+  });
+  if (problems.length) throw new ConfigError(problems);
+  return {
+    clusterName: c.clusterName,
+    nodeGroups: groups,
+    prices: c.prices ?? {},
+    createConcurrency: c.createConcurrency ?? 10,
+    maxViewAgeSeconds: c.maxViewAge ?? 120,
+    failedCreateTtlSeconds: c.failedCreateTtl ?? 900,
+    createVerifyDelaySeconds: c.createVerifyDelay ?? 5,
+    apiTimeoutSeconds: c.apiTimeout ?? 30,
+  };
+}
+
+export function loadConfigFile(path: string): ProviderConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    throw new ConfigError([`cannot read the configuration file ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`]);
+  }
+  return parseConfig(text, { baseDir: dirname(resolve(path)) });
+}
+
+export interface ApiSettings {
+  token: string;
+  url: string;
+}
+
+/** The API token from CLOUDSCALE_API_TOKEN or a token file; the URL from CLOUDSCALE_API_URL. */
+export function apiSettings(env: Record<string, string | undefined>, tokenFile?: string): ApiSettings {
+  let token = env.CLOUDSCALE_API_TOKEN?.trim() ?? "";
+  const file = tokenFile ?? env.CLOUDSCALE_API_TOKEN_FILE;
+  if (!token && file) {
+    try {
+      token = readFileSync(file, "utf8").trim();
+    } catch (e) {
+      throw new ConfigError([`cannot read the API token file ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`]);
+    }
+  }
+  if (!token) {
+    throw new ConfigError(["no API token: set CLOUDSCALE_API_TOKEN, or pass --token-file FILE (or CLOUDSCALE_API_TOKEN_FILE)"]);
+  }
+  const url = (env.CLOUDSCALE_API_URL?.trim() || "https://api.cloudscale.ch/v1").replace(/\/+$/, "");
+  if (!/^https?:\/\//.test(url)) throw new ConfigError([`CLOUDSCALE_API_URL must start with http:// or https:// (got "${url}")`]);
+  return { token, url };
+}

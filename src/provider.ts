@@ -1,0 +1,196 @@
+// Composes the provider: configuration, the cloudscale client, the flavor
+// catalog, template nodes, user-data patching, pricing and the reconciler,
+// behind the ProviderApi the gRPC service calls.
+import { fromBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Cloudscale } from "./cloudscale";
+import { PodSchema, type Node, type Pod } from "./gen/k8s.io/api/core/v1/generated_pb";
+import { log } from "./log";
+import { Reconciler } from "./reconciler";
+import type { ProviderApi } from "./service";
+import { CLUSTER_TAG, GROUP_TAG, type CreateServerRequest, type Flavor, type NodeGroupConfig, type ProviderConfig } from "./types";
+import { GPU_LABEL, availableGpuTypes, defaultReservations, nodeLabels, templateNode, templateNodeBytes } from "./template";
+import { patchUserData } from "./talos";
+import { nodePrice, podPrice, podRequests, pricePerHourFor } from "./pricing";
+
+/** Flavor details derived from the slug, for when the API's flavor list cannot be had. */
+export function flavorFromSlug(slug: string): Flavor | undefined {
+  const m = /^(flex|plus)-(\d+)-(\d+)$/.exec(slug);
+  if (!m) return undefined;
+  const name = `${m[1]![0]!.toUpperCase()}${m[1]!.slice(1)}-${m[2]}-${m[3]}`;
+  return { slug, name, memory_gb: Number(m[2]), vcpu_count: Number(m[3]), gpu: null, zones: [] };
+}
+
+export interface ProviderDeps {
+  config: ProviderConfig;
+  cloud: Cloudscale;
+  /** Reconciler tuning for tests. */
+  verifyDelayMs?: number;
+  now?: () => number;
+}
+
+export type Provider = ProviderApi & {
+  reconciler: Reconciler;
+  start(): Promise<void>;
+  stop(): void;
+  readiness(): { ok: boolean; detail: string };
+  flavor(slug: string): Flavor | undefined;
+};
+
+export function createProvider(deps: ProviderDeps): Provider {
+  const { config, cloud } = deps;
+  const flavors = new Map<string, Flavor>();
+  let flavorsLoadedAt = 0;
+  let flavorLoad: Promise<void> | null = null;
+  const templates = new Map<string, { node: Node; bytes: Uint8Array; flavorKey: string }>();
+
+  function resolved(group: NodeGroupConfig, flavor: Flavor): NodeGroupConfig {
+    return { ...group, reservations: { ...defaultReservations(flavor), ...group.reservationOverrides } };
+  }
+
+  function createRequest(group: NodeGroupConfig, name: string): CreateServerRequest {
+    const body: CreateServerRequest = {
+      name,
+      flavor: group.flavor,
+      image: group.image,
+      zone: group.zone,
+      volume_size_gb: group.volumeSizeGb,
+      ssh_keys: group.sshKeys,
+      tags: { ...group.tags, [CLUSTER_TAG]: config.clusterName, [GROUP_TAG]: group.name },
+    };
+    if (group.userDataFormat !== "none" && group.userData) {
+      // The node that registers must be the node the template promised: same labels, same taints.
+      const f = flavor(group.flavor);
+      const labels = f ? nodeLabels(group, f) : group.labels;
+      body.user_data = patchUserData(group.userDataFormat, group.userData, { hostname: name, labels, taints: group.taints });
+    }
+    if (group.serverGroups.length) body.server_groups = group.serverGroups;
+    if (group.interfaces?.length) body.interfaces = group.interfaces;
+    return body;
+  }
+
+  const reconciler = new Reconciler({ config, cloud, createRequest, verifyDelayMs: deps.verifyDelayMs ?? config.createVerifyDelaySeconds * 1000, now: deps.now });
+  const groupsByName = new Map(config.nodeGroups.map((g) => [g.name, g]));
+
+  async function loadFlavors(): Promise<void> {
+    if (!flavorLoad) {
+      flavorLoad = cloud
+        .listFlavors()
+        .then((list) => {
+          flavors.clear();
+          for (const f of list) flavors.set(f.slug, f);
+          flavorsLoadedAt = Date.now();
+          for (const g of config.nodeGroups) {
+            if (!flavors.has(g.flavor)) log.warn("node group's flavor is not offered by the API", { group: g.name, flavor: g.flavor });
+          }
+        })
+        .finally(() => {
+          flavorLoad = null;
+        });
+    }
+    return flavorLoad;
+  }
+
+  function flavor(slug: string): Flavor | undefined {
+    return flavors.get(slug) ?? flavorFromSlug(slug);
+  }
+
+  function pricePerHour(group: NodeGroupConfig | undefined, flavorSlug: string): number {
+    if (group?.pricePerHour !== undefined) return group.pricePerHour;
+    if (config.prices[flavorSlug] !== undefined) return config.prices[flavorSlug]!;
+    const f = flavor(flavorSlug);
+    if (!f) throw new ConnectError(`no price known for flavor "${flavorSlug.slice(0, 100)}"; set prices.${flavorSlug.slice(0, 100)} in the configuration`, Code.NotFound);
+    return pricePerHourFor({}, f, config.prices);
+  }
+
+  const provider: Provider = {
+    reconciler,
+    flavor,
+    async start() {
+      try {
+        await loadFlavors();
+      } catch (e) {
+        log.warn("cannot load flavors from the API yet; templates use the flavor slug until it works", { error: (e as Error).message });
+      }
+      try {
+        await reconciler.refresh();
+        log.info("initial view of the cloud loaded", { servers: reconciler.snapshot().groups.map((g) => `${g.name}=${g.targetSize}`).join(",") });
+      } catch (e) {
+        log.warn("cannot list servers yet; Refresh will keep trying", { error: (e as Error).message });
+      }
+    },
+    stop() {
+      reconciler.stop();
+    },
+    readiness() {
+      if (!reconciler.fresh) {
+        const age = reconciler.viewAgeSeconds;
+        return { ok: false, detail: Number.isFinite(age) ? `view of the cloud is ${Math.round(age)}s old` : "no successful listing of servers yet" };
+      }
+      return { ok: true, detail: `ok (view ${Math.round(reconciler.viewAgeSeconds)}s old)` };
+    },
+    groups: () => config.nodeGroups,
+    groupForNode(node) {
+      const id = reconciler.groupForNode(node.providerID, node.name);
+      return id ? groupsByName.get(id) : undefined;
+    },
+    async refresh(signal) {
+      // Flavors change rarely; re-read them every 10 minutes, never failing Refresh over it.
+      if (Date.now() - flavorsLoadedAt > 600_000) void loadFlavors().catch((e) => log.debug("flavor reload failed", { error: (e as Error).message }));
+      await reconciler.refresh(signal);
+    },
+    targetSize: (g) => reconciler.targetSize(g),
+    increaseSize: (g, delta) => void reconciler.increaseSize(g, delta),
+    deleteNodes: (g, nodes, signal) => reconciler.deleteNodes(g, nodes, signal),
+    decreaseTargetSize: (g, delta) => reconciler.decreaseTargetSize(g, delta),
+    nodes: (g) => reconciler.nodes(g),
+    async templateNode(groupId) {
+      const group = reconciler.group(groupId);
+      let f = flavors.get(group.flavor);
+      if (!f && flavorsLoadedAt === 0) {
+        await loadFlavors().catch(() => {});
+        f = flavors.get(group.flavor);
+      }
+      f ??= flavorFromSlug(group.flavor);
+      if (!f) throw new ConnectError(`flavor "${group.flavor}" of node group "${groupId}" is unknown and the API's flavor list cannot be read`, Code.Unavailable);
+      const key = `${f.slug}:${f.vcpu_count}:${f.memory_gb}:${f.gpu?.count ?? 0}`;
+      const cached = templates.get(groupId);
+      if (cached && cached.flavorKey === key) return cached;
+      const node = templateNode(resolved(group, f), f, config.clusterName);
+      const entry = { node, bytes: templateNodeBytes(node), flavorKey: key };
+      templates.set(groupId, entry);
+      return entry;
+    },
+    nodePrice(node, startSec, endSec) {
+      const groupId = reconciler.groupForNode(node.providerID, node.name);
+      const group = groupId ? groupsByName.get(groupId) : undefined;
+      // A node CA simulates (a template) or one outside our groups: price it by its instance-type label.
+      const slug = group?.flavor ?? node.labels["node.kubernetes.io/instance-type"] ?? node.labels["beta.kubernetes.io/instance-type"];
+      if (!slug) throw new ConnectError(`cannot price node "${node.name.slice(0, 100)}": it is not in a node group and has no instance-type label`, Code.NotFound);
+      return nodePrice(pricePerHour(group, slug), startSec, endSec);
+    },
+    podPrice(pod, startSec, endSec) {
+      let message: Pod;
+      try {
+        message = pod.message ?? fromBinary(PodSchema, pod.bytes!);
+      } catch (e) {
+        throw new ConnectError(`pod_bytes is not a Kubernetes Pod: ${(e as Error).message}`, Code.InvalidArgument);
+      }
+      // Priced against the smallest configured group's flavor: what the pod would cost on our cheapest node.
+      const candidates = config.nodeGroups.map((g) => ({ g, f: flavor(g.flavor) })).filter((x) => x.f);
+      if (!candidates.length) throw new ConnectError("no flavor details to price a pod against", Code.Unavailable);
+      const requests = podRequests(message);
+      const prices = candidates.map(({ g, f }) => podPrice(requests, f!, pricePerHour(g, g.flavor), startSec, endSec));
+      return Math.min(...prices);
+    },
+    gpuLabel: () => GPU_LABEL,
+    gpuTypes() {
+      const used = config.nodeGroups.map((g) => flavor(g.flavor)).filter((f): f is Flavor => !!f);
+      return availableGpuTypes(used);
+    },
+    async cleanup() {
+      await reconciler.whenIdle();
+    },
+  };
+  return provider;
+}

@@ -1,0 +1,208 @@
+// The gRPC server: HTTP/2 with mutual TLS by default (client certificate
+// required, ALPN h2 as grpc-go demands), plaintext h2c only when asked for.
+// Certificates are re-read when their files change; SIGTERM drains in-flight
+// calls and exits within a bounded time.
+import http2 from "node:http2";
+import { readFileSync, statSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { log, redact } from "./log";
+
+export interface TlsFiles {
+  cert: string;
+  key: string;
+  clientCa: string;
+}
+
+export interface ServerOptions {
+  host: string;
+  port: number;
+  tls?: TlsFiles;
+  routes: (router: ConnectRouter) => void;
+  /** How often certificate files are checked for changes (ms). */
+  certCheckIntervalMs?: number;
+}
+
+export interface RunningServer {
+  port: number;
+  inFlight(): number;
+  /** Stops accepting calls, waits for in-flight ones up to `graceMs`, then closes. */
+  shutdown(graceMs: number): Promise<void>;
+}
+
+export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+const MAX_ERROR_MESSAGE = 1024;
+
+function readTls(files: TlsFiles) {
+  const read = (what: string, path: string) => {
+    try {
+      return readFileSync(path);
+    } catch (e) {
+      throw new Error(`cannot read the ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    }
+  };
+  return { cert: read("TLS certificate", files.cert), key: read("TLS key", files.key), ca: read("client CA bundle", files.clientCa) };
+}
+
+function fingerprint(files: TlsFiles): string {
+  const h = createHash("sha256");
+  for (const p of [files.cert, files.key, files.clientCa]) {
+    try {
+      const st = statSync(p);
+      h.update(`${p}:${st.mtimeMs}:${st.size}:${st.ino};`);
+    } catch {
+      h.update(`${p}:missing;`);
+    }
+  }
+  return h.digest("hex");
+}
+
+/** Bounds error messages, hides internals, keeps secrets out, and logs each failed call. */
+function errorInterceptor(): Interceptor {
+  return (next) => async (req) => {
+    const started = performance.now();
+    try {
+      const res = await next(req);
+      if (log.enabled("debug")) log.debug("call", { method: req.method.name, ms: Math.round(performance.now() - started) });
+      return res;
+    } catch (e) {
+      const err = e instanceof ConnectError ? e : new ConnectError(`internal error: ${(e as Error)?.message ?? String(e)}`, Code.Internal);
+      const message = redact(err.rawMessage).slice(0, MAX_ERROR_MESSAGE);
+      if (err.code !== Code.Unimplemented) log.warn("call failed", { method: req.method.name, code: Code[err.code], error: message });
+      if (!(e instanceof ConnectError)) log.error("unexpected error", { method: req.method.name, stack: (e as Error)?.stack?.split("\n").slice(0, 4).join(" | ") });
+      throw new ConnectError(message, err.code);
+    }
+  };
+}
+
+/** A gRPC "trailers-only" answer: one HEADERS frame carrying the status, ending the stream. */
+function trailersOnly(res: http2.Http2ServerResponse, code: Code, message: string) {
+  const headers = { ":status": 200, "content-type": "application/grpc", "grpc-status": String(code), "grpc-message": encodeURIComponent(message) };
+  if (res.stream && !res.stream.headersSent && !res.stream.destroyed) res.stream.respond(headers, { endStream: true });
+  else res.end();
+}
+
+export async function startGrpcServer(opts: ServerOptions): Promise<RunningServer> {
+  let inFlight = 0;
+  let draining = false;
+  const drained = new Set<() => void>();
+  const shutdownController = new AbortController();
+  const handler = connectNodeAdapter({
+    routes: opts.routes,
+    grpc: true,
+    grpcWeb: false,
+    connect: false,
+    readMaxBytes: MAX_MESSAGE_BYTES,
+    writeMaxBytes: MAX_MESSAGE_BYTES,
+    shutdownSignal: shutdownController.signal,
+    interceptors: [errorInterceptor()],
+    // An unknown method gets a proper gRPC UNIMPLEMENTED, not a bare HTTP 404.
+    fallback(req, res) {
+      const path = String(req.url ?? "").slice(0, 200);
+      trailersOnly(res as http2.Http2ServerResponse, Code.Unimplemented, `method ${path} is not implemented by autoscaler-cloudscale`);
+    },
+  });
+  const tracked = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
+    if (draining) return trailersOnly(res, Code.Unavailable, "the server is shutting down");
+    inFlight++;
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      inFlight--;
+      if (draining && inFlight === 0) for (const f of drained) f();
+    };
+    res.once("finish", finish);
+    res.once("close", finish);
+    handler(req, res);
+  };
+
+  let server: http2.Http2Server | http2.Http2SecureServer;
+  let certTimer: ReturnType<typeof setInterval> | undefined;
+  if (opts.tls) {
+    const tls = opts.tls;
+    const material = readTls(tls);
+    server = http2.createSecureServer(
+      {
+        ...material,
+        requestCert: true,
+        rejectUnauthorized: true,
+        allowHTTP1: false,
+        ALPNProtocols: ["h2"],
+        minVersion: "TLSv1.2",
+      },
+      tracked,
+    );
+    let seen = fingerprint(tls);
+    certTimer = setInterval(() => {
+      const now = fingerprint(tls);
+      if (now === seen) return;
+      try {
+        const next = readTls(tls);
+        (server as http2.Http2SecureServer).setSecureContext({ ...next, minVersion: "TLSv1.2" } as never);
+        seen = now;
+        log.info("TLS certificates reloaded", { cert: tls.cert });
+      } catch (e) {
+        // A rotation may be half-written; keep serving with the old certificates and try again.
+        log.warn("TLS certificates changed but cannot be loaded yet; keeping the previous ones", { error: (e as Error).message });
+      }
+    }, opts.certCheckIntervalMs ?? 2000);
+    certTimer.unref?.();
+  } else {
+    server = http2.createServer({}, tracked);
+  }
+  server.on("sessionError", (e) => log.debug("HTTP/2 session error", { error: (e as Error).message }));
+  (server as http2.Http2SecureServer).on?.("tlsClientError", (e: Error) => log.warn("TLS handshake refused", { error: e.message }));
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(opts.port, opts.host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : opts.port;
+
+  return {
+    port,
+    inFlight: () => inFlight,
+    async shutdown(graceMs: number) {
+      draining = true;
+      if (certTimer) clearInterval(certTimer);
+      server.close();
+      if (inFlight > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, graceMs);
+          drained.add(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+      }
+      shutdownController.abort();
+    },
+  };
+}
+
+/** Plain HTTP health endpoints: /healthz (process up) and /readyz (view of the cloud fresh). */
+export function startHealthServer(host: string, port: number, ready: () => { ok: boolean; detail: string }) {
+  return Bun.serve({
+    hostname: host,
+    port,
+    fetch(req) {
+      const path = new URL(req.url).pathname;
+      if (path === "/healthz" || path === "/livez") return new Response("ok\n");
+      if (path === "/readyz") {
+        const r = ready();
+        return new Response(`${r.detail}\n`, { status: r.ok ? 200 : 503 });
+      }
+      return new Response("not found\n", { status: 404 });
+    },
+  });
+}
+
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || host === "[::1]" || /^127\./.test(host);
+}

@@ -1,0 +1,191 @@
+// The CloudProvider gRPC service: a plain object of async functions, one per
+// RPC, each translating CA's request into a Provider call and the answer back
+// into the wire shape both CA 1.35+ and CA <= 1.34 read.
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { anyPack, type Any } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type ConnectRouter, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import {
+  CloudProvider,
+  InstanceStatus_InstanceState as State,
+  NodeGroupAutoscalingOptionsSchema,
+  type ExternalGrpcNode,
+} from "./gen/clusterautoscaler/cloudprovider/v1/externalgrpc/externalgrpc_pb";
+import type { Node, Pod } from "./gen/k8s.io/api/core/v1/generated_pb";
+import { StringValueSchema } from "@bufbuild/protobuf/wkt";
+import type { GroupOptions, NodeGroupConfig } from "./types";
+import type { InstanceView } from "./reconciler";
+
+/** What the service needs from the provider; provider.ts implements it. */
+export interface ProviderApi {
+  groups(): NodeGroupConfig[];
+  groupForNode(node: { providerID: string; name: string }): NodeGroupConfig | undefined;
+  refresh(signal: AbortSignal): Promise<void>;
+  targetSize(group: string): number;
+  increaseSize(group: string, delta: number): void;
+  deleteNodes(group: string, nodes: { providerID: string; name: string }[], signal: AbortSignal): Promise<void>;
+  decreaseTargetSize(group: string, delta: number): void;
+  nodes(group: string): InstanceView[];
+  templateNode(group: string, signal: AbortSignal): Promise<{ node: Node; bytes: Uint8Array }>;
+  nodePrice(node: { providerID: string; name: string; labels: Record<string, string> }, startSec: number, endSec: number): number;
+  podPrice(pod: { bytes?: Uint8Array; message?: Pod }, startSec: number, endSec: number): number;
+  gpuLabel(): string;
+  gpuTypes(): string[];
+  cleanup(): Promise<void>;
+}
+
+const MAX_ID = 256;
+
+function groupId(id: string): string {
+  if (!id) throw new ConnectError("node group id is empty", Code.InvalidArgument);
+  if (id.length > MAX_ID) throw new ConnectError(`node group id is ${id.length} characters long; ids are at most ${MAX_ID}`, Code.InvalidArgument);
+  return id;
+}
+
+function nodeRef(n: ExternalGrpcNode | undefined): { providerID: string; name: string } {
+  return { providerID: (n?.providerID ?? "").slice(0, 1024), name: (n?.name ?? "").slice(0, 1024) };
+}
+
+const stateOf: Record<InstanceView["state"], State> = {
+  running: State.instanceRunning,
+  creating: State.instanceCreating,
+  deleting: State.instanceDeleting,
+};
+
+/** Seconds of a Timestamp, a legacy meta.v1.Time, or undefined. */
+function seconds(...candidates: ({ seconds?: bigint } | undefined)[]): number | undefined {
+  for (const c of candidates) if (c && c.seconds !== undefined) return Number(c.seconds);
+  return undefined;
+}
+
+function timeRange(startTs?: { seconds?: bigint }, endTs?: { seconds?: bigint }, startLegacy?: { seconds?: bigint }, endLegacy?: { seconds?: bigint }) {
+  const nowSec = Math.floor(Date.now() / 1000);
+  const start = seconds(startTs, startLegacy) ?? nowSec;
+  const end = seconds(endTs, endLegacy) ?? start + 3600;
+  if (end < start) throw new ConnectError(`the price interval ends (${end}) before it starts (${start})`, Code.InvalidArgument);
+  return { start, end };
+}
+
+/** Both the google Duration (CA 1.35+) and the legacy nanosecond Duration (CA <= 1.34). */
+function durations(secs: number) {
+  const whole = Math.floor(secs);
+  return {
+    modern: { seconds: BigInt(whole), nanos: Math.round((secs - whole) * 1e9) },
+    legacy: { duration: BigInt(Math.round(secs * 1e9)) },
+  };
+}
+
+function optionsMessage(o: GroupOptions, defaults: MessageInitShape<typeof NodeGroupAutoscalingOptionsSchema> | undefined) {
+  // Every field is answered: ours where configured, else CA's own default from the
+  // request, else CA's documented default, so CA never reads a zero it did not mean.
+  const d = defaults ?? {};
+  const dur = (mine: number | undefined, modern: { seconds?: bigint; nanos?: number } | undefined, legacy: { duration?: bigint } | undefined, fallback: number) => {
+    if (mine !== undefined) return durations(mine);
+    if (modern && (modern.seconds ?? 0n) + BigInt(modern.nanos ?? 0) > 0n) return durations(Number(modern.seconds ?? 0n) + (modern.nanos ?? 0) / 1e9);
+    if (legacy && (legacy.duration ?? 0n) > 0n) return durations(Number(legacy.duration) / 1e9);
+    return durations(fallback);
+  };
+  const unneeded = dur(o.scaleDownUnneededSeconds, d.scaleDownUnneededDuration, d.scaleDownUnneededTime, 600);
+  const unready = dur(o.scaleDownUnreadySeconds, d.scaleDownUnreadyDuration, d.scaleDownUnreadyTime, 1200);
+  const provision = dur(o.maxNodeProvisionSeconds, d.MaxNodeProvisionDuration, d.MaxNodeProvisionTime, 900);
+  return create(NodeGroupAutoscalingOptionsSchema, {
+    scaleDownUtilizationThreshold: o.scaleDownUtilizationThreshold ?? (d.scaleDownUtilizationThreshold || 0.5),
+    scaleDownGpuUtilizationThreshold: o.scaleDownGpuUtilizationThreshold ?? (d.scaleDownGpuUtilizationThreshold || 0.5),
+    zeroOrMaxNodeScaling: o.zeroOrMaxNodeScaling ?? d.zeroOrMaxNodeScaling ?? false,
+    ignoreDaemonSetsUtilization: o.ignoreDaemonSetsUtilization ?? d.ignoreDaemonSetsUtilization ?? false,
+    scaleDownUnneededDuration: unneeded.modern,
+    scaleDownUnreadyDuration: unready.modern,
+    MaxNodeProvisionDuration: provision.modern,
+    scaleDownUnneededTime: unneeded.legacy,
+    scaleDownUnreadyTime: unready.legacy,
+    MaxNodeProvisionTime: provision.legacy,
+  });
+}
+
+export function cloudProviderService(p: ProviderApi): ServiceImpl<typeof CloudProvider> {
+  const describe = (g: NodeGroupConfig) => ({
+    id: g.name,
+    minSize: g.min,
+    maxSize: g.max,
+    debug: `${g.name} (${g.flavor} in ${g.zone}, ${g.min}..${g.max})`,
+  });
+  return {
+    async nodeGroups() {
+      return { nodeGroups: p.groups().map(describe) };
+    },
+    async nodeGroupForNode(req) {
+      const g = p.groupForNode(nodeRef(req.node));
+      return { nodeGroup: g ? describe(g) : { id: "" } };
+    },
+    async pricingNodePrice(req) {
+      const { start, end } = timeRange(req.startTimestamp, req.endTimestamp, req.startTime, req.endTime);
+      const n = req.node;
+      return { price: p.nodePrice({ ...nodeRef(n), labels: n?.labels ?? {} }, start, end) };
+    },
+    async pricingPodPrice(req) {
+      const { start, end } = timeRange(req.startTimestamp, req.endTimestamp, req.startTime, req.endTime);
+      const pod = req.podBytes.length > 0 ? { bytes: req.podBytes } : req.pod ? { message: req.pod } : undefined;
+      if (!pod) throw new ConnectError("the request carries no pod (neither pod_bytes nor pod)", Code.InvalidArgument);
+      return { price: p.podPrice(pod, start, end) };
+    },
+    async gPULabel() {
+      return { label: p.gpuLabel() };
+    },
+    async getAvailableGPUTypes() {
+      const gpuTypes: Record<string, Any> = {};
+      for (const t of p.gpuTypes()) gpuTypes[t] = anyPack(StringValueSchema, create(StringValueSchema, { value: t }));
+      return { gpuTypes };
+    },
+    async cleanup() {
+      await p.cleanup();
+      return {};
+    },
+    async refresh(_req, ctx: HandlerContext) {
+      await p.refresh(ctx.signal);
+      return {};
+    },
+    async nodeGroupTargetSize(req) {
+      return { targetSize: p.targetSize(groupId(req.id)) };
+    },
+    async nodeGroupIncreaseSize(req) {
+      p.increaseSize(groupId(req.id), req.delta);
+      return {};
+    },
+    async nodeGroupDeleteNodes(req, ctx) {
+      const id = groupId(req.id);
+      if (req.nodes.length > 1000) throw new ConnectError(`${req.nodes.length} nodes in one call; at most 1000`, Code.InvalidArgument);
+      await p.deleteNodes(id, req.nodes.map(nodeRef), ctx.signal);
+      return {};
+    },
+    async nodeGroupDecreaseTargetSize(req) {
+      p.decreaseTargetSize(groupId(req.id), req.delta);
+      return {};
+    },
+    async nodeGroupNodes(req) {
+      const instances = p.nodes(groupId(req.id)).map((i) => ({
+        id: i.id,
+        status: {
+          instanceState: stateOf[i.state],
+          errorInfo: i.error ? { errorCode: i.error.code, errorMessage: i.error.message, instanceErrorClass: i.error.errorClass } : undefined,
+        },
+      }));
+      return { instances };
+    },
+    async nodeGroupTemplateNodeInfo(req, ctx) {
+      const { node, bytes } = await p.templateNode(groupId(req.id), ctx.signal);
+      // Field 2 for CA 1.35+, the same Node embedded in field 1 for CA <= 1.34.
+      return { nodeBytes: bytes, nodeInfo: node };
+    },
+    async nodeGroupGetOptions(req) {
+      const g = p.groups().find((x) => x.name === groupId(req.id));
+      if (!g) throw new ConnectError(`node group "${req.id.slice(0, 100)}" does not exist`, Code.NotFound);
+      if (!g.options) throw new ConnectError(`node group "${g.name}" has no options of its own; CA's defaults apply`, Code.Unimplemented);
+      return { nodeGroupAutoscalingOptions: optionsMessage(g.options, req.defaults) };
+    },
+  };
+}
+
+export function routes(p: ProviderApi) {
+  return (router: ConnectRouter) => {
+    router.service(CloudProvider, cloudProviderService(p));
+  };
+}

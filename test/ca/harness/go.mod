@@ -1,0 +1,3 @@
+module autoscaler-cloudscale/test/ca/harness
+
+go 1.26

@@ -1,0 +1,128 @@
+import { describe, expect, test } from "bun:test";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { tmpdir } from "node:os";
+import { ConfigError, apiSettings, loadConfigFile, parseConfig, parseDuration } from "../src/config";
+
+function problems(text: string, opts = {}): string[] {
+  try {
+    parseConfig(text, opts);
+  } catch (e) {
+    if (e instanceof ConfigError) return e.problems;
+    throw e;
+  }
+  throw new Error("expected the configuration to be refused");
+}
+
+describe("config", () => {
+  test("the plain shape users write is accepted, with defaults applied", () => {
+    const dir = mkdtempSync(join(tmpdir(), "cfg-"));
+    writeFileSync(join(dir, "talos-worker.yaml"), "version: v1alpha1\nmachine:\n  type: worker\ncluster:\n  id: x\n");
+    writeFileSync(
+      join(dir, "config.yaml"),
+      `clusterName: prod
+nodeGroups:
+  - name: worker
+    flavor: flex-8-2
+    min: 1
+    max: 5
+    image: custom:talos-1.13.2
+    userDataFile: talos-worker.yaml
+`,
+    );
+    const c = loadConfigFile(join(dir, "config.yaml"));
+    expect(c.clusterName).toBe("prod");
+    expect(c.createConcurrency).toBe(10);
+    expect(c.maxViewAgeSeconds).toBe(120);
+    const g = c.nodeGroups[0]!;
+    expect(g).toMatchObject({ name: "worker", flavor: "flex-8-2", zone: "lpg1", min: 1, max: 5, volumeSizeGb: 10, userDataFormat: "talos", labels: {}, taints: [] });
+    expect(g.userData).toContain("machine:");
+    expect(g.options).toBeUndefined();
+  });
+
+  test("every mistake is reported at once, each with its path", () => {
+    const p = problems(`clusterName: Prod_1
+nodeGroups:
+  - name: worker
+    flavor: flex-8-2
+    image: debian-13
+    min: 5
+    max: 2
+    volumeSizeGb: 5
+    labels: {"bad key!": x}
+    taints: [{key: a, effect: Sometimes}]
+    colour: blue
+`);
+    const text = p.join("\n");
+    expect(text).toContain("clusterName: must be lower-case");
+    expect(text).toContain("nodeGroups[0].volumeSizeGb: must be at least 10");
+    expect(text).toContain("nodeGroups[0].taints[0].effect: must be NoSchedule, PreferNoSchedule or NoExecute");
+    expect(text).toContain("nodeGroups[0].colour: unknown setting");
+    expect(text).toMatch(/nodeGroups\[0\]\.labels.*bad key!.*not a valid Kubernetes label key|labels: is not a valid Kubernetes label key/);
+    expect(p.length).toBeGreaterThanOrEqual(5);
+  });
+
+  test("semantic checks: min > max, duplicate names, too-long host names, both user-data sources", () => {
+    const p = problems(`clusterName: averyveryverylongclustername
+nodeGroups:
+  - {name: a, flavor: flex-4-1, image: debian-13, min: 3, max: 1}
+  - {name: a, flavor: flex-4-1, image: debian-13, min: 0, max: 1, userData: "#cloud-config", userDataFile: x}
+  - {name: an-extremely-long-node-group-name-for-this, flavor: flex-4-1, image: debian-13, min: 0, max: 1}
+`);
+    const text = p.join("\n");
+    expect(text).toContain("nodeGroups[0]: min (3) must not be greater than max (1)");
+    expect(text).toContain('nodeGroups[1].name: "a" is used by another node group');
+    expect(text).toContain("nodeGroups[1]: set either userData or userDataFile, not both");
+    expect(text).toContain("nodeGroups[2].name: server names");
+  });
+
+  test("missing required settings and a missing file are named", () => {
+    expect(problems("nodeGroups: []\n").join("\n")).toContain("clusterName: is required");
+    const text = problems("clusterName: c\nnodeGroups:\n  - {name: w, min: 0, max: 1}\n").join("\n");
+    expect(text).toContain("nodeGroups[0].flavor: is required");
+    expect(text).toContain("nodeGroups[0].image: is required");
+    const file = problems("clusterName: c\nnodeGroups:\n  - {name: w, flavor: f, image: i, min: 0, max: 1, userDataFile: nope.yaml}\n", { baseDir: "/nonexistent" });
+    expect(file).toEqual(["nodeGroups[0].userDataFile: cannot read /nonexistent/nope.yaml: ENOENT"]);
+  });
+
+  test("YAML syntax errors say where", () => {
+    const p = problems("clusterName: c\nnodeGroups: [\n  {name: w\n");
+    expect(p[0]).toMatch(/not valid YAML: .*line \d+/);
+  });
+
+  test("options, reservations and durations are parsed", () => {
+    const c = parseConfig(`clusterName: c
+maxViewAge: 90s
+reservations: {cpu: 200m, memory: 1Gi}
+nodeGroups:
+  - name: w
+    flavor: flex-8-2
+    image: debian-13
+    min: 0
+    max: 3
+    userData: "#cloud-config\\n"
+    reservations: {memory: 512Mi, evictionNodefs: 5%, maxPods: 50}
+    options: {scaleDownUnneededTime: 5m, maxNodeProvisionTime: 1h30m, scaleDownUtilizationThreshold: 0.3}
+`);
+    expect(c.maxViewAgeSeconds).toBe(90);
+    const g = c.nodeGroups[0]!;
+    expect(g.userDataFormat).toBe("cloud-init");
+    expect(g.reservationOverrides).toEqual({ cpuMillis: 200, memoryBytes: 512 * 1024 ** 2, evictionNodefsFraction: 0.05, maxPods: 50 });
+    expect(g.options).toMatchObject({ scaleDownUnneededSeconds: 300, maxNodeProvisionSeconds: 5400, scaleDownUtilizationThreshold: 0.3 });
+    expect(parseDuration("1h30m")).toBe(5400);
+    expect(parseDuration("10x")).toBeUndefined();
+  });
+
+  test("reserved tag keys are refused", () => {
+    expect(problems("clusterName: c\nnodeGroups:\n  - {name: w, flavor: f, image: i, min: 0, max: 1, tags: {autoscaler-cloudscale-group: x}}\n").join()).toContain("reserved for ownership");
+  });
+
+  test("API token from the environment or a file, never empty", () => {
+    expect(apiSettings({ CLOUDSCALE_API_TOKEN: "abc" })).toEqual({ token: "abc", url: "https://api.cloudscale.ch/v1" });
+    const dir = mkdtempSync(join(tmpdir(), "tok-"));
+    writeFileSync(join(dir, "t"), "fromfile\n");
+    expect(apiSettings({ CLOUDSCALE_API_URL: "http://127.0.0.1:1/v1/" }, join(dir, "t"))).toEqual({ token: "fromfile", url: "http://127.0.0.1:1/v1" });
+    expect(() => apiSettings({})).toThrow(/no API token/);
+    expect(() => apiSettings({ CLOUDSCALE_API_TOKEN: "x", CLOUDSCALE_API_URL: "ftp://x" })).toThrow(/must start with http/);
+  });
+});

@@ -1,0 +1,147 @@
+// Starts the compiled binary (sim and serve) as real processes and waits for
+// their ready lines. Everything listens on 127.0.0.1 with ports the OS picks.
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { tmpdir } from "node:os";
+import type { Subprocess } from "bun";
+
+export const BIN = resolve(process.env.AUTOSCALER_CLOUDSCALE_BIN ?? join(import.meta.dir, "../../dist/autoscaler-cloudscale"));
+
+export function requireBinary() {
+  if (!existsSync(BIN)) throw new Error(`${BIN} does not exist: run 'bun run build' first (the tests drive the compiled binary)`);
+}
+
+export interface Proc {
+  proc: Subprocess<"ignore", "pipe", "pipe">;
+  output: () => string;
+  stop: (signal?: NodeJS.Signals) => Promise<number>;
+}
+
+/** All output of every process the tests started (the secrets test reads it). */
+export const allOutput: string[] = [];
+
+async function collect(stream: ReadableStream<Uint8Array>, sink: string[], onLine: (line: string) => void) {
+  const decoder = new TextDecoder();
+  let buf = "";
+  for await (const chunk of stream) {
+    const text = decoder.decode(chunk, { stream: true });
+    sink.push(text);
+    allOutput.push(text);
+    buf += text;
+    let i: number;
+    while ((i = buf.indexOf("\n")) >= 0) {
+      onLine(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+    }
+  }
+}
+
+export async function spawnUntil(args: string[], ready: RegExp, env: Record<string, string> = {}, timeoutMs = 15_000): Promise<Proc & { match: RegExpMatchArray }> {
+  requireBinary();
+  const proc = Bun.spawn([BIN, ...args], {
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp", ...env },
+  });
+  const sink: string[] = [];
+  let resolveMatch!: (m: RegExpMatchArray) => void;
+  const matched = new Promise<RegExpMatchArray>((r) => (resolveMatch = r));
+  const onLine = (line: string) => {
+    const m = line.match(ready);
+    if (m) resolveMatch(m);
+  };
+  void collect(proc.stdout, sink, onLine);
+  void collect(proc.stderr, sink, onLine);
+  const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${args[0]} did not become ready in ${timeoutMs} ms:\n${sink.join("")}`)), timeoutMs));
+  const exited = proc.exited.then((code) => {
+    throw new Error(`${args[0]} exited with ${code} before it was ready:\n${sink.join("")}`);
+  });
+  const match = await Promise.race([matched, timeout, exited]);
+  return {
+    proc,
+    match,
+    output: () => sink.join(""),
+    async stop(signal: NodeJS.Signals = "SIGTERM") {
+      if (proc.exitCode === null) proc.kill(signal);
+      const t = setTimeout(() => proc.kill("SIGKILL"), 10_000);
+      const code = await proc.exited;
+      clearTimeout(t);
+      return code;
+    },
+  };
+}
+
+export interface SimProc extends Proc {
+  origin: string;
+  apiUrl: string;
+  state: () => Promise<SimState>;
+  control: (path: string, body?: unknown, method?: string) => Promise<unknown>;
+}
+
+export interface SimServer {
+  uuid: string;
+  name: string;
+  status: string;
+  tags: Record<string, string>;
+  user_data?: string | null;
+  flavor: { slug: string };
+  zone: { slug: string };
+}
+
+export interface SimState {
+  servers: SimServer[];
+  counters?: Record<string, number>;
+  [k: string]: unknown;
+}
+
+export async function startSim(extra: string[] = []): Promise<SimProc> {
+  const p = await spawnUntil(["sim", "--listen", "127.0.0.1:0", ...extra], /sim: listening on (http:\/\/[^\s]+)/);
+  const origin = p.match[1]!;
+  const control = async (path: string, body?: unknown, method = body === undefined ? "GET" : "POST") => {
+    const res = await fetch(`${origin}${path}`, { method, body: body === undefined ? undefined : JSON.stringify(body), headers: { "content-type": "application/json" } });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`${method} ${path}: HTTP ${res.status} ${text}`);
+    return text ? JSON.parse(text) : undefined;
+  };
+  return { ...p, origin, apiUrl: `${origin}/v1`, control, state: () => control("/_sim/state") as Promise<SimState> };
+}
+
+export interface ServeProc extends Proc {
+  port: number;
+  configPath: string;
+}
+
+export function writeConfig(text: string, dir = mkdtempSync(join(tmpdir(), "cfg-"))): string {
+  const path = join(dir, "config.yaml");
+  writeFileSync(path, text);
+  return path;
+}
+
+export const TEST_TOKEN = "test-token-7f3a9c2e51b84d06";
+
+export async function startServe(opts: { configPath: string; apiUrl: string; tls?: { cert: string; key: string; clientCa: string }; extra?: string[]; env?: Record<string, string> }): Promise<ServeProc> {
+  const args = ["serve", "--config", opts.configPath, "--listen", "127.0.0.1:0", "--log-level", "debug"];
+  if (opts.tls) args.push("--tls-cert", opts.tls.cert, "--tls-key", opts.tls.key, "--tls-client-ca", opts.tls.clientCa);
+  else args.push("--insecure-plaintext");
+  args.push(...(opts.extra ?? []));
+  const p = await spawnUntil(args, /serving gRPC.*listen=127\.0\.0\.1:(\d+)/, { CLOUDSCALE_API_TOKEN: TEST_TOKEN, CLOUDSCALE_API_URL: opts.apiUrl, ...opts.env });
+  return { ...p, port: Number(p.match[1]), configPath: opts.configPath };
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function eventually<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 20_000, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
+    await sleep(everyMs);
+  }
+}

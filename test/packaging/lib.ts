@@ -1,0 +1,440 @@
+// Shared helpers of the packaging proofs: building the binaries under test,
+// fetching Debian's libc6 and the emulator (scripts/packaging-deps.sh), running a
+// program inside an assembled root (private mount + PID namespace, chroot, clean
+// environment), certificates, a gRPC client, the YAML of deploy/.
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+import type { Subprocess } from "bun";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { type Arch, REPO_ROOT } from "../../packaging/rootfs";
+
+export { REPO_ROOT };
+export const WORK = join(REPO_ROOT, "test", "packaging", ".work");
+export const HOST_ARCH: Arch = process.arch === "arm64" ? "arm64" : "x64";
+const BUN = process.execPath;
+
+export function fail(msg: string): never {
+  throw new Error(msg);
+}
+
+function sh(cmd: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): { code: number; out: string; err: string } {
+  const p = Bun.spawnSync(cmd, { cwd: opts.cwd ?? REPO_ROOT, env: opts.env ?? process.env, stdout: "pipe", stderr: "pipe" });
+  return { code: p.exitCode ?? -1, out: p.stdout.toString(), err: p.stderr.toString() };
+}
+
+let privChecked = false;
+/** The proofs need root (mount, chroot) and unshare; say so plainly instead of skipping. */
+export function requireNamespaces(): void {
+  if (privChecked) return;
+  if (process.platform !== "linux") fail("packaging proofs need Linux (mount namespaces, chroot)");
+  if (process.getuid?.() !== 0) fail("packaging proofs need root: they mount /proc and bind mounts in a private mount namespace and chroot into the assembled root");
+  for (const tool of ["unshare", "mount", "chroot", "tar", "gzip", "openssl"]) {
+    if (sh(["sh", "-c", `command -v ${tool} || test -x /usr/sbin/${tool}`]).code !== 0) fail(`packaging proofs need ${tool}; run scripts/packaging-deps.sh`);
+  }
+  mkdirSync(WORK, { recursive: true });
+  const dir = mkdtempSync(join(WORK, "probe-"));
+  try {
+    mkdirSync(join(dir, "proc"));
+    const r = sh(["unshare", "--mount", "--pid", "--fork", "sh", "-c", `mount -t proc proc '${dir}/proc' && test -r '${dir}/proc/self/status'`]);
+    if (r.code !== 0) fail(`cannot create a mount+PID namespace and mount /proc here (unshare --mount --pid --fork): ${r.err.trim()}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  privChecked = true;
+}
+
+export interface Deps {
+  libc6Root: Record<Arch, string>;
+  libc6Version: Record<Arch, string>;
+  emulator: string;
+}
+let deps: Deps | undefined;
+/** Runs scripts/packaging-deps.sh (cached after the first run) and returns what it fetched. */
+export function ensureDeps(): Deps {
+  if (deps) return deps;
+  const r = sh(["bash", "scripts/packaging-deps.sh"]);
+  if (r.code !== 0) fail(`scripts/packaging-deps.sh failed (${r.code}):\n${r.err}`);
+  const env = Object.fromEntries(
+    readFileSync(join(REPO_ROOT, ".cache/packaging/deps.env"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+  );
+  deps = {
+    libc6Root: { x64: join(REPO_ROOT, ".cache/packaging/libc6-amd64"), arm64: join(REPO_ROOT, ".cache/packaging/libc6-arm64") },
+    libc6Version: { x64: env.LIBC6_AMD64, arm64: env.LIBC6_ARM64 },
+    emulator: env.EMULATOR,
+  };
+  return deps;
+}
+
+const built: Partial<Record<Arch, string>> = {};
+/** Compiles src/main.ts for the arch with the lead's scripts/build.ts into .work/bin (once per test run). */
+export function ensureBinary(arch: Arch): string {
+  if (built[arch]) return built[arch]!;
+  const out = join(WORK, "bin", `autoscaler-cloudscale-linux-${arch}`);
+  mkdirSync(join(WORK, "bin"), { recursive: true });
+  rmSync(out, { force: true });
+  const r = sh([BUN, "run", "scripts/build.ts", "--target", `bun-linux-${arch}`, "--outfile", out]);
+  if (r.code !== 0 || !existsSync(out)) fail(`scripts/build.ts --target bun-linux-${arch} failed (${r.code}):\n${r.out}\n${r.err}`);
+  built[arch] = out;
+  return out;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once("error", () => resolve(false));
+    s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)));
+  });
+}
+
+export interface Mount {
+  /** proc | tmpfs | sysfs | bind | overlay-style handled by RootSpec */
+  type: "proc" | "tmpfs" | "sysfs" | "bind";
+  /** Absolute path inside the root. */
+  target: string;
+  /** Host path (bind). */
+  source?: string;
+  readOnly?: boolean;
+  /** bind: the source is a file (target created as a file). */
+  file?: boolean;
+}
+
+export interface RootSpec {
+  /** Directory holding the assembled root. */
+  root: string;
+  arch: Arch;
+  argv: string[];
+  env: Record<string, string> | string[];
+  /** uid:gid to run as (chroot --userspec); root when omitted. */
+  user?: string;
+  mounts: Mount[];
+  /**
+   * Talos-style: mount an overlay over `root` (a writable upper layer only for
+   * mount points, as machined does) and then make the whole root read-only.
+   */
+  overlayReadOnly?: boolean;
+}
+
+export interface RootProc {
+  proc: Subprocess<"ignore", "pipe", "pipe">;
+  output: () => string;
+  waitFor: (re: RegExp, timeoutMs: number) => Promise<RegExpMatchArray>;
+  exited: Promise<number>;
+  stop: (timeoutMs?: number) => Promise<number>;
+  /** The command line as run (for the report). */
+  script: string;
+}
+
+const q = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+
+/** The shell script that builds the mounts and execs chroot with a clean environment. */
+export function rootScript(spec: RootSpec, scratch: string): string {
+  const lines = ["set -eu"];
+  let root = spec.root;
+  if (spec.overlayReadOnly) {
+    const upper = join(scratch, "upper");
+    const work = join(scratch, "work");
+    const merged = join(scratch, "merged");
+    lines.push(`mkdir -p ${q(upper)} ${q(work)} ${q(merged)}`);
+    lines.push(`mount -t overlay overlay -o ${q(`lowerdir=${spec.root},upperdir=${upper},workdir=${work}`)} ${q(merged)}`);
+    root = merged;
+  } else {
+    // Own bind of the root so nothing leaks into the host's view.
+    lines.push(`mount --bind ${q(root)} ${q(root)}`);
+  }
+  for (const m of spec.mounts) {
+    const t = q(join(root, m.target));
+    if (m.type === "bind" && m.file) lines.push(`mkdir -p "$(dirname ${t})"`, `[ -e ${t} ] || : > ${t}`);
+    else lines.push(`mkdir -p ${t}`);
+    if (m.type === "proc") lines.push(`mount -t proc -o nosuid,nodev,noexec proc ${t}`);
+    if (m.type === "tmpfs") lines.push(`mount -t tmpfs -o nosuid,mode=755 tmpfs ${t}`);
+    if (m.type === "sysfs") lines.push(`mount -t sysfs -o ro,nosuid,nodev,noexec sysfs ${t}`);
+    if (m.type === "bind") {
+      lines.push(`mount --bind ${q(m.source!)} ${t}`);
+      if (m.readOnly) lines.push(`mount -o remount,bind,ro ${t}`);
+    }
+  }
+  if (spec.overlayReadOnly) lines.push(`mount -o remount,ro ${q(root)}`);
+  const env = Array.isArray(spec.env) ? spec.env : Object.entries(spec.env).map(([k, v]) => `${k}=${v}`);
+  const argv = [...spec.argv];
+  if (spec.arch !== HOST_ARCH) {
+    // The other architecture runs through qemu's static user-mode emulator, the
+    // only file added to the root for it (under /.emulator, outside the image's paths).
+    const emu = ensureDeps().emulator;
+    const m = join(root, ".emulator");
+    lines.push(`mkdir -p ${q(m)}`, `mount -t tmpfs tmpfs ${q(m)}`, `cp ${q(emu)} ${q(m + "/qemu")}`, `mount -o remount,ro ${q(m)}`);
+    argv.unshift("/.emulator/qemu");
+  }
+  const userspec = spec.user ? [`--userspec=${spec.user}`, "--groups="] : [];
+  lines.push(["exec", "env", "-i", ...env.map(q), "/usr/sbin/chroot", ...userspec, q(root), ...argv.map(q)].join(" "));
+  return lines.join("\n");
+}
+
+const running = new Set<RootProc>();
+
+/** Starts argv inside the root in a private mount and PID namespace (the network is the host's). */
+export function startInRoot(spec: RootSpec): RootProc {
+  requireNamespaces();
+  mkdirSync(WORK, { recursive: true });
+  const scratch = mkdtempSync(join(WORK, "run-"));
+  const script = rootScript(spec, scratch);
+  const proc = Bun.spawn(["unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child=SIGKILL", "sh", "-c", script], {
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  let out = "";
+  const pump = async (s: ReadableStream<Uint8Array>) => {
+    const dec = new TextDecoder();
+    for await (const chunk of s) out += dec.decode(chunk);
+  };
+  const pumps = Promise.all([pump(proc.stdout), pump(proc.stderr)]);
+  const exited = proc.exited.then(async (c) => {
+    await pumps;
+    rmSync(scratch, { recursive: true, force: true });
+    return c;
+  });
+  const rp: RootProc = {
+    proc,
+    script,
+    output: () => out,
+    exited,
+    async waitFor(re, timeoutMs) {
+      const until = Date.now() + timeoutMs;
+      let done = false;
+      exited.then(() => (done = true));
+      while (Date.now() < until) {
+        const m = out.match(re);
+        if (m) return m;
+        if (done) break;
+        await Bun.sleep(25);
+      }
+      const m = out.match(re);
+      if (m) return m;
+      throw new Error(`timed out (${timeoutMs} ms) or exited waiting for ${re} in output:\n${out}`);
+    },
+    async stop(timeoutMs = 15000) {
+      // SIGTERM to the program itself (PID 1 of its namespace, the child of unshare);
+      // SIGKILL to both if it does not end in time.
+      const kids = (() => {
+        try {
+          return readFileSync(`/proc/${proc.pid}/task/${proc.pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+        } catch {
+          return [];
+        }
+      })();
+      for (const k of kids) {
+        try {
+          process.kill(k, "SIGTERM");
+        } catch {}
+      }
+      const code = await Promise.race([exited, Bun.sleep(timeoutMs).then(() => null)]);
+      if (code === null) {
+        for (const k of kids) {
+          try {
+            process.kill(k, "SIGKILL");
+          } catch {}
+        }
+        proc.kill("SIGKILL");
+        await exited;
+        running.delete(rp);
+        throw new Error(`did not stop within ${timeoutMs} ms of SIGTERM; output:\n${out}`);
+      }
+      running.delete(rp);
+      return code;
+    },
+  };
+  running.add(rp);
+  return rp;
+}
+
+/** Runs argv in the root to completion. */
+export async function runInRoot(spec: RootSpec, timeoutMs = 30000): Promise<{ code: number; out: string; ms: number }> {
+  const t0 = performance.now();
+  const p = startInRoot(spec);
+  const code = await Promise.race([p.exited, Bun.sleep(timeoutMs).then(() => null)]);
+  if (code === null) {
+    await p.stop(1000).catch(() => {});
+    throw new Error(`${spec.argv.join(" ")} did not finish in ${timeoutMs} ms:\n${p.output()}`);
+  }
+  running.delete(p);
+  return { code, out: p.output(), ms: performance.now() - t0 };
+}
+
+/** Stops everything still running (afterAll). */
+export async function stopAll(): Promise<void> {
+  await Promise.all([...running].map((p) => p.stop(5000).catch(() => {})));
+}
+
+// ---------------------------------------------------------------- certificates
+
+export interface Pki {
+  dir: string;
+  caCrt: string;
+  serverCrt: string;
+  serverKey: string;
+  clientCrt: string;
+  clientKey: string;
+}
+
+/** A CA, a server certificate with the given SANs (DNS names or IPs) and a client certificate, as cert-manager would issue. */
+export function makePki(dir: string, serverSans: string[]): Pki {
+  mkdirSync(dir, { recursive: true });
+  const run = (args: string[]) => {
+    const r = sh(["openssl", ...args], { cwd: dir });
+    if (r.code !== 0) fail(`openssl ${args.join(" ")} failed: ${r.err}`);
+  };
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+  run(["req", "-x509", ...ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=test-ca", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+  const san = serverSans.map((s) => (/^[0-9.]+$|:/.test(s) ? `IP:${s}` : `DNS:${s}`)).join(",");
+  writeFileSync(join(dir, "server.ext"), `subjectAltName=${san}\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n`);
+  writeFileSync(join(dir, "client.ext"), `extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n`);
+  for (const who of ["server", "client"]) {
+    run(["req", ...ec, "-keyout", `${who}.key`, "-out", `${who}.csr`, "-subj", `/CN=${who === "server" ? serverSans[0] : "cluster-autoscaler"}`]);
+    run(["x509", "-req", "-in", `${who}.csr`, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-out", `${who}.crt`, "-extfile", `${who}.ext`]);
+  }
+  const r = (f: string) => readFileSync(join(dir, f), "utf8");
+  return { dir, caCrt: r("ca.crt"), serverCrt: r("server.crt"), serverKey: r("server.key"), clientCrt: r("client.crt"), clientKey: r("client.key") };
+}
+
+// ---------------------------------------------------------------- gRPC client
+
+const PROTO_DIR = join(REPO_ROOT, "proto");
+let ctor: grpc.ServiceClientConstructor | undefined;
+function clientCtor(): grpc.ServiceClientConstructor {
+  if (ctor) return ctor;
+  const def = protoLoader.loadSync("clusterautoscaler/cloudprovider/v1/externalgrpc/externalgrpc.proto", {
+    includeDirs: [PROTO_DIR],
+    keepCase: true,
+    longs: String,
+    enums: String,
+    defaults: true,
+  });
+  const pkg = grpc.loadPackageDefinition(def) as any;
+  ctor = pkg.clusterautoscaler.cloudprovider.v1.externalgrpc.CloudProvider as grpc.ServiceClientConstructor;
+  return ctor;
+}
+
+export interface NodeGroupsResult {
+  nodeGroups: { id: string; minSize: number; maxSize: number }[];
+}
+
+/**
+ * Calls NodeGroups the way Cluster Autoscaler does: with mTLS, the server name
+ * being the host part of the cloud-config `address` (here dialled on 127.0.0.1).
+ */
+export function callNodeGroups(opts: { port: number; serverName?: string; pki?: Pki; clientCert?: boolean; timeoutMs?: number }): Promise<NodeGroupsResult> {
+  const C = clientCtor();
+  let creds: grpc.ChannelCredentials;
+  const options: grpc.ChannelOptions = {};
+  if (opts.pki) {
+    creds =
+      opts.clientCert === false
+        ? grpc.credentials.createSsl(Buffer.from(opts.pki.caCrt))
+        : grpc.credentials.createSsl(Buffer.from(opts.pki.caCrt), Buffer.from(opts.pki.clientKey), Buffer.from(opts.pki.clientCrt));
+    if (opts.serverName) {
+      options["grpc.ssl_target_name_override"] = opts.serverName;
+      options["grpc.default_authority"] = opts.serverName;
+    }
+  } else {
+    creds = grpc.credentials.createInsecure();
+  }
+  const client = new C(`127.0.0.1:${opts.port}`, creds, options) as any;
+  return new Promise((resolve, reject) => {
+    client.NodeGroups({}, { deadline: Date.now() + (opts.timeoutMs ?? 15000) }, (err: Error | null, res: any) => {
+      client.close();
+      if (err) reject(err);
+      else resolve({ nodeGroups: (res.nodeGroups ?? []).map((g: any) => ({ id: g.id, minSize: g.minSize, maxSize: g.maxSize })) });
+    });
+  });
+}
+
+// ---------------------------------------------------------------- YAML
+
+export interface YamlDoc {
+  file: string;
+  doc: any;
+}
+
+/** Every document of every *.yaml / *.yml under dir (recursively). */
+export function readYamlTree(dir: string): YamlDoc[] {
+  const out: YamlDoc[] = [];
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (/\.ya?ml$/.test(e.name)) out.push(...parseYamlDocs(p));
+    }
+  };
+  walk(dir);
+  return out;
+}
+
+export function parseYamlDocs(file: string): YamlDoc[] {
+  let parsed: unknown;
+  try {
+    parsed = Bun.YAML.parse(readFileSync(file, "utf8"));
+  } catch (e) {
+    throw new Error(`${file}: not valid YAML: ${(e as Error).message}`);
+  }
+  const docs = /^---\s*$/m.test(readFileSync(file, "utf8")) && Array.isArray(parsed) ? parsed : [parsed];
+  return docs.filter((d) => d !== null && d !== undefined).map((doc) => ({ file, doc }));
+}
+
+/** Starts the built-in API simulator (outside any root: it only stands in for api.cloudscale.ch). */
+export async function startSim(binary: string): Promise<{ apiBase: string; stop: () => Promise<void>; output: () => string }> {
+  const proc = Bun.spawn([binary, "sim", "--listen", "127.0.0.1:0", "--boot-seconds", "1"], {
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+  });
+  let out = "";
+  const dec = new TextDecoder();
+  (async () => {
+    for await (const c of proc.stdout) out += dec.decode(c);
+  })();
+  (async () => {
+    for await (const c of proc.stderr) out += dec.decode(c);
+  })();
+  const until = Date.now() + 15000;
+  let m: RegExpMatchArray | null = null;
+  while (!(m = out.match(/API base (http:\/\/127\.0\.0\.1:\d+\/v1)/)) && Date.now() < until && proc.exitCode === null) await Bun.sleep(25);
+  if (!m) {
+    proc.kill("SIGKILL");
+    fail(`sim did not report its address:\n${out}`);
+  }
+  return {
+    apiBase: m[1],
+    output: () => out,
+    stop: async () => {
+      proc.kill("SIGTERM");
+      const c = await Promise.race([proc.exited, Bun.sleep(5000).then(() => null)]);
+      if (c === null) {
+        proc.kill("SIGKILL");
+        await proc.exited;
+      }
+    },
+  };
+}
+
+/** Plain HTTP GET on 127.0.0.1 (health endpoints). */
+export async function httpGet(port: number, path: string): Promise<{ status: number; body: string }> {
+  const r = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(5000) });
+  return { status: r.status, body: await r.text() };
+}
