@@ -54,9 +54,18 @@ step "build"
 if ! bun run scripts/build.ts; then fail_suite build "bun build --compile failed"; echo "$passed passed, $failed failed"; exit 1; fi
 
 step "unit and integration tests (bun test, against dist/autoscaler-cloudscale)"
+export TEST_PROC_LOG="$LOGDIR/processes.log"
+: >"$TEST_PROC_LOG"
 bun test --timeout 60000 test/*.test.ts 2>&1 | tee "$LOGDIR/bun-test.log"
 count_bun "$LOGDIR/bun-test.log" "bun test"
 if ! grep -Eq '^ *[0-9]+ pass$' "$LOGDIR/bun-test.log"; then fail_suite "bun test" "no summary line"; fi
+
+# The API token the tests hand to the provider must never appear in anything any process printed.
+if [ -s "$TEST_PROC_LOG" ] && ! grep -q "test-token-7f3a9c2e51b84d06" "$TEST_PROC_LOG"; then
+  passed=$((passed + 1)); echo "secrets: the API token appears in none of $(wc -l <"$TEST_PROC_LOG") lines of process output"
+else
+  fail_suite secrets "the API token appears in process output (or no output was recorded): $TEST_PROC_LOG"
+fi
 
 if [ -d test/packaging ] && ls test/packaging/*.test.ts >/dev/null 2>&1; then
   step "packaging proofs (bun test test/packaging)"

@@ -3,6 +3,7 @@
 // 50 pending pods of 500m / 128Mi, scale a node group up from zero until they
 // fit, wait for the servers to run, then scale back to zero when the pods go.
 import { parseArgs } from "node:util";
+import { parseAllDocuments } from "yaml";
 import { fromBinary } from "@bufbuild/protobuf";
 import { createClient as createRpcClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -140,8 +141,10 @@ nodeGroups:
     say(`${t()} all ${pods} pods can run: ${ours.length} servers in the cloud, e.g. ${ours.slice(0, 3).map((s) => s.name).join(", ")}`);
     const sample = ours[0];
     if (sample?.user_data) {
-      const host = /hostname: (\S+)/.exec(sample.user_data)?.[1];
-      say(`${t()} ${sample.name}'s Talos config was patched: hostname ${host}, node labels ${/nodeLabels:\n((?:\s+.*\n)+?)\s*\w/.exec(sample.user_data)?.[1]?.trim().replace(/\s+/g, " ") ?? "(see user-data)"}`);
+      const docs = parseAllDocuments(sample.user_data).map((d) => d.toJS() as Record<string, any>);
+      const host = docs.find((d) => d?.kind === "HostnameConfig")?.hostname ?? docs[0]?.machine?.network?.hostname;
+      const labels = Object.entries(docs[0]?.machine?.nodeLabels ?? {}).map(([k, v]) => `${k}=${v}`).join(", ");
+      say(`${t()} ${sample.name}'s Talos config was patched: hostname ${host}, node labels ${labels}`);
     }
 
     say(`${t()} the pods are gone; the autoscaler removes the now-empty nodes`);

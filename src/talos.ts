@@ -26,13 +26,17 @@
 //   fields beside it. When that document is present, labels go into its
 //   `labels` map and taints into its `taints` map (key → "value:Effect"), which
 //   Talos 1.14 hands to the kubelet as registerWithTaints itself
-//   (kubelet_config.go: RegisterWithTaints = K8sNodeConfig().Taints()).
+//   (kubelet_config.go: RegisterWithTaints = K8sNodeConfig().Taints()). That map
+//   holds one taint per key, so one key with two effects is an error there.
 // - Every other document, and every part of the patched documents we do not
 //   touch, is kept as it was. Documents are split on `---` lines ourselves;
 //   untouched documents are copied byte for byte. Inside a patched document only
 //   the lines of the changed keys are rewritten (comments elsewhere survive);
 //   the result is re-parsed and compared with the intended value, and only if
 //   that check fails is the document re-serialised as a whole.
+//   (Bun.YAML.parse returns an array for a multi-document stream, which cannot
+//   be told from a single document that is a sequence, and Bun.YAML.stringify
+//   writes no multi-document streams; hence our own splitter and emitter.)
 
 import type { Taint, UserDataFormat } from "./types";
 
@@ -265,6 +269,54 @@ function keyRest(line: string, indent: number, key: string): string | null {
   return m[1] ?? "";
 }
 
+// A small YAML emitter for what we write. Strings are written plain only when
+// no YAML 1.1 or 1.2 reader (Bun's, or go-yaml v3 in Talos, which decodes
+// machine.kubelet.extraConfig into untyped values) could take them for anything
+// but a string; otherwise they are written as JSON strings, which are valid
+// YAML double-quoted scalars. So "1_000", "2001-01-01", "yes" or "0644" stay
+// strings.
+
+const PLAIN_SAFE = /^[A-Za-z_][A-Za-z0-9._/-]*$/;
+const YAML_WORDS = /^(?:y|n|yes|no|on|off|true|false|null)$/i;
+
+function scalar(v: unknown): string {
+  if (typeof v === "string") return PLAIN_SAFE.test(v) && !YAML_WORDS.test(v) ? v : JSON.stringify(v);
+  if (typeof v === "number") {
+    if (Number.isFinite(v)) return String(v);
+    return Number.isNaN(v) ? ".nan" : v > 0 ? ".inf" : "-.inf";
+  }
+  if (typeof v === "boolean") return v ? "true" : "false";
+  if (v === null || v === undefined) return "null";
+  if (Array.isArray(v)) return "[]";
+  if (isMap(v)) return "{}";
+  return JSON.stringify(String(v));
+}
+
+function isBlock(v: unknown): boolean {
+  return (Array.isArray(v) && v.length > 0) || (isMap(v) && Object.keys(v).length > 0);
+}
+
+/** Lines (without line ends) of `key: value` at `indent`, nested blocks indented by `unit`. */
+function renderEntry(key: string, value: unknown, indent: number, unit: number): string[] {
+  const head = `${" ".repeat(indent)}${scalar(key)}:`;
+  if (!isBlock(value)) return [`${head} ${scalar(value)}`];
+  return [head, ...renderBlock(value, indent + unit, unit)];
+}
+
+/** Lines of a non-empty mapping or sequence whose items start at `indent`. */
+function renderBlock(value: unknown, indent: number, unit: number): string[] {
+  if (Array.isArray(value)) {
+    return value.flatMap((item) => {
+      if (!isBlock(item)) return [`${" ".repeat(indent)}- ${scalar(item)}`];
+      const lines = renderBlock(item, indent + 2, unit);
+      lines[0] = `${" ".repeat(indent)}- ${lines[0]!.slice(indent + 2)}`;
+      return lines;
+    });
+  }
+  if (isMap(value)) return Object.entries(value).flatMap(([k, v]) => renderEntry(k, v, indent, unit));
+  return [`${" ".repeat(indent)}${scalar(value)}`];
+}
+
 /** A block-mapping line with a plain, double- or single-quoted key: `key: …`, `"key":`, `'key':`. */
 const SIMPLE_KEY_LINE = /^(?:"(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|[^\s?\-#'"{}[\],&*!|><%@`][^#]*?)[ \t]*:(?:[ \t]|$)/;
 
@@ -313,10 +365,7 @@ class DocumentEditor {
   }
 
   private render(key: string, value: unknown, indent: number): string[] {
-    const text = Bun.YAML.stringify({ [key]: value }, null, this.unit);
-    return text
-      .split("\n")
-      .map((l) => (l.length > 0 ? " ".repeat(indent) + l : l) + this.eol);
+    return renderEntry(key, value, indent, this.unit).map((l) => l + this.eol);
   }
 
   private findKey(lo: number, hi: number, indent: number, key: string): { line: number; inline: boolean } | null {
@@ -415,11 +464,11 @@ function patchDocument(doc: RawDocument, value: unknown, ops: Op[], index: numbe
   // Fallback: re-serialise the whole document (comments in it are lost).
   const eol = doc.lines.some((l) => l.endsWith("\r")) ? "\r" : "";
   const trailingNewline = doc.lines.length > 0 && doc.lines[doc.lines.length - 1] === "";
-  const text = Bun.YAML.stringify(target, null, 4);
-  if (!Bun.deepEquals(parseDocument(text), target)) {
+  const rendered = renderBlock(target, 0, 4);
+  if (!Bun.deepEquals(parseDocument(rendered.join("\n")), target)) {
     throw new Error(`Could not write the patched Talos configuration document ${index + 1} back as YAML.`);
   }
-  const lines = text.split("\n").map((l) => l + eol);
+  const lines = rendered.map((l) => l + eol);
   if (trailingNewline) lines.push("");
   return { marker: doc.marker, lines };
 }

@@ -601,6 +601,22 @@ cluster:
     );
     expect(d.machine.nodeLabels).toEqual({ a: "true", b: "1.0", c: "", d: "yes", e: "null", f: "0644", y: "n" });
   });
+
+  test("taint values go-yaml would read as numbers or dates are quoted", () => {
+    const out = patchTalosUserData(WORKER_113, {
+      hostname: "h",
+      labels: {},
+      taints: [
+        { key: "a", value: "1_000", effect: "NoSchedule" },
+        { key: "b", value: "2001-01-01", effect: "NoSchedule" },
+        { key: "c", value: "on", effect: "NoSchedule" },
+      ],
+    });
+    expect(out).toContain('value: "1_000"');
+    expect(out).toContain('value: "2001-01-01"');
+    expect(out).toContain('value: "on"');
+    expect(docs(out)[0].machine.kubelet.extraConfig.registerWithTaints.map((t: any) => t.value)).toEqual(["1_000", "2001-01-01", "on"]);
+  });
 });
 
 describe("errors", () => {

@@ -1,7 +1,7 @@
 // Starts the compiled binary (sim and serve) as real processes and waits for
 // their ready lines. Everything listens on 127.0.0.1 with ports the OS picks.
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { tmpdir } from "node:os";
 import type { Subprocess } from "bun";
 
@@ -19,6 +19,13 @@ export interface Proc {
 
 /** All output of every process the tests started (the secrets test reads it). */
 export const allOutput: string[] = [];
+// Also appended to one file, so the test script can check every suite's output for secrets.
+const PROC_LOG = process.env.TEST_PROC_LOG ?? join(import.meta.dir, "../../.cache/test-logs/processes.log");
+mkdirSync(dirname(PROC_LOG), { recursive: true });
+export function record(text: string) {
+  allOutput.push(text);
+  appendFileSync(PROC_LOG, text);
+}
 
 async function collect(stream: ReadableStream<Uint8Array>, sink: string[], onLine: (line: string) => void) {
   const decoder = new TextDecoder();
@@ -26,7 +33,7 @@ async function collect(stream: ReadableStream<Uint8Array>, sink: string[], onLin
   for await (const chunk of stream) {
     const text = decoder.decode(chunk, { stream: true });
     sink.push(text);
-    allOutput.push(text);
+    record(text);
     buf += text;
     let i: number;
     while ((i = buf.indexOf("\n")) >= 0) {

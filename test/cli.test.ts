@@ -1,0 +1,123 @@
+// The command line of the compiled binary: help everywhere, version, validate,
+// template, the demo, clear errors for bad configuration, and no secret in any output.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { tmpdir } from "node:os";
+import { parse } from "yaml";
+import { BIN, TEST_TOKEN, allOutput, record, requireBinary, startSim, writeConfig, type SimProc } from "./helpers/procs";
+
+function run(args: string[], env: Record<string, string> = {}, cwd?: string) {
+  requireBinary();
+  const r = Bun.spawnSync([BIN, ...args], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...env }, cwd, stdout: "pipe", stderr: "pipe" });
+  const out = { code: r.exitCode, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+  record(out.stdout + out.stderr);
+  return out;
+}
+
+let sim: SimProc;
+beforeAll(async () => {
+  sim = await startSim(["--boot-seconds", "0"]);
+});
+afterAll(async () => {
+  await sim?.stop();
+  // Runs last in this file: every line any test process printed, at debug level too, is free of the token.
+  const everything = allOutput.join("");
+  expect(everything.length).toBeGreaterThan(1000);
+  expect(everything).not.toContain(TEST_TOKEN);
+});
+
+describe("cli", () => {
+  test("--help for the program and every command", () => {
+    const top = run(["--help"]);
+    expect(top.code).toBe(0);
+    for (const cmd of ["serve", "validate", "template", "sim", "demo", "version"]) {
+      expect(top.stdout).toContain(cmd);
+      const r = run([cmd, "--help"]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/Usage: autoscaler-cloudscale/);
+    }
+    const none = run([]);
+    expect(none.code).toBe(2);
+    const bad = run(["frobnicate"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('unknown command "frobnicate"');
+    const flag = run(["serve", "--colour"]);
+    expect(flag.code).toBe(2);
+    expect(flag.stderr).toContain("--colour");
+  });
+
+  test("version prints the version and commit baked in at build time", () => {
+    const r = run(["version"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^autoscaler-cloudscale \d+\.\d+\.\d+ \(commit [0-9a-f]{7,}(-dirty)?\)\n$/);
+  });
+
+  test("a stray .env or bunfig.toml in the working directory is ignored", () => {
+    const dir = mkdtempSync(join(tmpdir(), "stray-"));
+    writeFileSync(join(dir, ".env"), "CLOUDSCALE_API_TOKEN=from-dotenv\nCLOUDSCALE_API_URL=http://127.0.0.1:1/v1\n");
+    writeFileSync(join(dir, "bunfig.toml"), 'preload = ["./evil.ts"]\n');
+    writeFileSync(join(dir, "evil.ts"), 'console.log("EVIL PRELOAD RAN");\n');
+    const cfg = writeConfig("clusterName: c\nnodeGroups:\n  - {name: w, flavor: flex-4-1, image: debian-13, min: 0, max: 1}\n", dir);
+    const r = run(["validate", "--config", cfg], {}, dir);
+    expect(r.stdout + r.stderr).not.toContain("EVIL");
+    expect(r.stdout).toContain("no API token"); // the .env token was not loaded
+  });
+
+  test("a bad configuration is refused before anything starts, every problem listed", () => {
+    const cfg = writeConfig("clusterName: Bad_Name\nnodeGroups:\n  - {name: w, flavor: flex-4-1, image: debian-13, min: 3, max: 1, tags: {a: 1}}\n  - {name: w2, image: x, min: 0, max: 1, flavour: y}\n");
+    const r = run(["serve", "--config", cfg, "--insecure-plaintext", "--listen", "127.0.0.1:0"], { CLOUDSCALE_API_TOKEN: TEST_TOKEN, CLOUDSCALE_API_URL: sim.apiUrl });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("clusterName: must be lower-case");
+    expect(r.stderr).toContain("nodeGroups[1].flavor: is required");
+    expect(r.stderr).toContain("nodeGroups[1].flavour: unknown setting");
+    expect(r.stderr).not.toContain("serving gRPC");
+    const missing = run(["serve", "--config", "/nonexistent.yaml", "--insecure-plaintext"], { CLOUDSCALE_API_TOKEN: TEST_TOKEN });
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain("cannot read the configuration file /nonexistent.yaml: ENOENT");
+    const noToken = run(["serve", "--config", writeConfig("clusterName: c\nnodeGroups:\n  - {name: w, flavor: f, image: i, min: 0, max: 1}\n"), "--insecure-plaintext"]);
+    expect(noToken.code).toBe(1);
+    expect(noToken.stderr).toContain("no API token");
+  });
+
+  test("validate checks flavors, images and zones against the API", () => {
+    const good = writeConfig("clusterName: c\nnodeGroups:\n  - {name: w, flavor: flex-8-2, image: custom:talos-1.13.2, zone: lpg1, min: 0, max: 3}\n");
+    const ok = run(["validate", "--config", good], { CLOUDSCALE_API_TOKEN: TEST_TOKEN, CLOUDSCALE_API_URL: sim.apiUrl });
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toContain("flavors, images, zones and server groups exist");
+    const bad = writeConfig("clusterName: c\nnodeGroups:\n  - {name: w, flavor: flex-9-9, image: custom:nope, zone: lpg1, min: 0, max: 3}\n  - {name: g, flavor: gpu2-128-16-1-200, image: debian-13, zone: lpg1, min: 0, max: 1}\n  - {name: z, flavor: flex-4-1, image: debian-13, zone: xyz9, min: 0, max: 1}\n");
+    const r = run(["validate", "--config", bad], { CLOUDSCALE_API_TOKEN: TEST_TOKEN, CLOUDSCALE_API_URL: sim.apiUrl });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain('flavor "flex-9-9" does not exist');
+    expect(r.stdout).toContain('image "custom:nope" does not exist');
+    expect(r.stdout).toContain('flavor "gpu2-128-16-1-200" is not offered in zone lpg1');
+    expect(r.stdout).toContain('zone "xyz9" does not exist');
+    const refused = run(["validate", "--config", good], { CLOUDSCALE_API_TOKEN: "wrong", CLOUDSCALE_API_URL: `${sim.origin}/v1` });
+    expect(refused.code).toBe(0); // the simulator accepts any token unless started with --token
+  });
+
+  test("template prints the node CA will simulate", () => {
+    const cfg = writeConfig("clusterName: c\nnodeGroups:\n  - {name: w, flavor: flex-16-4, image: debian-13, zone: rma1, min: 0, max: 3, labels: {tier: web}, taints: [{key: k, value: v, effect: NoExecute}]}\n");
+    const r = run(["template", "--config", cfg, "w"], { CLOUDSCALE_API_TOKEN: TEST_TOKEN, CLOUDSCALE_API_URL: sim.apiUrl });
+    expect(r.code).toBe(0);
+    const node = parse(r.stdout);
+    expect(node.kind).toBe("Node");
+    expect(node.metadata.labels).toMatchObject({ tier: "web", "node.kubernetes.io/instance-type": "flex-16-4", "topology.kubernetes.io/zone": "rma1", "topology.kubernetes.io/region": "rma" });
+    expect(node.spec.taints).toEqual([{ key: "k", value: "v", effect: "NoExecute" }]);
+    expect(node.status.capacity.cpu).toBe("4");
+    const offline = run(["template", "--config", cfg, "w", "-o", "json"]);
+    expect(offline.code).toBe(0);
+    expect(JSON.parse(offline.stdout).status.capacity.cpu).toBe("4");
+    const unknown = run(["template", "--config", cfg, "nope"]);
+    expect(unknown.code).not.toBe(0);
+    expect(unknown.stderr).toContain('node group "nope" is not in the configuration');
+  });
+
+  test("demo scales a group from zero for 50 pods and back to zero", () => {
+    const r = run(["demo", "--boot-seconds", "1"]);
+    expect(r.stdout).toContain("50 pods pending");
+    expect(r.stdout).toMatch(/IncreaseSize\(workers, \+(\d+)\) acknowledged/);
+    expect(r.stdout).toContain("demo finished: scaled 0 →");
+    expect(r.code).toBe(0);
+  }, 120_000);
+});
