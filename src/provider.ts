@@ -9,7 +9,7 @@ import { log } from "./log";
 import { Reconciler } from "./reconciler";
 import type { ProviderApi } from "./service";
 import { CLUSTER_TAG, GROUP_TAG, type CreateServerRequest, type Flavor, type NodeGroupConfig, type ProviderConfig } from "./types";
-import { GPU_LABEL, availableGpuTypes, defaultReservations, nodeLabels, templateNode, templateNodeBytes } from "./template";
+import { GPU_LABEL, NODE_GROUP_LABEL, availableGpuTypes, defaultReservations, nodeLabels, templateNode, templateNodeBytes } from "./template";
 import { patchUserData } from "./talos";
 import { nodePrice, podPrice, podRequests, pricePerHourFor } from "./pricing";
 
@@ -162,8 +162,9 @@ export function createProvider(deps: ProviderDeps): Provider {
       return entry;
     },
     nodePrice(node, startSec, endSec) {
-      const groupId = reconciler.groupForNode(node.providerID, node.name);
-      const group = groupId ? groupsByName.get(groupId) : undefined;
+      // A real node by providerID or name; a template node CA simulates by our group label.
+      const groupId = reconciler.groupForNode(node.providerID, node.name) || node.labels[NODE_GROUP_LABEL] || "";
+      const group = groupsByName.get(groupId);
       // A node CA simulates (a template) or one outside our groups: price it by its instance-type label.
       const slug = group?.flavor ?? node.labels["node.kubernetes.io/instance-type"] ?? node.labels["beta.kubernetes.io/instance-type"];
       if (!slug) throw new ConnectError(`cannot price node "${node.name.slice(0, 100)}": it is not in a node group and has no instance-type label`, Code.NotFound);

@@ -42,18 +42,20 @@ export const GPU_RESOURCE = "nvidia.com/gpu";
 // ---------------------------------------------------------------------------
 // Sizes
 //
-// cloudscale's `memory_gb` and `volume_size_gb` are taken as GiB (2^30 bytes).
-// cloudscale runs on OpenStack/KVM, where flavor RAM and volume sizes are whole
-// MiB/GiB; a "Flex-8-2" guest is given 8192 MiB. If the unit were decimal GB the
-// real node would be ~7% smaller, which the overheads below do not fully absorb
-// for memory; override `reservations` in the config if a measured node disagrees.
+// cloudscale's `memory_gb` and `volume_size_gb` are taken as GiB (2^30 bytes):
+// KVM guests get RAM and disks in whole MiB/GiB, and we assume a "Flex-8-2"
+// guest is given 8192 MiB (not measured on cloudscale). If the unit were decimal
+// GB the real node would be ~7% smaller, which the overheads below do not fully
+// absorb for memory; override `reservations` in the config if a measured node
+// disagrees.
 
 /**
  * RAM the guest kernel never reports in MemTotal (which the kubelet takes as
  * memory capacity): the `struct page` array (64 bytes per 4 KiB page = 1.5625%),
  * plus the kernel image, firmware/BIOS reserved ranges and early allocations.
- * Measured KVM guests lose roughly 1.7% + ~90 MiB; we subtract 2% + 128 MiB and
- * round down to a whole MiB, so the template stays at or below the real node.
+ * KVM guests typically lose about 1.6–1.8% plus up to ~100 MiB; we subtract
+ * 2% + 128 MiB and round down to a whole MiB, so the template stays at or below
+ * the real node.
  */
 export const KERNEL_MEMORY_OVERHEAD_FRACTION = 0.02;
 export const KERNEL_MEMORY_OVERHEAD_BYTES = 128 * MiB;

@@ -375,6 +375,9 @@ describe("options and prices", () => {
     const [t] = await ours("tuned");
     const tuned = (await ca.call("PricingNodePrice", { node: { providerID: `cloudscale://${t!.uuid}`, name: t!.name }, startTimestamp: { seconds: hour.start }, endTimestamp: { seconds: hour.end } })).price;
     expect(tuned).toBeCloseTo(0.25, 9); // the configured pricePerHour for one hour
+    // CA's price expander prices the template node, which has no providerID: the group label decides.
+    const template = NodeType.toObject(NodeType.decode((await ca.call("NodeGroupTemplateNodeInfo", { id: "tuned" })).nodeBytes)) as any;
+    expect(await price({ ...template.metadata.labels })).toBeCloseTo(0.25, 9);
     await expectCode(ca.call("PricingNodePrice", { node: { name: "unlabelled" } }), grpc.status.NOT_FOUND);
     await expectCode(ca.call("PricingNodePrice", { node: { name: "t", labels: { "node.kubernetes.io/instance-type": "flex-8-2" } }, startTimestamp: { seconds: 10 }, endTimestamp: { seconds: 5 } }), grpc.status.INVALID_ARGUMENT);
 

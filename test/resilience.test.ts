@@ -208,7 +208,7 @@ describe("process", () => {
     const peerCn = () =>
       new Promise<string>((resolve, reject) => {
         const sock = tls.connect({ host: "127.0.0.1", port: s.port, servername: "localhost", ca: readFileSync(rotPki.caCert), cert: readFileSync(rotPki.clientCert), key: readFileSync(rotPki.clientKey), ALPNProtocols: ["h2"] }, () => {
-          const cn = sock.getPeerCertificate().subject.CN;
+          const cn = String(sock.getPeerCertificate().subject.CN);
           expect(sock.alpnProtocol).toBe("h2");
           sock.end();
           resolve(cn);

@@ -288,6 +288,17 @@ func runConformance(t *testing.T, mtls bool) {
 		expectGroup("our name under a foreign providerID", k8sNode(ourNodes[0].Name, "cloudscale://"+foreignUUID, nil), "")
 	})
 
+	step("RefreshSurvivesTransientAPIError", func(t *testing.T) {
+		e.sim.Control(t, "POST", "/_sim/faults", map[string]any{"addRules": []map[string]any{{
+			"method": "GET", "path": "/v1/servers", "action": "error", "status": 503, "count": 5,
+		}}})
+		defer e.sim.Control(t, "POST", "/_sim/reset-faults", nil)
+		if err := e.ca.Refresh(); err != nil {
+			t.Errorf("Refresh while the cloud API answers 503 once (view fresh): CA read error %v; expected success (an error aborts CA's whole loop)", err)
+		}
+		e.expectTarget(t, workers, 2, "during a transient API error")
+	})
+
 	step("DeleteNodesForeignRefused", func(t *testing.T) {
 		before := e.simServers(t)
 		cases := []struct {

@@ -12,7 +12,7 @@
 // arm64 runs the same way through qemu's static user-mode emulator, the one file
 // added to its root.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join, posix } from "node:path";
 import { ARCHES, type Arch, assembleRoot, BINARY_PATH, entriesFor } from "../../packaging/rootfs";
 import {
@@ -100,7 +100,7 @@ for (const arch of ARCHES) {
       pki = makePki(join(base, "pki"), serverCert.spec.dnsNames);
       const volumeFiles: Record<string, Record<string, string>> = {
         "autoscaler-cloudscale-config": providerConfig.data,
-        "autoscaler-cloudscale-userdata": { "workers.yaml": Bun.file(join(DEPLOY, "talos-worker.example.yaml")) as unknown as string },
+        "autoscaler-cloudscale-userdata": { "workers.yaml": readFileSync(join(DEPLOY, "talos-worker.example.yaml"), "utf8") },
         "autoscaler-cloudscale-server-tls": { "tls.crt": pki.serverCrt, "tls.key": pki.serverKey, "ca.crt": pki.caCrt },
       };
       mounts = [{ type: "proc", target: "/proc" }];
@@ -111,7 +111,7 @@ for (const arch of ARCHES) {
         if (!files) throw new Error(`volume ${vm.name} refers to ${name}, which this proof cannot fill`);
         const dir = join(volumesDir, vm.name);
         mkdirSync(dir, { recursive: true });
-        for (const [k, v] of Object.entries(files)) writeFileSync(join(dir, k), typeof v === "string" ? v : require("node:fs").readFileSync(join(DEPLOY, "talos-worker.example.yaml"), "utf8"), { mode: 0o644 });
+        for (const [k, v] of Object.entries(files)) writeFileSync(join(dir, k), v, { mode: 0o644 });
         mounts.push(
           vm.subPath
             ? { type: "bind", source: join(dir, vm.subPath), target: vm.mountPath, readOnly: true, file: true }
@@ -137,7 +137,8 @@ for (const arch of ARCHES) {
       report.push(`${arch}: \`version\` in the chroot${emulated ? " (qemu)" : ""}: ${r.ms.toFixed(0)} ms incl. namespace setup -> ${r.out.trim()}`);
     }, 120000);
 
-    test("without /proc the binary cannot start (why /proc is the one mount needed)", async () => {
+    // Defined for the native arch only: under the emulator the abort of PID 1 leaves qemu hanging.
+    if (!emulated) test("without /proc the binary cannot start (why /proc is the one mount needed)", async () => {
       const r = await runInRoot({ root, arch, argv: [BINARY_PATH, "version"], env: IMAGE_ENV, user: podUser, mounts: [] }, t(20000));
       expect(r.code).not.toBe(0);
     }, 120000);
