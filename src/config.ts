@@ -5,6 +5,8 @@ import * as v from "valibot";
 import { parse as parseYaml, YAMLParseError } from "yaml";
 import { dirname, resolve } from "node:path";
 import { readFileSync } from "node:fs";
+import { forbiddenNodeLabels } from "./talos";
+import { GPU_LABEL, NODE_GROUP_LABEL } from "./template";
 import type { GroupOptions, NodeGroupConfig, ProviderConfig, Reservations, UserDataFormat } from "./types";
 
 export class ConfigError extends Error {
@@ -253,6 +255,14 @@ export function parseConfig(text: string, opts: LoadOptions = {}): ProviderConfi
     }
     const format: UserDataFormat = !g.userDataFormat || g.userDataFormat === "auto" ? detectFormat(userData) : g.userDataFormat;
     if (Buffer.byteLength(userData) > 64 * 1024) problems.push(`${p}: user-data is ${Buffer.byteLength(userData)} bytes; keep it under 64 KiB`);
+    // A kubelet may not set these on its own Node (NodeRestriction): the real node would lack
+    // what the template promised, and CA would keep scaling up for pods that never fit.
+    for (const key of forbiddenNodeLabels(g.labels ?? {})) {
+      problems.push(`${p}.labels.${key}: a kubelet may not set this label on its own node (NodeRestriction); use another key, e.g. node-role.example.com/...`);
+    }
+    for (const key of [NODE_GROUP_LABEL, GPU_LABEL]) {
+      if (g.labels && key in g.labels) problems.push(`${p}.labels.${key}: this label is set by the provider`);
+    }
     for (const key of Object.keys(g.tags ?? {})) {
       if (key.startsWith("autoscaler-cloudscale-")) problems.push(`${p}.tags.${key}: tag keys starting with autoscaler-cloudscale- are reserved for ownership`);
     }

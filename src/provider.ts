@@ -9,8 +9,8 @@ import { log } from "./log";
 import { Reconciler } from "./reconciler";
 import type { ProviderApi } from "./service";
 import { CLUSTER_TAG, GROUP_TAG, type CreateServerRequest, type Flavor, type NodeGroupConfig, type ProviderConfig } from "./types";
-import { GPU_LABEL, NODE_GROUP_LABEL, availableGpuTypes, defaultReservations, nodeLabels, templateNode, templateNodeBytes } from "./template";
-import { patchUserData } from "./talos";
+import { GPU_LABEL, NODE_GROUP_LABEL, availableGpuTypes, defaultReservations, talosReservations, nodeLabels, templateNode, templateNodeBytes } from "./template";
+import { patchUserData, talosKubeletConfig } from "./talos";
 import { nodePrice, podPrice, podRequests, pricePerHourFor } from "./pricing";
 
 /** Flavor details derived from the slug, for when the API's flavor list cannot be had. */
@@ -45,7 +45,10 @@ export function createProvider(deps: ProviderDeps): Provider {
   const templates = new Map<string, { node: Node; bytes: Uint8Array; flavorKey: string }>();
 
   function resolved(group: NodeGroupConfig, flavor: Flavor): NodeGroupConfig {
-    return { ...group, reservations: { ...defaultReservations(flavor), ...group.reservationOverrides } };
+    // A Talos worker reserves what its machine config says; for other images we cannot
+    // know the kubelet's settings and reserve conservatively.
+    const base = group.userDataFormat === "talos" ? talosReservations(talosKubeletConfig(group.userData)) : defaultReservations(flavor);
+    return { ...group, reservations: { ...base, ...group.reservationOverrides } };
   }
 
   function createRequest(group: NodeGroupConfig, name: string): CreateServerRequest {

@@ -38,6 +38,7 @@
 //   be told from a single document that is a sequence, and Bun.YAML.stringify
 //   writes no multi-document streams; hence our own splitter and emitter.)
 
+import { parseAllDocuments } from "yaml";
 import type { Taint, UserDataFormat } from "./types";
 
 export interface UserDataPatch {
@@ -595,4 +596,21 @@ export function patchTalosUserData(userData: string, p: UserDataPatch): string {
 export function patchUserData(format: UserDataFormat, userData: string, params: UserDataPatch): string {
   if (format === "talos") return patchTalosUserData(userData, params);
   return userData;
+}
+
+/**
+ * The kubelet configuration a Talos machine config sets (`machine.kubelet.extraConfig`
+ * of the v1alpha1 document), so the template can reserve what this kubelet will reserve.
+ * Undefined when the config has none or cannot be read.
+ */
+export function talosKubeletConfig(userData: string): Record<string, unknown> | undefined {
+  try {
+    for (const doc of parseAllDocuments(userData)) {
+      const js = doc.toJS() as { version?: string; machine?: { kubelet?: { extraConfig?: Record<string, unknown> } } } | null;
+      if (js?.version === "v1alpha1") return js.machine?.kubelet?.extraConfig;
+    }
+  } catch {
+    return undefined;
+  }
+  return undefined;
 }

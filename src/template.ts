@@ -24,7 +24,7 @@ import {
 } from "./gen/k8s.io/api/core/v1/generated_pb";
 import { QuantitySchema, type Quantity } from "./gen/k8s.io/apimachinery/pkg/api/resource/generated_pb";
 import { ObjectMetaSchema, TimeSchema } from "./gen/k8s.io/apimachinery/pkg/apis/meta/v1/generated_pb";
-import { GiB, MiB, formatBytes, formatCount, formatCpuMillis } from "./quantity";
+import { GiB, MiB, formatBytes, formatCount, formatCpuMillis, isValidQuantity, parseBytes, parseCpuMillis } from "./quantity";
 
 /** Label on every node (template and real) naming its node group. */
 export const NODE_GROUP_LABEL = "autoscaler-cloudscale/node-group";
@@ -188,6 +188,40 @@ export function defaultReservations(flavor: Flavor): Reservations {
     ephemeralStorageBytes: SYSTEM_RESERVED_EPHEMERAL_BYTES,
     evictionNodefsFraction: EVICTION_NODEFS_FRACTION,
     maxPods: DEFAULT_MAX_PODS,
+  };
+}
+
+/**
+ * Reservations of a Talos worker's kubelet: Talos reserves only system-reserved
+ * (50m CPU, 384 MiB memory, 256 MiB ephemeral storage) and sets no kube-reserved;
+ * whatever the machine config's `machine.kubelet.extraConfig` says
+ * (kubeReserved, systemReserved, evictionHard, maxPods) replaces those defaults.
+ * So the template promises exactly what the registering node will offer.
+ */
+export function talosReservations(kubeletConfig: Record<string, unknown> | undefined): Reservations {
+  const cfg = (kubeletConfig ?? {}) as {
+    kubeReserved?: Record<string, string>;
+    systemReserved?: Record<string, string>;
+    evictionHard?: Record<string, string>;
+    maxPods?: number;
+  };
+  const system = cfg.systemReserved ?? { cpu: "50m", memory: "384Mi", "ephemeral-storage": "256Mi" };
+  const kube = cfg.kubeReserved ?? {};
+  const sum = (key: string, parse: (q: string) => number) => {
+    let total = 0;
+    for (const m of [system, kube]) if (m[key] !== undefined && isValidQuantity(String(m[key]))) total += parse(String(m[key]));
+    return total;
+  };
+  const eviction = cfg.evictionHard ?? {};
+  const memAvail = eviction["memory.available"];
+  const nodefs = eviction["nodefs.available"];
+  return {
+    cpuMillis: sum("cpu", parseCpuMillis),
+    memoryBytes: sum("memory", parseBytes),
+    ephemeralStorageBytes: sum("ephemeral-storage", parseBytes),
+    evictionMemoryBytes: memAvail && !memAvail.endsWith("%") && isValidQuantity(memAvail) ? parseBytes(memAvail) : EVICTION_MEMORY_BYTES,
+    evictionNodefsFraction: nodefs?.endsWith("%") ? Number(nodefs.slice(0, -1)) / 100 : EVICTION_NODEFS_FRACTION,
+    maxPods: typeof cfg.maxPods === "number" && cfg.maxPods > 0 ? cfg.maxPods : DEFAULT_MAX_PODS,
   };
 }
 

@@ -113,6 +113,13 @@ nodeGroups:
     expect(parseDuration("10x")).toBeUndefined();
   });
 
+  test("labels a kubelet may not set on itself, and the provider's own labels, are refused", () => {
+    const text = problems("clusterName: c\nnodeGroups:\n  - {name: w, flavor: f, image: i, min: 0, max: 1, labels: {node-role.kubernetes.io/worker: '', autoscaler-cloudscale/node-group: x, team: a}}\n").join("\n");
+    expect(text).toContain("nodeGroups[0].labels.node-role.kubernetes.io/worker: a kubelet may not set this label");
+    expect(text).toContain("nodeGroups[0].labels.autoscaler-cloudscale/node-group: this label is set by the provider");
+    expect(text).not.toContain("team");
+  });
+
   test("reserved tag keys are refused", () => {
     expect(problems("clusterName: c\nnodeGroups:\n  - {name: w, flavor: f, image: i, min: 0, max: 1, tags: {autoscaler-cloudscale-group: x}}\n").join()).toContain("reserved for ownership");
   });

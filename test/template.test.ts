@@ -355,3 +355,42 @@ describe("helpers", () => {
     });
   });
 });
+
+describe("Talos kubelet reservations", () => {
+  const { talosReservations } = require("../src/template");
+  const { talosKubeletConfig } = require("../src/talos");
+  test("a default Talos worker reserves only system-reserved", () => {
+    expect(talosReservations(talosKubeletConfig("version: v1alpha1\nmachine:\n  type: worker\n"))).toEqual({
+      cpuMillis: 50,
+      memoryBytes: 384 * 1024 ** 2,
+      ephemeralStorageBytes: 256 * 1024 ** 2,
+      evictionMemoryBytes: 100 * 1024 ** 2,
+      evictionNodefsFraction: 0.1,
+      maxPods: 110,
+    });
+  });
+  test("the machine config's kubelet extraConfig decides", () => {
+    const cfg = `version: v1alpha1
+machine:
+  type: worker
+  kubelet:
+    extraConfig:
+      kubeReserved: {cpu: 100m, memory: 1Gi}
+      systemReserved: {cpu: 50m, memory: 256Mi, ephemeral-storage: 1Gi}
+      evictionHard: {memory.available: 200Mi, nodefs.available: 5%}
+      maxPods: 64
+---
+apiVersion: v1alpha1
+kind: HostnameConfig
+auto: stable
+`;
+    expect(talosReservations(talosKubeletConfig(cfg))).toEqual({
+      cpuMillis: 150,
+      memoryBytes: 1280 * 1024 ** 2,
+      ephemeralStorageBytes: 1024 ** 3,
+      evictionMemoryBytes: 200 * 1024 ** 2,
+      evictionNodefsFraction: 0.05,
+      maxPods: 64,
+    });
+  });
+});
