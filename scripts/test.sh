@@ -75,7 +75,7 @@ if [ -d test/packaging ] && ls test/packaging/*.test.ts >/dev/null 2>&1; then
 fi
 
 if [ -x scripts/test-ca.sh ]; then
-  step "Cluster Autoscaler's own externalgrpc client (Go)"
+  step "CA client harnesses (Go: grpc-go and k8s.io/api at the versions CA 1.36.1 and 1.34.1 pin)"
   AUTOSCALER_CLOUDSCALE_BIN="$ROOT/dist/autoscaler-cloudscale" ./scripts/test-ca.sh 2>&1 | tee "$LOGDIR/ca.log"
   rc=${PIPESTATUS[0]}
   count_go "$LOGDIR/ca.log" "CA client"

@@ -193,7 +193,9 @@ export function createProvider(deps: ProviderDeps): Provider {
       return availableGpuTypes(used);
     },
     async cleanup() {
-      await reconciler.whenIdle();
+      // CA calls Cleanup on shutdown: give creations on their way a moment to be answered
+      // (so their servers are tagged and found again after a restart), but never hold CA up.
+      await Promise.race([reconciler.whenIdle(), new Promise((r) => setTimeout(r, 3000))]);
     },
   };
   return provider;

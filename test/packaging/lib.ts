@@ -347,7 +347,8 @@ export function callNodeGroups(opts: { port: number; serverName?: string; pki?: 
       opts.clientCert === false
         ? grpc.credentials.createSsl(Buffer.from(opts.pki.caCrt))
         : grpc.credentials.createSsl(Buffer.from(opts.pki.caCrt), Buffer.from(opts.pki.clientKey), Buffer.from(opts.pki.clientCrt));
-    if (opts.serverName) {
+    // An IP address cannot be a TLS server name; dialling that IP verifies it against the IP SANs.
+    if (opts.serverName && !/^[0-9.]+$|:/.test(opts.serverName)) {
       options["grpc.ssl_target_name_override"] = opts.serverName;
       options["grpc.default_authority"] = opts.serverName;
     }

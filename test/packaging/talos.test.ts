@@ -177,7 +177,7 @@ beforeAll(() => {
   const t0 = performance.now();
   buildAll({ version, outDir: OUT, binaries: { x64: ensureBinary("x64"), arm64: ensureBinary("arm64") } });
   report.push(`built ${readdirSync(OUT).map((f) => `${f} (${(statSync(join(OUT, f)).size / 1048576).toFixed(1)} MiB)`).join(", ")} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-});
+}, 600000);
 
 afterAll(async () => {
   await stopAll();
@@ -230,7 +230,7 @@ for (const arch of ARCHES) {
       ext = join(WORK, "talos", `ext-${arch}`);
       flatten(u, u.manifests[0], ext);
       serviceRoot = join(ext, "rootfs", SERVICE_ROOT);
-    });
+    }, 120000);
 
     test("the image filesystem holds only manifest.yaml and rootfs/", () => {
       expect(readdirSync(ext).sort()).toEqual(["manifest.yaml", "rootfs"]);
@@ -366,10 +366,11 @@ for (const arch of ARCHES) {
 
         const cfgPath = args[args.indexOf("--config") + 1];
         const v = await runInRoot({ ...rootSpec, argv: [spec.container.entrypoint, "validate", "--config", cfgPath] }, t(30000));
-        expect(v.code).toBe(0);
+        expect({ code: v.code, out: v.out }).toEqual({ code: 0, out: expect.any(String) });
 
         const t0 = performance.now();
         const p = startInRoot({ ...rootSpec, argv: [spec.container.entrypoint, ...args] });
+        try {
         await p.waitFor(/serving gRPC/, t(20000));
         const ready = performance.now() - t0;
         // The root is read-only, as with writeableRootfs: false.
@@ -384,6 +385,9 @@ for (const arch of ARCHES) {
         report.push(
           `${arch}: ext-${EXTENSION_NAME} from ${SERVICE_ROOT} (overlay, read-only, uid 0${emulated ? ", qemu" : ""}): validate ok, "serving gRPC" after ${ready.toFixed(0)} ms, /healthz on ${health} 200, NodeGroups over mTLS at ${listen} (server name ${serverName}) -> ${res.nodeGroups.map((g) => g.id).join(",")}, SIGTERM exit ${code}`,
         );
+        } finally {
+          if (p.proc.exitCode === null) await p.stop(5000).catch(() => {});
+        }
       } finally {
         await sim.stop();
       }
