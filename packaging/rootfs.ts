@@ -31,7 +31,7 @@ export function readRootfsList(path = LIST_PATH): RootfsEntry[] {
       const line = raw.replace(/#.*/, "").trim();
       if (!line) return;
       const cols = line.split(/\s+/);
-      const [arch, p, source] = cols;
+      const [arch = "", p = "", source = ""] = cols;
       if (cols.length !== 3 || !ARCHES.includes(arch as Arch) || !isAbsolute(p) || (source !== "binary" && source !== "libc6")) {
         throw new Error(`${path}:${i + 1}: expected "<x64|arm64> <absolute path> <binary|libc6>", got "${raw}"`);
       }
@@ -50,7 +50,7 @@ export function resolveInRoot(root: string, p: string, depth = 0): string {
   const parts = posix.normalize(p).split("/").filter(Boolean);
   let cur = "/";
   for (let i = 0; i < parts.length; i++) {
-    const next = posix.join(cur, parts[i]);
+    const next = posix.join(cur, parts[i]!);
     const host = join(root, next);
     let st;
     try {

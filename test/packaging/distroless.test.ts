@@ -169,19 +169,19 @@ for (const arch of ARCHES) {
         const t0 = performance.now();
         const p = startInRoot({ root, arch, argv: [BINARY_PATH, ...args], env, user: podUser, mounts });
         try {
-        await p.waitFor(/serving gRPC/, t(20000));
-        const ready = performance.now() - t0;
-        expect((await httpGet(healthPort, "/healthz")).status).toBe(200);
-        const res = await callNodeGroups({ port: grpcPort, pki, serverName: caHost });
-        expect(res.nodeGroups.map((g) => g.id)).toEqual(["workers"]);
-        expect(res.nodeGroups[0].maxSize).toBe(3);
-        // mTLS is enforced: no client certificate, no answer.
-        await expect(callNodeGroups({ port: grpcPort, pki, serverName: caHost, clientCert: false, timeoutMs: t(5000) })).rejects.toThrow();
-        const code = await p.stop(t(10000));
-        expect(code).toBe(0);
-        report.push(
-          `${arch}: serve as ${podUser} with the Deployment's args/mounts: "serving gRPC" after ${ready.toFixed(0)} ms, /healthz 200, NodeGroups over mTLS (server name ${caHost}) -> ${res.nodeGroups.map((g) => `${g.id}[${g.minSize}..${g.maxSize}]`).join(",")}, no-client-cert call rejected, SIGTERM exit ${code}`,
-        );
+          await p.waitFor(/serving gRPC/, t(20000));
+          const ready = performance.now() - t0;
+          expect((await httpGet(healthPort, "/healthz")).status).toBe(200);
+          const res = await callNodeGroups({ port: grpcPort, pki, serverName: caHost });
+          expect(res.nodeGroups.map((g) => g.id)).toEqual(["workers"]);
+          expect(res.nodeGroups[0]!.maxSize).toBe(3);
+          // mTLS is enforced: no client certificate, no answer.
+          await expect(callNodeGroups({ port: grpcPort, pki, serverName: caHost, clientCert: false, timeoutMs: t(5000) })).rejects.toThrow();
+          const code = await p.stop(t(10000));
+          expect(code).toBe(0);
+          report.push(
+            `${arch}: serve as ${podUser} with the Deployment's args/mounts: "serving gRPC" after ${ready.toFixed(0)} ms, /healthz 200, NodeGroups over mTLS (server name ${caHost}) -> ${res.nodeGroups.map((g) => `${g.id}[${g.minSize}..${g.maxSize}]`).join(",")}, no-client-cert call rejected, SIGTERM exit ${code}`,
+          );
         } finally {
           if (p.proc.exitCode === null) await p.stop(5000).catch(() => {});
         }

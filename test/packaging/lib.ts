@@ -6,7 +6,8 @@ import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import type { Subprocess } from "bun";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { createServer, isIP } from "node:net";
+import { checkServerIdentity } from "node:tls";
 import { join } from "node:path";
 import { type Arch, REPO_ROOT } from "../../packaging/rootfs";
 
@@ -56,7 +57,7 @@ export function ensureDeps(): Deps {
   if (deps) return deps;
   const r = sh(["bash", "scripts/packaging-deps.sh"]);
   if (r.code !== 0) fail(`scripts/packaging-deps.sh failed (${r.code}):\n${r.err}`);
-  const env = Object.fromEntries(
+  const env: Record<string, string> = Object.fromEntries(
     readFileSync(join(REPO_ROOT, ".cache/packaging/deps.env"), "utf8")
       .trim()
       .split("\n")
@@ -64,8 +65,8 @@ export function ensureDeps(): Deps {
   );
   deps = {
     libc6Root: { x64: join(REPO_ROOT, ".cache/packaging/libc6-amd64"), arm64: join(REPO_ROOT, ".cache/packaging/libc6-arm64") },
-    libc6Version: { x64: env.LIBC6_AMD64, arm64: env.LIBC6_ARM64 },
-    emulator: env.EMULATOR,
+    libc6Version: { x64: env.LIBC6_AMD64 ?? "", arm64: env.LIBC6_ARM64 ?? "" },
+    emulator: env.EMULATOR ?? fail("deps.env names no EMULATOR"),
   };
   return deps;
 }
@@ -169,7 +170,6 @@ export function rootScript(spec: RootSpec, scratch: string): string {
       if (m.readOnly) lines.push(`mount -o remount,bind,ro ${t}`);
     }
   }
-  if (spec.overlayReadOnly) lines.push(`mount -o remount,ro ${q(root)}`);
   const env = Array.isArray(spec.env) ? spec.env : Object.entries(spec.env).map(([k, v]) => `${k}=${v}`);
   const argv = [...spec.argv];
   if (spec.arch !== HOST_ARCH) {
@@ -180,6 +180,7 @@ export function rootScript(spec: RootSpec, scratch: string): string {
     lines.push(`mkdir -p ${q(m)}`, `mount -t tmpfs tmpfs ${q(m)}`, `cp ${q(emu)} ${q(m + "/qemu")}`, `mount -o remount,ro ${q(m)}`);
     argv.unshift("/.emulator/qemu");
   }
+  if (spec.overlayReadOnly) lines.push(`mount -o remount,ro ${q(root)}`);
   const userspec = spec.user ? [`--userspec=${spec.user}`, "--groups="] : [];
   lines.push(["exec", "env", "-i", ...env.map(q), "/usr/sbin/chroot", ...userspec, q(root), ...argv.map(q)].join(" "));
   return lines.join("\n");
@@ -347,8 +348,17 @@ export function callNodeGroups(opts: { port: number; serverName?: string; pki?: 
       opts.clientCert === false
         ? grpc.credentials.createSsl(Buffer.from(opts.pki.caCrt))
         : grpc.credentials.createSsl(Buffer.from(opts.pki.caCrt), Buffer.from(opts.pki.clientKey), Buffer.from(opts.pki.clientCrt));
-    // An IP address cannot be a TLS server name; dialling that IP verifies it against the IP SANs.
-    if (opts.serverName && !/^[0-9.]+$|:/.test(opts.serverName)) {
+    if (opts.serverName && isIP(opts.serverName)) {
+      // An IP address cannot be sent as TLS server name (SNI); Go's client (CA) then
+      // checks the certificate's IP SANs, and so does this check.
+      const ip = opts.serverName;
+      const key = opts.clientCert === false ? undefined : Buffer.from(opts.pki.clientKey);
+      const cert = opts.clientCert === false ? undefined : Buffer.from(opts.pki.clientCrt);
+      creds = grpc.credentials.createSsl(Buffer.from(opts.pki.caCrt), key, cert, {
+        checkServerIdentity: (_host, peer) => checkServerIdentity(ip, peer),
+      });
+      options["grpc.ssl_target_name_override"] = "ip-san.invalid";
+    } else if (opts.serverName) {
       options["grpc.ssl_target_name_override"] = opts.serverName;
       options["grpc.default_authority"] = opts.serverName;
     }
@@ -421,7 +431,7 @@ export async function startSim(binary: string): Promise<{ apiBase: string; stop:
     fail(`sim did not report its address:\n${out}`);
   }
   return {
-    apiBase: m[1],
+    apiBase: m[1]!,
     output: () => out,
     stop: async () => {
       proc.kill("SIGTERM");

@@ -86,10 +86,19 @@ function satisfies(constraint: string, version: string): boolean {
         .every((part) => {
           const m = part.trim().match(/^(>=|<=|>|<|==|=|!=)?\s*(\d+\.\d+\.\d+)$/);
           if (!m) throw new Error(`cannot parse version constraint part "${part}"`);
-          const c = cmp(v, parse(m[2]));
+          const c = cmp(v, parse(m[2]!));
           return { ">=": c >= 0, "<=": c <= 0, ">": c > 0, "<": c < 0, "!=": c !== 0, "=": c === 0, "==": c === 0 }[m[1] ?? "="]!;
         }),
     );
+}
+
+function localhostIsV4Only(): boolean {
+  const names = readFileSync("/etc/hosts", "utf8")
+    .split("\n")
+    .map((l) => l.replace(/#.*/, "").trim().split(/\s+/))
+    .filter((f) => f.slice(1).includes("localhost"))
+    .map((f) => f[0]);
+  return names.length > 0 && names.every((a) => a === "127.0.0.1");
 }
 
 const sha256 = (b: Uint8Array) => "sha256:" + createHash("sha256").update(b).digest("hex");
@@ -148,8 +157,9 @@ function flatten(u: Unpacked, m: { manifest: any }, dest: string): void {
   }
 }
 
-function walk(root: string): { path: string; st: ReturnType<typeof lstatSync> }[] {
-  const out: { path: string; st: ReturnType<typeof lstatSync> }[] = [];
+type Stats = import("node:fs").Stats;
+function walk(root: string): { path: string; st: Stats }[] {
+  const out: { path: string; st: Stats }[] = [];
   const go = (rel: string) => {
     for (const name of readdirSync(join(root, rel))) {
       const p = posix.join(rel, name);
@@ -226,9 +236,9 @@ for (const arch of ARCHES) {
     beforeAll(() => {
       const u = unpackLayout(join(OUT, extensionTarName(arch)), join(WORK, "talos", `layout-${arch}`));
       expect(u.manifests.length).toBe(1);
-      expect(u.manifests[0].desc.platform.architecture).toBe(OCI_ARCH[arch]);
+      expect(u.manifests[0]!.desc.platform.architecture).toBe(OCI_ARCH[arch]);
       ext = join(WORK, "talos", `ext-${arch}`);
-      flatten(u, u.manifests[0], ext);
+      flatten(u, u.manifests[0]!, ext);
       serviceRoot = join(ext, "rootfs", SERVICE_ROOT);
     }, 120000);
 
@@ -317,8 +327,8 @@ for (const arch of ARCHES) {
 
     test("the service runs from its own root as Talos runs it and answers NodeGroups over mTLS", async () => {
       const args: string[] = spec.container.args;
-      const listen = args[args.indexOf("--listen") + 1];
-      const health = args[args.indexOf("--health-listen") + 1];
+      const listen = args[args.indexOf("--listen") + 1] ?? "";
+      const health = args[args.indexOf("--health-listen") + 1] ?? "";
       const [host, port] = [listen.replace(/:\d+$/, ""), Number(listen.split(":").pop())];
       const healthPort = Number(health.split(":").pop());
       expect(host).toBe("127.0.0.1");
@@ -335,9 +345,9 @@ for (const arch of ARCHES) {
         // The document as the operator fills it in; Talos writes each file (0644)
         // under /system/overlays/extensions/<name>/<mountPath with "/" as "-">.
         const tlsContent: Record<string, string> = {
-          [args[args.indexOf("--tls-cert") + 1]]: pki.serverCrt,
-          [args[args.indexOf("--tls-key") + 1]]: pki.serverKey,
-          [args[args.indexOf("--tls-client-ca") + 1]]: pki.caCrt,
+          [args[args.indexOf("--tls-cert") + 1]!]: pki.serverCrt,
+          [args[args.indexOf("--tls-key") + 1]!]: pki.serverKey,
+          [args[args.indexOf("--tls-client-ca") + 1]!]: pki.caCrt,
         };
         const store = join(base, "system", "overlays", "extensions", EXTENSION_NAME);
         mkdirSync(store, { recursive: true });
@@ -360,7 +370,9 @@ for (const arch of ARCHES) {
           CONTAINERD_DEFAULT_PATH,
           ...(spec.container.environment ?? []),
           ...escExample.environment.map((e: string) => (e.startsWith("CLOUDSCALE_API_TOKEN=") ? "CLOUDSCALE_API_TOKEN=test-token" : e)),
-          `CLOUDSCALE_API_URL=${sim.apiBase}`,
+          // By name where the host's /etc/hosts (mounted into the root) maps localhost to
+          // 127.0.0.1 only, so the lookup goes through glibc's resolver inside the root.
+          `CLOUDSCALE_API_URL=${localhostIsV4Only() ? sim.apiBase.replace("127.0.0.1", "localhost") : sim.apiBase}`,
         ];
         const rootSpec = { root: serviceRoot, arch, env, mounts, overlayReadOnly: true };
 
@@ -371,20 +383,20 @@ for (const arch of ARCHES) {
         const t0 = performance.now();
         const p = startInRoot({ ...rootSpec, argv: [spec.container.entrypoint, ...args] });
         try {
-        await p.waitFor(/serving gRPC/, t(20000));
-        const ready = performance.now() - t0;
-        // The root is read-only, as with writeableRootfs: false.
-        expect(p.script).toContain("remount,ro");
-        const hz = await httpGet(healthPort, "/healthz");
-        expect(hz.status).toBe(200);
-        const serverName = caCloudConfig.address.replace(/:\d+$/, "");
-        const res = await callNodeGroups({ port, pki, serverName });
-        expect(res.nodeGroups.map((g) => g.id)).toEqual(["workers"]);
-        const code = await p.stop(t(10000));
-        expect(code).toBe(0);
-        report.push(
-          `${arch}: ext-${EXTENSION_NAME} from ${SERVICE_ROOT} (overlay, read-only, uid 0${emulated ? ", qemu" : ""}): validate ok, "serving gRPC" after ${ready.toFixed(0)} ms, /healthz on ${health} 200, NodeGroups over mTLS at ${listen} (server name ${serverName}) -> ${res.nodeGroups.map((g) => g.id).join(",")}, SIGTERM exit ${code}`,
-        );
+          await p.waitFor(/serving gRPC/, t(20000));
+          const ready = performance.now() - t0;
+          // The root is read-only, as with writeableRootfs: false.
+          expect(p.script).toContain("remount,ro");
+          const hz = await httpGet(healthPort, "/healthz");
+          expect(hz.status).toBe(200);
+          const serverName = caCloudConfig.address.replace(/:\d+$/, "");
+          const res = await callNodeGroups({ port, pki, serverName });
+          expect(res.nodeGroups.map((g) => g.id)).toEqual(["workers"]);
+          const code = await p.stop(t(10000));
+          expect(code).toBe(0);
+          report.push(
+            `${arch}: ext-${EXTENSION_NAME} from ${SERVICE_ROOT} (overlay, read-only, uid 0${emulated ? ", qemu" : ""}): validate ok, "serving gRPC" after ${ready.toFixed(0)} ms, /healthz on ${health} 200, NodeGroups over mTLS at ${listen} (server name ${serverName}) -> ${res.nodeGroups.map((g) => g.id).join(",")}, SIGTERM exit ${code}`,
+          );
         } finally {
           if (p.proc.exitCode === null) await p.stop(5000).catch(() => {});
         }

@@ -1,0 +1,227 @@
+// Cross-references of the manifests under deploy/: every YAML parses, the
+// kustomization lists what exists, and names, keys, mounted paths, ports and
+// certificate SANs agree between the provider, its Service, cert-manager and
+// Cluster Autoscaler's cloud-config and Deployment.
+import { describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, readdirSync } from "node:fs";
+import { join, posix } from "node:path";
+import { parseYamlDocs, REPO_ROOT, readYamlTree, WORK } from "./lib";
+
+// The real kustomize, from the Go module proxy (cached by Go after the first run).
+const KUSTOMIZE = "sigs.k8s.io/kustomize/kustomize/v5@v5.7.1";
+
+const DEPLOY = join(REPO_ROOT, "deploy");
+const all = readYamlTree(DEPLOY);
+const kustomization = all.find((d) => d.doc.kind === "Kustomization")!.doc;
+const talosFile = join(DEPLOY, "talos-worker.example.yaml");
+const k8s = all.filter((d) => d.file !== talosFile && d.doc.kind !== "Kustomization");
+const ns = kustomization.namespace as string;
+
+const find = (kind: string, name: string) => k8s.find((d) => d.doc.kind === kind && d.doc.metadata?.name === name)?.doc;
+const generatedSecrets = new Map<string, string[]>(
+  (kustomization.secretGenerator ?? []).map((g: any) => [g.name, (g.files ?? []).map((f: string) => f.split("=")[0])]),
+);
+const certificates = k8s.filter((d) => d.doc.kind === "Certificate").map((d) => d.doc);
+const CERT_KEYS = ["tls.crt", "tls.key", "ca.crt"];
+
+/** Keys a Secret/ConfigMap named `name` will have, from the manifests, the generator or cert-manager. */
+function keysOf(kind: "Secret" | "ConfigMap", name: string): string[] | undefined {
+  const r = find(kind, name);
+  if (r) return Object.keys({ ...(r.data ?? {}), ...(r.stringData ?? {}) });
+  if (kind === "Secret" && generatedSecrets.has(name)) return generatedSecrets.get(name);
+  if (kind === "Secret" && certificates.some((c) => c.spec.secretName === name)) return CERT_KEYS;
+  return undefined;
+}
+
+/** The file behind an absolute path in a container: [volume source kind, name, key] or undefined. */
+function fileAt(pod: any, container: any, path: string): { kind: "Secret" | "ConfigMap"; name: string; key: string } | undefined {
+  for (const vm of container.volumeMounts ?? []) {
+    const vol = pod.volumes.find((v: any) => v.name === vm.name);
+    const src = vol.secret ? { kind: "Secret" as const, name: vol.secret.secretName } : { kind: "ConfigMap" as const, name: vol.configMap.name };
+    if (vm.subPath && path === vm.mountPath) return { ...src, key: vm.subPath };
+    if (!vm.subPath && path.startsWith(vm.mountPath + "/")) return { ...src, key: posix.relative(vm.mountPath, path) };
+  }
+  return undefined;
+}
+
+function argValue(args: string[], flag: string): string {
+  const i = args.indexOf(flag);
+  if (i >= 0 && args[i + 1] !== undefined) return args[i + 1]!;
+  const eq = args.find((a) => a.startsWith(flag + "="));
+  if (eq) return eq.slice(flag.length + 1);
+  throw new Error(`${flag} not in ${args.join(" ")}`);
+}
+
+const provider = find("Deployment", "autoscaler-cloudscale");
+const providerPod = provider.spec.template.spec;
+const providerCtr = providerPod.containers[0];
+const service = find("Service", "autoscaler-cloudscale");
+const ca = find("Deployment", "cluster-autoscaler");
+const caPod = ca.spec.template.spec;
+const caCtr = caPod.containers[0];
+const caArgs: string[] = [...(caCtr.command ?? []), ...(caCtr.args ?? [])];
+const cloudConfigPath = argValue(caArgs, "--cloud-config");
+const cloudConfigRef = fileAt(caPod, caCtr, cloudConfigPath)!;
+const cloudConfig = Bun.YAML.parse(find(cloudConfigRef.kind, cloudConfigRef.name).data[cloudConfigRef.key]) as any;
+const [caHost, caPort] = [cloudConfig.address.replace(/:\d+$/, ""), Number(cloudConfig.address.split(":").pop())];
+
+describe("deploy/ manifests", () => {
+  test("every YAML parses, every Kubernetes object has apiVersion, kind and a name", () => {
+    expect(all.length).toBeGreaterThan(5);
+    for (const { file, doc } of k8s) {
+      expect({ file, ok: typeof doc.apiVersion === "string" && typeof doc.kind === "string" && typeof doc.metadata?.name === "string" }).toEqual({ file, ok: true });
+      // Objects take the kustomization's namespace; none may pin another.
+      if (doc.metadata.namespace !== undefined) expect(doc.metadata.namespace).toBe(ns);
+    }
+  });
+
+  test("the kustomization lists every manifest file and its generator inputs exist", () => {
+    const files = readdirSync(DEPLOY).filter((f) => /\.ya?ml$/.test(f) && f !== "kustomization.yaml");
+    const generatorInputs = (kustomization.secretGenerator ?? []).flatMap((g: any) => (g.files ?? []).map((f: string) => f.split("=").pop()));
+    for (const f of [...kustomization.resources, ...generatorInputs]) expect(existsSync(join(DEPLOY, f))).toBe(true);
+    expect([...kustomization.resources, ...generatorInputs].sort()).toEqual(files.sort());
+    expect(kustomization.images.map((i: any) => i.name)).toContain(providerCtr.image);
+  });
+
+  test("the Talos worker example is a worker machine configuration", () => {
+    const docs = parseYamlDocs(talosFile).map((d) => d.doc);
+    const v1 = docs.find((d) => d.version === "v1alpha1" && d.machine)!;
+    expect(v1.machine.type).toBe("worker");
+    expect(v1.cluster.controlPlane.endpoint).toMatch(/^https:\/\//);
+    for (const d of docs.filter((x) => x !== v1)) expect(d.apiVersion).toBe("v1alpha1");
+  });
+
+  test("every volume, env reference and mounted path of both Deployments resolves", () => {
+    for (const [pod, ctr] of [
+      [providerPod, providerCtr],
+      [caPod, caCtr],
+    ]) {
+      for (const vm of ctr.volumeMounts) expect(pod.volumes.map((v: any) => v.name)).toContain(vm.name);
+      for (const v of pod.volumes) {
+        const kind = v.secret ? "Secret" : "ConfigMap";
+        const name = v.secret?.secretName ?? v.configMap?.name;
+        expect({ volume: v.name, name, keys: keysOf(kind, name) !== undefined }).toEqual({ volume: v.name, name, keys: true });
+      }
+      for (const vm of ctr.volumeMounts.filter((m: any) => m.subPath)) {
+        const v = pod.volumes.find((x: any) => x.name === vm.name);
+        expect(keysOf(v.secret ? "Secret" : "ConfigMap", v.secret?.secretName ?? v.configMap?.name)).toContain(vm.subPath);
+      }
+      for (const e of ctr.env ?? []) {
+        const ref = e.valueFrom?.secretKeyRef ?? e.valueFrom?.configMapKeyRef;
+        if (ref) expect(keysOf(e.valueFrom.secretKeyRef ? "Secret" : "ConfigMap", ref.name)).toContain(ref.key);
+      }
+    }
+  });
+
+  test("the provider's file arguments and its config's userDataFile are mounted files", () => {
+    const args: string[] = providerCtr.args;
+    for (const flag of ["--config", "--tls-cert", "--tls-key", "--tls-client-ca"]) {
+      const path = argValue(args, flag);
+      const ref = fileAt(providerPod, providerCtr, path);
+      expect({ flag, path, mounted: ref !== undefined }).toEqual({ flag, path, mounted: true });
+      expect(keysOf(ref!.kind, ref!.name)).toContain(ref!.key);
+    }
+    const cfgRef = fileAt(providerPod, providerCtr, argValue(args, "--config"))!;
+    const cfg = Bun.YAML.parse(find(cfgRef.kind, cfgRef.name).data[cfgRef.key]) as any;
+    for (const g of cfg.nodeGroups) {
+      if (!g.userDataFile) continue;
+      const ref = fileAt(providerPod, providerCtr, g.userDataFile);
+      expect({ group: g.name, mounted: ref !== undefined }).toEqual({ group: g.name, mounted: true });
+      expect(keysOf(ref!.kind, ref!.name)).toContain(ref!.key);
+    }
+    // The server certificate and the client CA come from the same cert-manager CA.
+    const tls = fileAt(providerPod, providerCtr, argValue(args, "--tls-cert"))!;
+    const clientCa = fileAt(providerPod, providerCtr, argValue(args, "--tls-client-ca"))!;
+    expect(clientCa.name).toBe(tls.name);
+    expect(clientCa.key).toBe("ca.crt");
+  });
+
+  test("ports agree: listen flags, container ports, probes, Service and CA's address", () => {
+    const args: string[] = providerCtr.args;
+    const listenPort = Number(argValue(args, "--listen").split(":").pop());
+    const healthPort = Number(argValue(args, "--health-listen").split(":").pop());
+    expect(argValue(args, "--listen").startsWith("0.0.0.0:")).toBe(true);
+    const portNamed = (n: string) => providerCtr.ports.find((p: any) => p.name === n)?.containerPort;
+    expect(portNamed("grpc")).toBe(listenPort);
+    expect(portNamed("health")).toBe(healthPort);
+    for (const probe of [providerCtr.readinessProbe, providerCtr.livenessProbe]) {
+      const p = probe.httpGet.port;
+      expect(typeof p === "number" ? p : portNamed(p)).toBe(healthPort);
+      expect(["/healthz", "/readyz"]).toContain(probe.httpGet.path);
+    }
+    const sp = service.spec.ports.find((p: any) => p.port === caPort);
+    expect(sp).toBeDefined();
+    expect(typeof sp.targetPort === "number" ? sp.targetPort : portNamed(sp.targetPort)).toBe(listenPort);
+    for (const [k, v] of Object.entries(service.spec.selector)) expect(provider.spec.template.metadata.labels[k]).toBe(v);
+    for (const [k, v] of Object.entries(provider.spec.selector.matchLabels)) expect(provider.spec.template.metadata.labels[k]).toBe(v);
+  });
+
+  test("CA's address names the Service, and the server certificate carries that name", () => {
+    expect([service.metadata.name, `${service.metadata.name}.${ns}.svc`, `${service.metadata.name}.${ns}.svc.cluster.local`]).toContain(caHost);
+    const tls = fileAt(providerPod, providerCtr, argValue(providerCtr.args, "--tls-cert"))!;
+    const serverCert = certificates.find((c) => c.spec.secretName === tls.name)!;
+    expect(serverCert.spec.dnsNames).toContain(caHost);
+    expect(serverCert.spec.usages).toContain("server auth");
+  });
+
+  test("CA's cloud-config: keys, TLS files from the client certificate, same CA, timeout", () => {
+    expect(argValue(caArgs, "--cloud-provider")).toBe("externalgrpc");
+    expect(Object.keys(cloudConfig).sort()).toEqual(["address", "cacert", "cert", "grpc_timeout", "key"]);
+    expect(cloudConfig.grpc_timeout).toMatch(/^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/);
+    const refs = ["key", "cert", "cacert"].map((k) => ({ k, ref: fileAt(caPod, caCtr, cloudConfig[k]) }));
+    for (const { k, ref } of refs) expect({ k, mounted: ref !== undefined }).toEqual({ k, mounted: true });
+    const clientCert = certificates.find((c) => c.spec.secretName === refs[1]!.ref!.name)!;
+    expect(clientCert).toBeDefined();
+    expect(clientCert.spec.usages).toContain("client auth");
+    expect(refs.map((r) => r.ref!.key)).toEqual(["tls.key", "tls.crt", "ca.crt"]);
+    // Both certificates come from one Issuer, whose CA is what each side trusts (ca.crt).
+    const tls = fileAt(providerPod, providerCtr, argValue(providerCtr.args, "--tls-cert"))!;
+    const serverCert = certificates.find((c) => c.spec.secretName === tls.name)!;
+    expect(clientCert.spec.issuerRef).toEqual(serverCert.spec.issuerRef);
+  });
+
+  test("cert-manager: every issuerRef names an Issuer here; the CA Issuer uses the CA certificate's Secret", () => {
+    for (const c of certificates) {
+      expect(c.spec.issuerRef.kind).toBe("Issuer");
+      expect(find("Issuer", c.spec.issuerRef.name)).toBeDefined();
+    }
+    for (const i of k8s.filter((d) => d.doc.kind === "Issuer" && d.doc.spec.ca).map((d) => d.doc)) {
+      const caCert = certificates.find((c) => c.spec.secretName === i.spec.ca.secretName)!;
+      expect(caCert.spec.isCA).toBe(true);
+    }
+  });
+
+  test("both pods run as non-root with a read-only root file system", () => {
+    for (const [pod, ctr] of [
+      [providerPod, providerCtr],
+      [caPod, caCtr],
+    ]) {
+      expect(pod.securityContext.runAsNonRoot).toBe(true);
+      expect(pod.securityContext.runAsUser).toBe(65532);
+      expect(ctr.securityContext.readOnlyRootFilesystem).toBe(true);
+      expect(ctr.securityContext.allowPrivilegeEscalation).toBe(false);
+    }
+  });
+
+  test("kustomize build renders it: namespace, generated Secret name and image rewritten where they are used", () => {
+    const go = Bun.spawnSync(["sh", "-c", "command -v go || test -x /usr/local/go/bin/go && echo /usr/local/go/bin/go"], { stdout: "pipe" });
+    const goBin = go.stdout.toString().trim().split("\n").pop();
+    if (!goBin) throw new Error("this test runs kustomize with Go (go run " + KUSTOMIZE + "); Go is not installed");
+    mkdirSync(WORK, { recursive: true });
+    const r = Bun.spawnSync([goBin, "run", KUSTOMIZE, "build", DEPLOY], { cwd: WORK, stdout: "pipe", stderr: "pipe", env: { ...process.env, GOFLAGS: "-mod=mod" } });
+    if (r.exitCode !== 0) throw new Error(`kustomize build failed (${r.exitCode}):\n${r.stderr.toString()}`);
+    const rendered = (Bun.YAML.parse(r.stdout.toString()) as any[]).filter(Boolean);
+    expect(rendered.length).toBe(k8s.length + generatedSecrets.size);
+    for (const o of rendered) expect({ kind: o.kind, name: o.metadata.name, ns: o.metadata.namespace }).toEqual({ kind: o.kind, name: o.metadata.name, ns });
+    const dep = rendered.find((o) => o.kind === "Deployment" && o.metadata.name === "autoscaler-cloudscale");
+    const secrets = new Set(rendered.filter((o) => o.kind === "Secret").map((o) => o.metadata.name));
+    const certSecrets = new Set(certificates.map((c) => c.spec.secretName));
+    for (const v of dep.spec.template.spec.volumes.filter((x: any) => x.secret)) {
+      expect(secrets.has(v.secret.secretName) || certSecrets.has(v.secret.secretName)).toBe(true);
+    }
+    const userdata = dep.spec.template.spec.volumes.find((x: any) => x.name === "userdata").secret.secretName;
+    expect(userdata).toMatch(/^autoscaler-cloudscale-userdata-[a-z0-9]+$/);
+    const img = kustomization.images.find((i: any) => i.name === providerCtr.image);
+    expect(dep.spec.template.spec.containers[0].image).toBe(`${img.newName}:${img.newTag}`);
+  }, 600000);
+});
