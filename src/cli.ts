@@ -47,6 +47,9 @@ Flags:
   -h, --help               show this help
 
 Certificates are re-read when their files change; no restart is needed after a rotation.
+--listen, --health-listen, --log-level and --log-format fall back to AUTOSCALER_CLOUDSCALE_LISTEN,
+AUTOSCALER_CLOUDSCALE_HEALTH_LISTEN, AUTOSCALER_CLOUDSCALE_LOG_LEVEL and AUTOSCALER_CLOUDSCALE_LOG_FORMAT
+(for Talos, where the arguments are fixed in the extension and the environment comes from its config).
 `;
 
 const VALIDATE_USAGE = `Usage: autoscaler-cloudscale validate --config FILE [--token-file FILE] [--offline]
@@ -98,16 +101,16 @@ function setupLogging(values: { "log-level"?: string; "log-format"?: string }) {
 async function serve(argv: string[]): Promise<number> {
   const { values } = parse(argv, {
     config: { type: "string" },
-    listen: { type: "string", default: "0.0.0.0:8086" },
+    listen: { type: "string", default: process.env.AUTOSCALER_CLOUDSCALE_LISTEN || "0.0.0.0:8086" },
     "tls-cert": { type: "string" },
     "tls-key": { type: "string" },
     "tls-client-ca": { type: "string" },
     "insecure-plaintext": { type: "boolean" },
-    "health-listen": { type: "string" },
+    "health-listen": { type: "string", default: process.env.AUTOSCALER_CLOUDSCALE_HEALTH_LISTEN || undefined },
     "token-file": { type: "string" },
     "shutdown-grace": { type: "string", default: "20" },
-    "log-level": { type: "string" },
-    "log-format": { type: "string" },
+    "log-level": { type: "string", default: process.env.AUTOSCALER_CLOUDSCALE_LOG_LEVEL || undefined },
+    "log-format": { type: "string", default: process.env.AUTOSCALER_CLOUDSCALE_LOG_FORMAT || undefined },
   }, SERVE_USAGE);
   if (values.help) return help(SERVE_USAGE);
   setupLogging(values);

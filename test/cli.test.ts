@@ -80,6 +80,25 @@ describe("cli", () => {
     expect(noToken.stderr).toContain("no API token");
   });
 
+  test("serve takes its listen addresses from the environment when no flag is given", async () => {
+    const { spawnUntil } = await import("./helpers/procs");
+    const cfg = writeConfig("clusterName: c\nnodeGroups:\n  - {name: w, flavor: flex-4-1, image: debian-13, min: 0, max: 1}\n");
+    const p = await spawnUntil(["serve", "--config", cfg, "--insecure-plaintext"], /serving gRPC.*listen\W+127\.0\.0\.1:(\d+).*health\W+127\.0\.0\.1:(\d+)/, {
+      CLOUDSCALE_API_TOKEN: TEST_TOKEN,
+      CLOUDSCALE_API_URL: sim.apiUrl,
+      AUTOSCALER_CLOUDSCALE_LISTEN: "127.0.0.1:0",
+      AUTOSCALER_CLOUDSCALE_HEALTH_LISTEN: "127.0.0.1:0",
+      AUTOSCALER_CLOUDSCALE_LOG_FORMAT: "json",
+    });
+    try {
+      const health = await fetch(`http://127.0.0.1:${p.match[2]}/readyz`);
+      expect(health.status).toBe(200);
+      expect(p.output()).toContain('"msg":"serving gRPC"');
+    } finally {
+      await p.stop();
+    }
+  });
+
   test("validate checks flavors, images and zones against the API", () => {
     const good = writeConfig("clusterName: c\nnodeGroups:\n  - {name: w, flavor: flex-8-2, image: custom:talos-1.13.2, zone: lpg1, min: 0, max: 3}\n");
     const ok = run(["validate", "--config", good], { CLOUDSCALE_API_TOKEN: TEST_TOKEN, CLOUDSCALE_API_URL: sim.apiUrl });
