@@ -311,6 +311,15 @@ for (const arch of ARCHES) {
       }
     });
 
+    /** A serve setting as Talos would hand it over: the flag in args, else the environment (the document's after the service's). */
+    const setting = (flag: string, env: string): string => {
+      const args: string[] = spec.container.args;
+      if (args.includes(flag)) return args[args.indexOf(flag) + 1] ?? "";
+      const environment: string[] = [...(spec.container.environment ?? []), ...(escExample.environment ?? [])];
+      const last = environment.filter((e) => e.startsWith(`${env}=`)).pop();
+      return last ? last.slice(env.length + 1) : "";
+    };
+
     test("the ExtensionServiceConfig provides every file the service's args and config name", () => {
       const mountPaths = escExample.configFiles.map((f: any) => f.mountPath);
       const args: string[] = spec.container.args;
@@ -321,14 +330,14 @@ for (const arch of ARCHES) {
       const cfg = Bun.YAML.parse(escExample.configFiles.find((f: any) => f.mountPath === cfgPath).content) as any;
       for (const g of cfg.nodeGroups) if (g.userDataFile) expect(mountPaths).toContain(g.userDataFile);
       // CA's cloud-config for this way dials the address the service listens on.
-      expect(args[args.indexOf("--listen") + 1]).toBe(caCloudConfig.address);
+      expect(setting("--listen", "AUTOSCALER_CLOUDSCALE_LISTEN")).toBe(caCloudConfig.address);
       expect(caCloudConfig.address.startsWith("127.0.0.1:")).toBe(true);
     });
 
     test("the service runs from its own root as Talos runs it and answers NodeGroups over mTLS", async () => {
       const args: string[] = spec.container.args;
-      const listen = args[args.indexOf("--listen") + 1] ?? "";
-      const health = args[args.indexOf("--health-listen") + 1] ?? "";
+      const listen = setting("--listen", "AUTOSCALER_CLOUDSCALE_LISTEN");
+      const health = setting("--health-listen", "AUTOSCALER_CLOUDSCALE_HEALTH_LISTEN");
       const [host, port] = [listen.replace(/:\d+$/, ""), Number(listen.split(":").pop())];
       const healthPort = Number(health.split(":").pop());
       expect(host).toBe("127.0.0.1");
