@@ -60,6 +60,11 @@ bun test --timeout 60000 test/*.test.ts 2>&1 | tee "$LOGDIR/bun-test.log"
 count_bun "$LOGDIR/bun-test.log" "bun test"
 if ! grep -Eq '^ *[0-9]+ pass$' "$LOGDIR/bun-test.log"; then fail_suite "bun test" "no summary line"; fi
 
+step "fault injection (bun test test/faults: crash trials, lost responses, outages, hostile input, transport, secrets)"
+bun test --timeout 600000 test/faults/ 2>&1 | tee "$LOGDIR/faults.log"
+count_bun "$LOGDIR/faults.log" "faults"
+if ! grep -Eq '^ *[0-9]+ pass$' "$LOGDIR/faults.log"; then fail_suite "faults" "no summary line"; fi
+
 # The API token the tests hand to the provider must never appear in anything any process printed.
 if [ -s "$TEST_PROC_LOG" ] && ! grep -q "test-token-7f3a9c2e51b84d06" "$TEST_PROC_LOG"; then
   passed=$((passed + 1)); echo "secrets: the API token appears in none of $(wc -l <"$TEST_PROC_LOG") lines of process output"
@@ -80,6 +85,13 @@ if [ -x scripts/test-ca.sh ]; then
   rc=${PIPESTATUS[0]}
   count_go "$LOGDIR/ca.log" "CA client"
   if [ "$rc" -ne 0 ] && ! grep -q -- '--- FAIL' "$LOGDIR/ca.log"; then fail_suite "CA client" "exit code $rc without a failing test (build or setup problem; see above)"; fi
+fi
+
+step "benchmark smoke run (bun run bench:smoke; figures are printed, not asserted)"
+if AUTOSCALER_CLOUDSCALE_BIN="$ROOT/dist/autoscaler-cloudscale" ./scripts/bench.sh --smoke >"$LOGDIR/bench-smoke.log" 2>&1; then
+  passed=$((passed + 1)); echo "bench smoke: ran"; tail -1 "$LOGDIR/bench-smoke.log"
+else
+  fail_suite "bench smoke" "$(tail -20 "$LOGDIR/bench-smoke.log")"
 fi
 
 step "done"

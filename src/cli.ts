@@ -162,9 +162,12 @@ async function serve(argv: string[]): Promise<number> {
     process.exit(1);
   }, grace * 1000 + 5000);
   hardStop.unref();
+  const shutdownStarted = Date.now();
   await server.shutdown(grace * 1000);
   healthServer?.stop(true);
-  provider.stop();
+  // Creations already sent are waited for, so their servers are answered and tagged before we go;
+  // queued ones never reached the cloud and are dropped (the next instance starts from the cloud).
+  await provider.shutdown(Math.max(0, grace * 1000 - (Date.now() - shutdownStarted)));
   log.info("stopped");
   process.exit(0);
 }

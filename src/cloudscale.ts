@@ -3,6 +3,7 @@
 // create is never re-sent blindly (the caller decides after checking the cloud),
 // except on 429, which the API answers before doing anything.
 import { ofetch, FetchError } from "ofetch";
+import { redact } from "./log";
 import type { CreateServerRequest, Flavor, Server } from "./types";
 
 export type ErrorKind =
@@ -48,14 +49,15 @@ export interface ClientOptions {
   maxBackoffMs?: number;
 }
 
+/** The API's error body as one line. Secrets are redacted before any cut, so no piece of one survives. */
 function describeBody(data: unknown): string {
   if (data && typeof data === "object") {
-    return Object.entries(data as Record<string, unknown>)
+    const text = Object.entries(data as Record<string, unknown>)
       .map(([k, v]) => (k === "detail" ? String(v) : `${k}: ${String(v)}`))
-      .join("; ")
-      .slice(0, 500);
+      .join("; ");
+    return redact(text).slice(0, 500);
   }
-  return typeof data === "string" ? data.slice(0, 200) : "";
+  return typeof data === "string" ? redact(data).slice(0, 200) : "";
 }
 
 export function classify(e: unknown, what: string): CloudscaleError {
@@ -65,7 +67,7 @@ export function classify(e: unknown, what: string): CloudscaleError {
     if (status === undefined) {
       const cause = (e.cause as Error | undefined)?.name ?? "";
       const timeout = cause === "TimeoutError" || /timeout|aborted/i.test(e.message);
-      return new CloudscaleError(timeout ? "timeout" : "network", `${what}: ${timeout ? "no answer in time" : "cannot reach the API"} (${(e.cause as Error | undefined)?.message ?? e.message})`);
+      return new CloudscaleError(timeout ? "timeout" : "network", `${what}: ${timeout ? "no answer in time" : "cannot reach the API"} (${redact((e.cause as Error | undefined)?.message ?? e.message).slice(0, 300)})`);
     }
     const detail = describeBody(e.data);
     const text = `${what}: HTTP ${status}${detail ? `: ${detail}` : ""}`;
@@ -93,6 +95,14 @@ const sleep = (ms: number, signal?: AbortSignal) =>
     signal?.addEventListener("abort", () => { clearTimeout(t); reject(signal.reason); }, { once: true });
   });
 
+function parseBody(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
 export type Cloudscale = ReturnType<typeof createClient>;
 
 export function createClient(opts: ClientOptions) {
@@ -103,6 +113,10 @@ export function createClient(opts: ClientOptions) {
     headers: { Authorization: `Bearer ${opts.token}`, Accept: "application/json" },
     retry: 0,
     timeout: opts.timeoutMs ?? 30_000,
+    // JSON.parse, not ofetch's default destr: destr scans the whole text with two regular
+    // expressions (prototype-pollution checks JSON.parse does not need) before parsing.
+    // Error bodies that are not JSON (a proxy's HTML 502) stay text, as with destr.
+    parseResponse: parseBody,
   });
 
   /** Runs an idempotent call with retries on rate limits and transient failures. */

@@ -141,6 +141,7 @@ const configSchema = v.strictObject({
   failedCreateTtl: v.optional(durationString),
   createVerifyDelay: v.optional(durationString),
   apiTimeout: v.optional(durationString),
+  startupGrace: v.optional(durationString),
   prices: v.optional(v.record(v.string(), v.pipe(v.number("must be a price in CHF per hour"), v.minValue(0, "must not be negative")))),
   reservations: v.optional(reservationsSchema),
   nodeGroups: v.pipe(v.array(nodeGroupSchema, "must be a list of node groups"), v.minLength(1, "must list at least one node group")),
@@ -309,6 +310,8 @@ export function parseConfig(text: string, opts: LoadOptions = {}): ProviderConfi
     failedCreateTtlSeconds: c.failedCreateTtl ?? 900,
     createVerifyDelaySeconds: c.createVerifyDelay ?? 5,
     apiTimeoutSeconds: c.apiTimeout ?? 30,
+    // A killed predecessor's requests end within its API timeout (plus the API's own work).
+    startupGraceSeconds: c.startupGrace ?? (c.apiTimeout ?? 30) + 5,
   };
 }
 

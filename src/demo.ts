@@ -77,6 +77,7 @@ export async function runDemo(argv: string[]): Promise<number> {
   say(`${t()} cloudscale.ch simulator on ${sim.apiUrl} (servers boot in ${bootSeconds}s)`);
 
   const config = parseConfig(`clusterName: demo
+startupGrace: 0s
 nodeGroups:
   - name: workers
     flavor: ${values.flavor}

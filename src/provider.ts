@@ -33,6 +33,8 @@ export type Provider = ProviderApi & {
   reconciler: Reconciler;
   start(): Promise<void>;
   stop(): void;
+  /** Stops queued work and waits up to `waitMs` for creations already sent. */
+  shutdown(waitMs: number): Promise<void>;
   readiness(): { ok: boolean; detail: string };
   flavor(slug: string): Flavor | undefined;
 };
@@ -72,7 +74,14 @@ export function createProvider(deps: ProviderDeps): Provider {
     return body;
   }
 
-  const reconciler = new Reconciler({ config, cloud, createRequest, verifyDelayMs: deps.verifyDelayMs ?? config.createVerifyDelaySeconds * 1000, now: deps.now });
+  const reconciler = new Reconciler({
+    config,
+    cloud,
+    createRequest,
+    verifyDelayMs: deps.verifyDelayMs ?? config.createVerifyDelaySeconds * 1000,
+    startupGraceMs: config.startupGraceSeconds * 1000,
+    now: deps.now,
+  });
   const groupsByName = new Map(config.nodeGroups.map((g) => [g.name, g]));
 
   async function loadFlavors(): Promise<void> {
@@ -110,20 +119,23 @@ export function createProvider(deps: ProviderDeps): Provider {
     reconciler,
     flavor,
     async start() {
-      try {
-        await loadFlavors();
-      } catch (e) {
-        log.warn("cannot load flavors from the API yet; templates use the flavor slug until it works", { error: (e as Error).message });
-      }
-      try {
-        await reconciler.refresh();
-        log.info("initial view of the cloud loaded", { servers: reconciler.snapshot().groups.map((g) => `${g.name}=${g.targetSize}`).join(",") });
-      } catch (e) {
-        log.warn("cannot list servers yet; Refresh will keep trying", { error: (e as Error).message });
-      }
+      // Both at once: the start waits for one API round trip, not two.
+      await Promise.all([
+        loadFlavors().catch((e) => {
+          log.warn("cannot load flavors from the API yet; templates use the flavor slug until it works", { error: (e as Error).message });
+        }),
+        reconciler.refresh().then(
+          () => log.info("initial view of the cloud loaded", { servers: reconciler.snapshot().groups.map((g) => `${g.name}=${g.targetSize}`).join(",") }),
+          (e) => log.warn("cannot list servers yet; Refresh will keep trying", { error: (e as Error).message }),
+        ),
+      ]);
     },
     stop() {
       reconciler.stop();
+    },
+    async shutdown(waitMs) {
+      reconciler.stop();
+      await Promise.race([reconciler.whenIdle(), new Promise((r) => setTimeout(r, waitMs))]);
     },
     readiness() {
       if (!reconciler.fresh) {
@@ -137,10 +149,10 @@ export function createProvider(deps: ProviderDeps): Provider {
       const id = reconciler.groupForNode(node.providerID, node.name);
       return id ? groupsByName.get(id) : undefined;
     },
-    async refresh(signal) {
+    async refresh(signal, deadlineMs) {
       // Flavors change rarely; re-read them every 10 minutes, never failing Refresh over it.
       if (Date.now() - flavorsLoadedAt > 600_000) void loadFlavors().catch((e) => log.debug("flavor reload failed", { error: (e as Error).message }));
-      await reconciler.refresh(signal);
+      await reconciler.refresh(signal, deadlineMs);
     },
     targetSize: (g) => reconciler.targetSize(g),
     increaseSize: (g, delta) => void reconciler.increaseSize(g, delta),

@@ -7,7 +7,7 @@
 // the list is what the list cannot show yet (accepted creates, issued deletes).
 import { Code, ConnectError } from "@connectrpc/connect";
 import { CloudscaleError, type Cloudscale } from "./cloudscale";
-import { log } from "./log";
+import { log, redact } from "./log";
 import { CLUSTER_TAG, GROUP_TAG, type CreateServerRequest, type NodeGroupConfig, type ProviderConfig, type Server } from "./types";
 
 export const PROVIDER_ID_PREFIX = "cloudscale://";
@@ -15,6 +15,11 @@ export const PROVIDER_ID_PREFIX = "cloudscale://";
 export const PENDING_ID_PREFIX = "cloudscale://pending/";
 
 export type InstanceState = "running" | "creating" | "deleting";
+
+/** What the view keeps of a listed server. The list's other fields (flavor, image, volumes,
+ *  interfaces, …; ~1.8 KB of JSON per server) are not kept, so they do not stay on the heap. */
+export type ServerView = Pick<Server, "uuid" | "name" | "status" | "tags" | "created_at">;
+
 export const OUT_OF_RESOURCES = 1;
 export const OTHER_ERROR = 99;
 
@@ -60,6 +65,12 @@ export interface ReconcilerDeps {
   verifyDelayMs?: number;
   /** Create attempts per accepted server before it is reported as failed. */
   maxCreateAttempts?: number;
+  /**
+   * After a start, how long requests of a previous instance (killed mid-call) may still land
+   * in the cloud (ms). Until a list that started after this window has been applied, no
+   * server is created or deleted: the view cannot show what is still on its way.
+   */
+  startupGraceMs?: number;
 }
 
 const RANDOM_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
@@ -82,9 +93,9 @@ export function parseProviderId(providerID: string): { uuid?: string; pendingNam
 export class Reconciler {
   private readonly groups: Map<string, NodeGroupConfig>;
   private readonly now: () => number;
-  private servers = new Map<string, Server>();
-  private byName = new Map<string, Server>();
-  private byGroup = new Map<string, Server[]>();
+  private servers = new Map<string, ServerView>();
+  private byName = new Map<string, ServerView>();
+  private byGroup = new Map<string, ServerView[]>();
   private pending = new Map<string, PendingCreate>();
   private deleting = new Map<string, DeleteMark>();
   private appliedListStartedAt = -Infinity;
@@ -94,12 +105,24 @@ export class Reconciler {
   private activeCreates = 0;
   private stopped = false;
   private readonly idle = new Set<() => void>();
+  private readonly settledAfter: number;
   readonly stats = { lists: 0, listFailures: 0, creates: 0, createFailures: 0, deletes: 0 };
 
   constructor(private readonly deps: ReconcilerDeps) {
     this.groups = new Map(deps.config.nodeGroups.map((g) => [g.name, g]));
     this.now = deps.now ?? Date.now;
+    this.settledAfter = this.now() + (deps.startupGraceMs ?? 0);
     for (const g of this.groups.keys()) this.byGroup.set(g, []);
+  }
+
+  /** A list that started after the startup grace window has been applied. */
+  get settled(): boolean {
+    return this.appliedListStartedAt >= this.settledAfter;
+  }
+
+  /** Creations and deletions may go to the cloud now. */
+  private get canAct(): boolean {
+    return this.settled && this.fresh;
   }
 
   group(id: string): NodeGroupConfig {
@@ -122,22 +145,52 @@ export class Reconciler {
    * Lists our servers once and rebuilds the view. A failure is tolerated while
    * the last good view is younger than maxViewAge; past that Refresh fails.
    */
-  async refresh(signal?: AbortSignal): Promise<void> {
+  async refresh(signal?: AbortSignal, deadlineMs?: number): Promise<void> {
     if (!this.inflightList) {
       this.inflightList = this.listAndApply().finally(() => {
         this.inflightList = null;
       });
     }
     const list = this.inflightList;
-    if (!signal) return list;
-    // The list goes on if the caller gives up; its result still lands in the view.
-    return Promise.race([
-      list,
-      new Promise<void>((_, reject) => {
-        if (signal.aborted) reject(new ConnectError("refresh cancelled by the caller", Code.DeadlineExceeded));
-        signal.addEventListener("abort", () => reject(new ConnectError("refresh cancelled by the caller", Code.DeadlineExceeded)), { once: true });
-      }),
-    ]);
+    if (!signal && !deadlineMs) return list;
+    // The list goes on if the caller gives up; its result still lands in the view. A slow or
+    // hanging API must not fail CA's loop while the last good view is fresh: answer before
+    // the caller's deadline from that view.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const waits: Promise<void>[] = [list];
+    if (deadlineMs) {
+      const budget = Math.max(50, Math.min(deadlineMs - 500, deadlineMs * 0.8));
+      waits.push(
+        new Promise<void>((resolve, reject) => {
+          timer = setTimeout(() => {
+            if (this.fresh) {
+              log.warn("listing servers is slow; answering Refresh from the last good view", { viewAgeSeconds: Math.round(this.viewAgeSeconds) });
+              resolve();
+            } else reject(this.staleError(new CloudscaleError("timeout", `listing servers took longer than ${Math.round(budget)} ms`)));
+          }, budget);
+        }),
+      );
+    }
+    if (signal) {
+      waits.push(
+        new Promise<void>((_, reject) => {
+          const cancelled = () => reject(new ConnectError("refresh cancelled by the caller", Code.DeadlineExceeded));
+          if (signal.aborted) cancelled();
+          signal.addEventListener("abort", cancelled, { once: true });
+        }),
+      );
+    }
+    try {
+      await Promise.race(waits);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private staleError(err: CloudscaleError): ConnectError {
+    const age = this.viewAgeSeconds;
+    const since = Number.isFinite(age) ? `the last good view is ${Math.round(age)}s old (limit ${this.deps.config.maxViewAgeSeconds}s)` : "there has been no successful listing yet";
+    return new ConnectError(`cannot list servers and ${since}: ${err.message}`, err.kind === "auth" ? Code.PermissionDenied : Code.Unavailable);
   }
 
   private async listAndApply(): Promise<void> {
@@ -154,8 +207,7 @@ export class Reconciler {
         log.warn("listing servers failed; serving the last good view", { error: err.message, viewAgeSeconds: Math.round(age) });
         return;
       }
-      const since = Number.isFinite(age) ? `the last good view is ${Math.round(age)}s old (limit ${this.deps.config.maxViewAgeSeconds}s)` : "there has been no successful listing yet";
-      throw new ConnectError(`cannot list servers and ${since}: ${err.message}`, err.kind === "auth" ? Code.PermissionDenied : Code.Unavailable);
+      throw this.staleError(err);
     }
     this.apply(list, startedAt);
   }
@@ -166,12 +218,13 @@ export class Reconciler {
     this.appliedListStartedAt = startedAt;
     this.lastGoodAt = Math.max(this.lastGoodAt, startedAt);
 
-    const servers = new Map<string, Server>();
-    const byName = new Map<string, Server>();
-    const byGroup = new Map<string, Server[]>();
+    const servers = new Map<string, ServerView>();
+    const byName = new Map<string, ServerView>();
+    const byGroup = new Map<string, ServerView[]>();
     for (const g of this.groups.keys()) byGroup.set(g, []);
-    const duplicates: Server[] = [];
-    for (const s of list) {
+    const duplicates: ServerView[] = [];
+    for (const full of list) {
+      const s: ServerView = { uuid: full.uuid, name: full.name, status: full.status, tags: full.tags, created_at: full.created_at };
       // Defence in depth: the API filtered by tag, but never trust a server without both of our tags.
       if (s.tags?.[CLUSTER_TAG] !== this.deps.config.clusterName) continue;
       if (!byGroup.has(s.tags?.[GROUP_TAG] ?? "")) continue; // ours, but of a group no longer configured: left alone
@@ -225,11 +278,37 @@ export class Reconciler {
       log.warn("found two servers for one creation; deleting the newer one", { server: d.name, uuid: d.uuid });
       void this.deleteOne(d.uuid, d.tags[GROUP_TAG]!).catch(() => {});
     }
+    if (this.settled) this.trimToMax();
+    this.pump();
+  }
+
+  /**
+   * Servers that landed from a previous instance's requests can leave less room than the
+   * creations still queued here assume: cancel the queued ones that would exceed max.
+   */
+  private trimToMax(): void {
+    for (const g of this.groups.values()) {
+      const queued = this.pendingOf(g.name).filter((p) => p.state === "queued").sort((a, b) => b.acceptedAt - a.acceptedAt);
+      if (!queued.length) continue;
+      const room = g.max - this.existing(g.name) - this.pendingOf(g.name).filter((p) => p.state === "creating" || p.state === "verifying").length;
+      const excess = queued.length - Math.max(0, room);
+      if (excess <= 0) continue;
+      for (const p of queued.slice(0, excess)) this.pending.delete(p.name);
+      log.warn("cancelled queued creations that would take the group above its max", { group: g.name, cancelled: excess, max: g.max });
+    }
+  }
+
+  /** Servers of a group that exist in the cloud and are not being deleted (listed, or confirmed created). */
+  private existing(group: string): number {
+    let n = 0;
+    for (const s of this.serversOf(group)) if (!this.deleting.has(s.uuid)) n++;
+    for (const p of this.pending.values()) if (p.group === group && p.state === "created" && !(p.uuid && this.deleting.has(p.uuid))) n++;
+    return n;
   }
 
   // ------------------------------------------------------------------ views
 
-  private serversOf(group: string): Server[] {
+  private serversOf(group: string): ServerView[] {
     return this.byGroup.get(group) ?? [];
   }
 
@@ -335,7 +414,9 @@ export class Reconciler {
   }
 
   private pump(): void {
-    while (!this.stopped && this.activeCreates < this.deps.config.createConcurrency && this.queue.length) {
+    // Queued creations wait while the view is stale or the startup grace has not passed;
+    // the next applied list pumps again.
+    while (!this.stopped && this.canAct && this.activeCreates < this.deps.config.createConcurrency && this.queue.length) {
       const p = this.queue.shift()!;
       if (this.pending.get(p.name) !== p || p.state !== "queued") continue; // cancelled meanwhile
       this.activeCreates++;
@@ -365,7 +446,7 @@ export class Reconciler {
     p.failedAt = this.now();
     p.error = {
       code: outOfResources ? (err as CloudscaleError).kind === "quota" ? "QUOTA_EXCEEDED" : "OUT_OF_CAPACITY" : "CREATE_FAILED",
-      message: err.message.slice(0, 1000),
+      message: redact(err.message).slice(0, 1000),
       errorClass: outOfResources ? OUT_OF_RESOURCES : OTHER_ERROR,
     };
     this.stats.createFailures++;
@@ -383,6 +464,12 @@ export class Reconciler {
       return;
     }
     while (!this.stopped && this.pending.get(p.name) === p) {
+      if (!this.canAct) {
+        // The view went stale while this one waited: back to the queue until a list lands.
+        p.state = "queued";
+        this.queue.unshift(p);
+        return;
+      }
       p.attempts++;
       p.state = "creating";
       try {
@@ -490,6 +577,16 @@ export class Reconciler {
       } else problems.push(`node "${label}" is not a server of node group "${groupId}"`);
     }
     if (problems.length) throw new ConnectError(`nothing deleted: ${problems.slice(0, 5).join("; ")}${problems.length > 5 ? `; and ${problems.length - 5} more` : ""}`, Code.InvalidArgument);
+    const busy = targets.filter((t) => t.kind === "pending" && ["creating", "verifying"].includes(this.pending.get(t.name)?.state ?? ""));
+    if (busy.length) {
+      throw new ConnectError(`nothing deleted: server ${(busy[0] as { name: string }).name} is being created right now; try again once it exists`, Code.Unavailable);
+    }
+    if (!this.settled && targets.some((t) => t.kind === "server" || t.kind === "check")) {
+      throw new ConnectError(
+        "nothing deleted: the provider has just started, and requests of a previous instance may still be landing in the cloud; deletions resume after the next Refresh past the startup grace",
+        Code.Unavailable,
+      );
+    }
 
     // Ask the cloud about every server first: it must exist with both of our tags. All or nothing.
     const toCheck = targets.filter((t): t is Extract<Target, { uuid: string }> => t.kind === "server" || t.kind === "check");
@@ -518,25 +615,17 @@ export class Reconciler {
     }
     const ours = checked.filter((c) => c.verdict === "ours").map((c) => c.t.uuid);
     const pendingNames = targets.filter((t): t is Extract<Target, { kind: "pending" }> => t.kind === "pending").map((t) => t.name);
-    const failedPlaceholders = pendingNames.filter((n) => this.pending.get(n)?.state === "failed").length;
-    const realRemovals = ours.length + pendingNames.length - failedPlaceholders;
-    const current = this.targetSize(groupId) - this.pendingOf(groupId).filter((p) => p.state === "failed").length;
-    if (realRemovals > 0 && current - realRemovals < g.min) {
+    // Min counts servers that exist, not creations still on their way (they may yet fail).
+    const existing = this.existing(groupId);
+    if (ours.length > 0 && existing - ours.length < g.min) {
       throw new ConnectError(
-        `nothing deleted: removing ${realRemovals} node(s) from "${groupId}" would leave ${current - realRemovals}, below its min size ${g.min}`,
+        `nothing deleted: removing ${ours.length} server(s) from "${groupId}" would leave ${existing - ours.length}, below its min size ${g.min}`,
         Code.FailedPrecondition,
       );
     }
-    for (const name of pendingNames) {
-      const p = this.pending.get(name);
-      if (p && (p.state === "queued" || p.state === "failed")) this.pending.delete(name);
-      else if (p) {
-        // A create is on its way; it is deleted once the cloud confirms it.
-        problems.push(`server ${name} is being created right now; try again`);
-      }
-    }
+    for (const name of pendingNames) this.pending.delete(name); // queued or failed: they never reached the cloud
     const results = await mapBounded(ours, 10, (uuid) => this.deleteOne(uuid, groupId).then(() => null, (e: Error) => `${uuid}: ${e.message}`));
-    const failures = [...problems, ...results.filter((r): r is string => r !== null)];
+    const failures = results.filter((r): r is string => r !== null);
     if (failures.length) throw new ConnectError(`some deletions failed: ${failures.slice(0, 5).join("; ")}`, Code.Unavailable);
   }
 

@@ -19,7 +19,7 @@ import type { InstanceView } from "./reconciler";
 export interface ProviderApi {
   groups(): NodeGroupConfig[];
   groupForNode(node: { providerID: string; name: string }): NodeGroupConfig | undefined;
-  refresh(signal: AbortSignal): Promise<void>;
+  refresh(signal: AbortSignal, deadlineMs?: number): Promise<void>;
   targetSize(group: string): number;
   increaseSize(group: string, delta: number): void;
   deleteNodes(group: string, nodes: { providerID: string; name: string }[], signal: AbortSignal): Promise<void>;
@@ -140,7 +140,7 @@ export function cloudProviderService(p: ProviderApi): ServiceImpl<typeof CloudPr
       return {};
     },
     async refresh(_req, ctx: HandlerContext) {
-      await p.refresh(ctx.signal);
+      await p.refresh(ctx.signal, ctx.timeoutMs());
       return {};
     },
     async nodeGroupTargetSize(req) {

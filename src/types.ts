@@ -86,6 +86,8 @@ export interface ProviderConfig {
   createVerifyDelaySeconds: number;
   /** Timeout of one API request, in seconds. */
   apiTimeoutSeconds: number;
+  /** After a start, how long no server is created or deleted (requests of a killed predecessor may still land), in seconds. */
+  startupGraceSeconds: number;
 }
 
 /** A flavor as the cloudscale API describes it. */

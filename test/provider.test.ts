@@ -27,6 +27,7 @@ auto: stable
 `;
 
 const CONFIG = `clusterName: it
+startupGrace: 0s
 createConcurrency: 4
 createVerifyDelay: 300ms
 nodeGroups:

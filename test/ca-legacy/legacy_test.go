@@ -19,6 +19,7 @@ import (
 )
 
 const providerConfig = `clusterName: conformance
+startupGrace: 0s
 nodeGroups:
   - name: workers
     flavor: flex-8-2

@@ -26,6 +26,7 @@ const (
 // groups of the issue, plus a larger flavor (to compare prices) and a GPU
 // flavor (to check GPULabel and GetAvailableGPUTypes against a template).
 const providerConfig = `clusterName: conformance
+startupGrace: 0s
 createConcurrency: 10
 nodeGroups:
   - name: workers

@@ -1,0 +1,280 @@
+package bench
+
+// The Go baseline: the fastest answer a provider could give with CA's own
+// stack. grpc-go, the same proto, the same TLS (mutual, client certificate
+// required, ALPN h2), every RPC answered from maps and messages built once at
+// start from the data the benchmark hands over (the provider's own groups,
+// the seeded servers, the provider's own template bytes). No cloud calls: its
+// Refresh does nothing. It runs as a separate process (this test binary
+// re-executed with BENCH_ROLE=baseline), like the provider.
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	"autoscaler-cloudscale/test/ca/internal/wire"
+)
+
+// baselineData is what the benchmark writes for the baseline to load.
+type baselineData struct {
+	Groups    []baselineGroup   `json:"groups"`
+	Servers   []seededServer    `json:"servers"`
+	Templates map[string][]byte `json:"templates"` // group id -> nodeBytes as the provider answered them
+	GPULabel  string            `json:"gpuLabel"`
+}
+
+type baselineGroup struct {
+	ID    string `json:"id"`
+	Min   int32  `json:"min"`
+	Max   int32  `json:"max"`
+	Debug string `json:"debug"`
+}
+
+// seededServer is one server the benchmark put into the simulator.
+type seededServer struct {
+	UUID  string `json:"uuid"`
+	Name  string `json:"name"`
+	Group string `json:"group"` // "" for a foreign server
+}
+
+const providerIDPrefix = "cloudscale://"
+
+type baselineServer struct {
+	wire.UnimplementedCloudProviderServer
+	groups    *wire.NodeGroupsResponse
+	byID      map[string]*wire.NodeGroupForNodeResponse // group id -> answer
+	byUUID    map[string]*wire.NodeGroupForNodeResponse
+	byName    map[string]*wire.NodeGroupForNodeResponse
+	none      *wire.NodeGroupForNodeResponse
+	max       map[string]int32
+	target    map[string]*atomic.Int32
+	members   map[string]map[string]bool // group -> providerIDs and names
+	nodes     map[string]*wire.NodeGroupNodesResponse
+	templates map[string]*wire.NodeGroupTemplateNodeInfoResponse
+	gpuLabel  string
+}
+
+func newBaselineServer(d *baselineData) *baselineServer {
+	b := &baselineServer{
+		groups:    &wire.NodeGroupsResponse{},
+		byID:      map[string]*wire.NodeGroupForNodeResponse{},
+		byUUID:    map[string]*wire.NodeGroupForNodeResponse{},
+		byName:    map[string]*wire.NodeGroupForNodeResponse{},
+		none:      &wire.NodeGroupForNodeResponse{NodeGroup: &wire.NodeGroup{}},
+		max:       map[string]int32{},
+		target:    map[string]*atomic.Int32{},
+		members:   map[string]map[string]bool{},
+		nodes:     map[string]*wire.NodeGroupNodesResponse{},
+		templates: map[string]*wire.NodeGroupTemplateNodeInfoResponse{},
+		gpuLabel:  d.GPULabel,
+	}
+	for _, g := range d.Groups {
+		ng := &wire.NodeGroup{Id: g.ID, MinSize: g.Min, MaxSize: g.Max, Debug: g.Debug}
+		b.groups.NodeGroups = append(b.groups.NodeGroups, ng)
+		b.byID[g.ID] = &wire.NodeGroupForNodeResponse{NodeGroup: ng}
+		b.max[g.ID] = g.Max
+		b.target[g.ID] = &atomic.Int32{}
+		b.members[g.ID] = map[string]bool{}
+		b.nodes[g.ID] = &wire.NodeGroupNodesResponse{}
+		b.templates[g.ID] = &wire.NodeGroupTemplateNodeInfoResponse{NodeBytes: d.Templates[g.ID]}
+	}
+	for _, s := range d.Servers {
+		answer, ok := b.byID[s.Group]
+		if !ok {
+			continue // foreign
+		}
+		b.byUUID[s.UUID] = answer
+		b.byName[s.Name] = answer
+		b.target[s.Group].Add(1)
+		b.members[s.Group][providerIDPrefix+s.UUID] = true
+		b.members[s.Group][s.Name] = true
+		b.nodes[s.Group].Instances = append(b.nodes[s.Group].Instances, &wire.Instance{
+			Id:     providerIDPrefix + s.UUID,
+			Status: &wire.InstanceStatus{InstanceState: wire.InstanceStatus_instanceRunning},
+		})
+	}
+	return b
+}
+
+func (b *baselineServer) group(id string) error {
+	if _, ok := b.byID[id]; !ok {
+		return status.Errorf(codes.NotFound, "node group %q does not exist", id)
+	}
+	return nil
+}
+
+func (b *baselineServer) NodeGroups(context.Context, *wire.NodeGroupsRequest) (*wire.NodeGroupsResponse, error) {
+	return b.groups, nil
+}
+
+func (b *baselineServer) NodeGroupForNode(_ context.Context, req *wire.NodeGroupForNodeRequest) (*wire.NodeGroupForNodeResponse, error) {
+	n := req.GetNode()
+	if pid := n.GetProviderID(); pid != "" {
+		if a, ok := b.byUUID[strings.ToLower(strings.TrimPrefix(pid, providerIDPrefix))]; ok && strings.HasPrefix(pid, providerIDPrefix) {
+			return a, nil
+		}
+		return b.none, nil
+	}
+	if a, ok := b.byName[n.GetName()]; ok {
+		return a, nil
+	}
+	return b.none, nil
+}
+
+func (b *baselineServer) PricingNodePrice(_ context.Context, req *wire.PricingNodePriceRequest) (*wire.PricingNodePriceResponse, error) {
+	hours := req.GetEndTimestamp().AsTime().Sub(req.GetStartTimestamp().AsTime()).Hours()
+	return &wire.PricingNodePriceResponse{Price: 0.1 * hours}, nil
+}
+
+func (b *baselineServer) PricingPodPrice(_ context.Context, req *wire.PricingPodPriceRequest) (*wire.PricingPodPriceResponse, error) {
+	hours := req.GetEndTimestamp().AsTime().Sub(req.GetStartTimestamp().AsTime()).Hours()
+	return &wire.PricingPodPriceResponse{Price: 0.01 * hours}, nil
+}
+
+func (b *baselineServer) GPULabel(context.Context, *wire.GPULabelRequest) (*wire.GPULabelResponse, error) {
+	return &wire.GPULabelResponse{Label: b.gpuLabel}, nil
+}
+
+func (b *baselineServer) GetAvailableGPUTypes(context.Context, *wire.GetAvailableGPUTypesRequest) (*wire.GetAvailableGPUTypesResponse, error) {
+	return &wire.GetAvailableGPUTypesResponse{}, nil
+}
+
+func (b *baselineServer) Cleanup(context.Context, *wire.CleanupRequest) (*wire.CleanupResponse, error) {
+	return &wire.CleanupResponse{}, nil
+}
+
+func (b *baselineServer) Refresh(context.Context, *wire.RefreshRequest) (*wire.RefreshResponse, error) {
+	return &wire.RefreshResponse{}, nil
+}
+
+func (b *baselineServer) NodeGroupTargetSize(_ context.Context, req *wire.NodeGroupTargetSizeRequest) (*wire.NodeGroupTargetSizeResponse, error) {
+	if err := b.group(req.GetId()); err != nil {
+		return nil, err
+	}
+	return &wire.NodeGroupTargetSizeResponse{TargetSize: b.target[req.GetId()].Load()}, nil
+}
+
+func (b *baselineServer) NodeGroupIncreaseSize(_ context.Context, req *wire.NodeGroupIncreaseSizeRequest) (*wire.NodeGroupIncreaseSizeResponse, error) {
+	if err := b.group(req.GetId()); err != nil {
+		return nil, err
+	}
+	if req.GetDelta() <= 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "delta must be positive, got %d", req.GetDelta())
+	}
+	t := b.target[req.GetId()]
+	for {
+		cur := t.Load()
+		if cur+req.GetDelta() > b.max[req.GetId()] {
+			return nil, status.Errorf(codes.OutOfRange, "above max size %d", b.max[req.GetId()])
+		}
+		if t.CompareAndSwap(cur, cur+req.GetDelta()) {
+			return &wire.NodeGroupIncreaseSizeResponse{}, nil
+		}
+	}
+}
+
+func (b *baselineServer) NodeGroupDeleteNodes(_ context.Context, req *wire.NodeGroupDeleteNodesRequest) (*wire.NodeGroupDeleteNodesResponse, error) {
+	if err := b.group(req.GetId()); err != nil {
+		return nil, err
+	}
+	for _, n := range req.GetNodes() {
+		if !b.members[req.GetId()][n.GetProviderID()] && !b.members[req.GetId()][n.GetName()] {
+			return nil, status.Errorf(codes.InvalidArgument, "node %q is not in node group %q", n.GetName(), req.GetId())
+		}
+	}
+	b.target[req.GetId()].Add(-int32(len(req.GetNodes())))
+	return &wire.NodeGroupDeleteNodesResponse{}, nil
+}
+
+func (b *baselineServer) NodeGroupDecreaseTargetSize(_ context.Context, req *wire.NodeGroupDecreaseTargetSizeRequest) (*wire.NodeGroupDecreaseTargetSizeResponse, error) {
+	if err := b.group(req.GetId()); err != nil {
+		return nil, err
+	}
+	if req.GetDelta() >= 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "delta must be negative, got %d", req.GetDelta())
+	}
+	b.target[req.GetId()].Add(req.GetDelta())
+	return &wire.NodeGroupDecreaseTargetSizeResponse{}, nil
+}
+
+func (b *baselineServer) NodeGroupNodes(_ context.Context, req *wire.NodeGroupNodesRequest) (*wire.NodeGroupNodesResponse, error) {
+	if err := b.group(req.GetId()); err != nil {
+		return nil, err
+	}
+	return b.nodes[req.GetId()], nil
+}
+
+func (b *baselineServer) NodeGroupTemplateNodeInfo(_ context.Context, req *wire.NodeGroupTemplateNodeInfoRequest) (*wire.NodeGroupTemplateNodeInfoResponse, error) {
+	if err := b.group(req.GetId()); err != nil {
+		return nil, err
+	}
+	return b.templates[req.GetId()], nil
+}
+
+// runBaseline is the baseline process's main: BENCH_BASELINE_DATA (JSON),
+// BENCH_BASELINE_LISTEN, BENCH_TLS_CERT/KEY/CLIENT_CA. It prints
+// "baseline: serving on ADDR" when ready and exits on SIGTERM.
+func runBaseline() int {
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(os.Stderr, "baseline: "+format+"\n", a...)
+		return 1
+	}
+	raw, err := os.ReadFile(os.Getenv("BENCH_BASELINE_DATA"))
+	if err != nil {
+		return fail("reading data: %v", err)
+	}
+	var d baselineData
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return fail("parsing data: %v", err)
+	}
+	pair, err := tls.LoadX509KeyPair(os.Getenv("BENCH_TLS_CERT"), os.Getenv("BENCH_TLS_KEY"))
+	if err != nil {
+		return fail("server certificate: %v", err)
+	}
+	caPEM, err := os.ReadFile(os.Getenv("BENCH_TLS_CLIENT_CA"))
+	if err != nil {
+		return fail("client CA: %v", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return fail("client CA: no certificate in %s", os.Getenv("BENCH_TLS_CLIENT_CA"))
+	}
+	// grpc-go's credentials.NewTLS adds ALPN "h2" and refuses a peer without it.
+	creds := credentials.NewTLS(&tls.Config{
+		Certificates: []tls.Certificate{pair},
+		ClientCAs:    pool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		MinVersion:   tls.VersionTLS12,
+	})
+	lis, err := net.Listen("tcp", os.Getenv("BENCH_BASELINE_LISTEN"))
+	if err != nil {
+		return fail("listen: %v", err)
+	}
+	srv := grpc.NewServer(grpc.Creds(creds), grpc.MaxRecvMsgSize(4<<20), grpc.MaxSendMsgSize(4<<20))
+	wire.RegisterCloudProviderServer(srv, newBaselineServer(&d))
+	go func() {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+		<-sig
+		srv.GracefulStop()
+	}()
+	fmt.Printf("baseline: serving on %s (%d groups, %d servers)\n", lis.Addr(), len(d.Groups), len(d.Servers))
+	if err := srv.Serve(lis); err != nil {
+		return fail("serve: %v", err)
+	}
+	return 0
+}

@@ -1,0 +1,181 @@
+// Outage: the API down (answering 5xx, 429, dropping connections, or hanging)
+// for longer than the staleness bound. Refresh serves the last good view within
+// the bound and fails clearly past it; the provider recovers without a restart;
+// nothing is created or deleted from a stale view. (resilience.test.ts covers a
+// plain 503 outage with IncreaseSize.)
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { connect, expectCode, grpc, type Client } from "../helpers/grpc";
+import { sleep, startServe, startSim, writeConfig, type ServeProc, type SimProc } from "../helpers/procs";
+import { checkNoSecretsAtEnd, clusterFilter, details, simApi, until, type FullServer, type SimApi } from "./lib";
+
+checkNoSecretsAtEnd();
+
+const CLUSTER = "ou";
+const MAX_AGE_S = 4;
+const config = (o: { createConcurrency?: number; apiTimeout?: string } = {}) => `clusterName: ${CLUSTER}
+startupGrace: 0s
+createConcurrency: ${o.createConcurrency ?? 4}
+createVerifyDelay: 300ms
+apiTimeout: ${o.apiTimeout ?? "1s"}
+maxViewAge: ${MAX_AGE_S}s
+nodeGroups:
+  - {name: pool, flavor: flex-4-2, image: debian-13, zone: lpg1, min: 0, max: 20}
+`;
+
+let sim: SimProc;
+let api: SimApi;
+const started: ServeProc[] = [];
+const clients: Client[] = [];
+
+async function serveWith(o: Parameters<typeof config>[0] = {}) {
+  const s = await startServe({ configPath: writeConfig(config(o)), apiUrl: sim.apiUrl, extra: ["--health-listen", "127.0.0.1:0"] });
+  started.push(s);
+  const c = connect(s.port);
+  clients.push(c);
+  const healthPort = Number(/health=127\.0\.0\.1:(\d+)/.exec(s.output())?.[1]);
+  const ready = async () => {
+    const r = await fetch(`http://127.0.0.1:${healthPort}/readyz`);
+    return { status: r.status, text: await r.text() };
+  };
+  return { s, c, ready };
+}
+
+const ours = (): Promise<FullServer[]> => api.servers(clusterFilter(CLUSTER));
+const mutations = async () => {
+  const k = await api.counters();
+  return { creates: k["POST /v1/servers"] ?? 0, deletes: k["DELETE /v1/servers/:uuid"] ?? 0, reads: k["GET /v1/servers/:uuid"] ?? 0 };
+};
+
+beforeAll(async () => {
+  sim = await startSim(["--boot-seconds", "0"]);
+  api = simApi(sim);
+});
+
+afterEach(async () => {
+  await api.resetFaults();
+  for (const c of clients.splice(0)) c.close();
+  for (const s of started.splice(0)) await s.stop("SIGKILL");
+  await api.reset();
+});
+
+afterAll(async () => {
+  await sim?.stop();
+});
+
+/** Two servers of ours, listed by a fresh view. */
+async function twoServers(c: Client) {
+  await c.call("Refresh");
+  await c.call("NodeGroupIncreaseSize", { id: "pool", delta: 2 });
+  const servers = await until("2 servers", async () => {
+    const s = await ours();
+    return s.length === 2 && s;
+  }, 10_000);
+  await c.call("Refresh");
+  return servers;
+}
+
+describe("the API down for longer than the staleness bound", () => {
+  const outages = [
+    { label: "503 on every request", rules: [{ path: "/v1/*", action: "error", status: 503 }] },
+    { label: "HTML 502 from a proxy", rules: [{ path: "/v1/*", action: "error", status: 502 }] },
+    { label: "connections dropped", rules: [{ path: "/v1/*", action: "drop" }] },
+    { label: "429 (Retry-After: 0)", rules: [{ path: "/v1/*", action: "error", status: 429, retryAfterSeconds: 0 }] },
+  ];
+  for (const o of outages) {
+    test(`${o.label}: last good view within the bound, a clear UNAVAILABLE past it, no create or delete, recovery without restart`, async () => {
+      const { s, c, ready } = await serveWith();
+      const [a, b] = await twoServers(c);
+      expect((await ready()).status).toBe(200);
+      const outageStart = performance.now();
+      await api.faults({ rules: o.rules });
+
+      // Within the bound: Refresh succeeds and the view is the last good one.
+      await c.call("Refresh");
+      expect((await c.call("NodeGroupTargetSize", { id: "pool" })).targetSize).toBe(2);
+      expect(((await c.call("NodeGroupNodes", { id: "pool" })).instances as { id: string }[]).map((i) => i.id).sort()).toEqual([a, b].map((x) => `cloudscale://${x!.uuid}`).sort());
+      expect(performance.now() - outageStart).toBeLessThan(MAX_AGE_S * 1000); // the assertions above ran inside the bound
+
+      // Past the bound: Refresh fails with UNAVAILABLE, naming the age and the limit.
+      await sleep(Math.max(0, MAX_AGE_S * 1000 + 300 - (performance.now() - outageStart)));
+      const e = await expectCode(c.call("Refresh"), grpc.status.UNAVAILABLE);
+      const m = /the last good view is (\d+)s old \(limit (\d+)s\)/.exec(details(e));
+      expect(m, details(e)).not.toBeNull();
+      expect(Number(m![1])).toBeGreaterThanOrEqual(MAX_AGE_S);
+      expect(Number(m![2])).toBe(MAX_AGE_S);
+      const r = await ready();
+      expect(r.status).toBe(503);
+      expect(r.text).toMatch(/view of the cloud is \d+s old/);
+
+      // Nothing is created or deleted from the stale view; not even a read is made for a delete.
+      const before = await mutations();
+      const inc = await expectCode(c.call("NodeGroupIncreaseSize", { id: "pool", delta: 1 }), grpc.status.UNAVAILABLE);
+      expect(details(inc)).toMatch(new RegExp(`refusing to create servers: the view of the cloud is \\d+s old \\(limit ${MAX_AGE_S}s\\)`));
+      const del = await expectCode(c.call("NodeGroupDeleteNodes", { id: "pool", nodes: [{ providerID: `cloudscale://${a!.uuid}`, name: a!.name }] }), grpc.status.UNAVAILABLE);
+      expect(details(del)).toMatch(new RegExp(`refusing to delete servers: the view of the cloud is \\d+s old \\(limit ${MAX_AGE_S}s\\)`));
+      await sleep(500);
+      expect(await mutations()).toEqual(before);
+      expect((await ours()).map((x) => x.uuid).sort()).toEqual([a!.uuid, b!.uuid].sort());
+
+      // Recovery, same process.
+      await api.resetFaults();
+      await c.call("Refresh");
+      expect((await ready()).status).toBe(200);
+      expect((await c.call("NodeGroupTargetSize", { id: "pool" })).targetSize).toBe(2);
+      await c.call("NodeGroupIncreaseSize", { id: "pool", delta: 1 });
+      await c.call("NodeGroupDeleteNodes", { id: "pool", nodes: [{ providerID: `cloudscale://${a!.uuid}`, name: a!.name }] });
+      await until("2 servers again (one new, one deleted)", async () => {
+        const x = await ours();
+        return x.length === 2 && !x.some((y) => y.uuid === a!.uuid);
+      }, 10_000);
+      expect(s.proc.exitCode).toBeNull();
+    }, 60_000);
+  }
+
+  test("a 429 with Retry-After: Refresh waits as told, then succeeds", async () => {
+    const { c } = await serveWith();
+    await c.call("Refresh");
+    await api.resetCounters();
+    await api.faults({ rules: [{ method: "GET", path: "/v1/servers", action: "error", status: 429, retryAfterSeconds: 1, count: 1 }] });
+    const t0 = performance.now();
+    await c.call("Refresh");
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(950);
+    expect((await api.counters())["GET /v1/servers"]).toBe(2);
+  });
+
+  test("creates accepted while the view was fresh are not sent once it is stale; they go out after recovery", async () => {
+    // One create at a time, each taking 1.5 s: most of the 6 are still queued when the view turns stale.
+    const { c } = await serveWith({ createConcurrency: 1, apiTimeout: "5s" });
+    await c.call("Refresh");
+    await api.faults({ rules: [{ method: "POST", path: "/v1/servers", latencyMs: 1500 }] });
+    await c.call("NodeGroupIncreaseSize", { id: "pool", delta: 6 });
+    await api.faults({ addRules: [{ method: "GET", path: "/v1/servers", action: "error", status: 503 }] }); // listing is down, creating works
+    // CA keeps calling Refresh; the view turns stale after the bound.
+    let stale = false;
+    for (let i = 0; i < 60 && !stale; i++) {
+      stale = await c.call("Refresh").then(() => false, (e) => e.code === grpc.status.UNAVAILABLE);
+      if (!stale) await sleep(250);
+    }
+    expect(stale).toBe(true);
+    const atStale = (await mutations()).creates;
+    await sleep(3200); // stale all along: two more creates would have gone out by now
+    expect(await c.call("Refresh").then(() => "ok", () => "still stale")).toBe("still stale");
+    const afterStale = (await mutations()).creates;
+    expect(atStale).toBeLessThan(6); // some were still waiting when the view went stale
+    expect({ createsSentWhileStale: afterStale - atStale }).toEqual({ createsSentWhileStale: 0 });
+    await api.resetFaults();
+    await c.call("Refresh");
+    await until("all 6 created after recovery", async () => (await ours()).length === 6, 20_000);
+    expect((await mutations()).creates).toBe(6);
+  }, 60_000);
+
+  test("an API that hangs: Refresh answers within CA's deadline from the last good view, and past the bound fails clearly", async () => {
+    // apiTimeout 20 s: one list attempt outlives CA's 2 s call deadline.
+    const { c } = await serveWith({ apiTimeout: "20s" });
+    await twoServers(c);
+    await api.faults({ rules: [{ method: "GET", path: "/v1/servers", action: "timeout", holdMs: 60_000 }] });
+    const within = await c.call("Refresh", {}, { deadlineMs: 2000 }).then(() => "ok", (e) => `${grpc.status[e.code]}: ${details(e)}`);
+    await sleep(MAX_AGE_S * 1000);
+    const past = await c.call("Refresh", {}, { deadlineMs: 2000 }).then(() => "ok", (e) => `${grpc.status[e.code]}`);
+    expect({ withinTheBound: within, pastTheBound: past }).toEqual({ withinTheBound: "ok", pastTheBound: "UNAVAILABLE" });
+  }, 60_000);
+});
