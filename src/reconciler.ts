@@ -20,6 +20,9 @@ export type InstanceState = "running" | "creating" | "deleting";
  *  interfaces, …; ~1.8 KB of JSON per server) are not kept, so they do not stay on the heap. */
 export type ServerView = Pick<Server, "uuid" | "name" | "status" | "tags" | "created_at">;
 
+/** Servers in one list above which a Refresh is followed by a full garbage collection. */
+const LARGE_LIST = 1000;
+
 export const OUT_OF_RESOURCES = 1;
 export const OTHER_ERROR = 99;
 
@@ -210,6 +213,10 @@ export class Reconciler {
       throw this.staleError(err);
     }
     this.apply(list, startedAt);
+    // A large list leaves megabytes of parsed JSON behind that JSC would collect late: collect it
+    // now, after the answer has gone out (≈20 ms of CPU per Refresh at 5,000 servers, measured in
+    // bench/README.md; it halves the resident memory right after a Refresh).
+    if (list.length >= LARGE_LIST) setTimeout(() => Bun.gc(true), 0);
   }
 
   /** Rebuilds the view from a list that was requested at `startedAt`. */
