@@ -5,7 +5,8 @@ import * as v from "valibot";
 import { parse as parseYaml, YAMLParseError } from "yaml";
 import { dirname, resolve } from "node:path";
 import { readFileSync } from "node:fs";
-import { forbiddenNodeLabels } from "./talos";
+import { detectUserDataFormat, forbiddenNodeLabels } from "./talos";
+import { isValidQuantity, parseBytes, parseCpuMillis } from "./quantity";
 import { GPU_LABEL, NODE_GROUP_LABEL } from "./template";
 import type { GroupOptions, NodeGroupConfig, ProviderConfig, Reservations, UserDataFormat } from "./types";
 
@@ -35,24 +36,6 @@ export function parseDuration(text: string): number | undefined {
     total += m[2] === "ms" ? n / 1000 : m[2] === "s" ? n : m[2] === "m" ? n * 60 : n * 3600;
   }
   return consumed === s.length && s.length > 0 ? total : undefined;
-}
-
-/** "100m", "0.5", "2" (CPU) and "512Mi", "1G", "1073741824" (bytes) -> number; cpu in millicores. */
-export function parseQuantityValue(text: string, kind: "cpu" | "bytes"): number | undefined {
-  const m = /^(\d+(?:\.\d+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$/.exec(String(text).trim());
-  if (!m) return undefined;
-  const n = Number(m[1]);
-  const suffix = m[2] ?? "";
-  if (kind === "cpu") {
-    if (suffix === "m") return Math.round(n);
-    if (suffix === "") return Math.round(n * 1000);
-    return undefined;
-  }
-  const mult: Record<string, number> = {
-    "": 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12, Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, Ti: 1024 ** 4,
-  };
-  if (!(suffix in mult)) return undefined;
-  return Math.round(n * mult[suffix]!);
 }
 
 const durationString = v.pipe(
@@ -156,7 +139,8 @@ export function reservationOverrides(raw: RawReservations | undefined, path: str
   const q = (key: keyof RawReservations, kind: "cpu" | "bytes") => {
     const val = raw[key];
     if (val === undefined) return undefined;
-    const n = parseQuantityValue(String(val), kind);
+    const text = String(val).trim();
+    const n = !isValidQuantity(text) ? undefined : kind === "cpu" ? parseCpuMillis(text) : parseBytes(text);
     if (n === undefined) problems.push(`${path}.${key}: "${val}" is not a ${kind === "cpu" ? "CPU quantity such as 100m or 0.5" : "size such as 512Mi or 1Gi"}`);
     return n;
   };
@@ -203,16 +187,6 @@ export interface LoadOptions {
   readFile?: (path: string) => string;
 }
 
-export function detectFormat(text: string): UserDataFormat {
-  const t = text.trimStart();
-  if (t === "") return "none";
-  if (t.startsWith("#cloud-config") || t.startsWith("#!") || t.startsWith("Content-Type: multipart")) return "cloud-init";
-  // A Talos machine config: a v1alpha1 document with machine/cluster, or Talos' kind-style documents.
-  if (/^version:\s*v1alpha1\s*$/m.test(t) && /^(machine|cluster):/m.test(t)) return "talos";
-  if (/^apiVersion:\s*v1alpha1\s*$/m.test(t) && /^kind:\s*\w+Config\s*$/m.test(t)) return "talos";
-  return "cloud-init";
-}
-
 /** Parses and validates config text. Throws ConfigError listing every problem. */
 export function parseConfig(text: string, opts: LoadOptions = {}): ProviderConfig {
   let raw: unknown;
@@ -254,7 +228,7 @@ export function parseConfig(text: string, opts: LoadOptions = {}): ProviderConfi
         problems.push(`${p}.userDataFile: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
       }
     }
-    const format: UserDataFormat = !g.userDataFormat || g.userDataFormat === "auto" ? detectFormat(userData) : g.userDataFormat;
+    const format: UserDataFormat = !g.userDataFormat || g.userDataFormat === "auto" ? detectUserDataFormat(userData) : g.userDataFormat;
     if (Buffer.byteLength(userData) > 64 * 1024) problems.push(`${p}: user-data is ${Buffer.byteLength(userData)} bytes; keep it under 64 KiB`);
     // A kubelet may not set these on its own Node (NodeRestriction): the real node would lack
     // what the template promised, and CA would keep scaling up for pods that never fit.

@@ -361,13 +361,18 @@ export class Reconciler {
       if (parsed.pendingName !== undefined) return this.pending.get(parsed.pendingName)?.group ?? "";
       const s = this.servers.get(parsed.uuid!);
       if (s) return s.tags[GROUP_TAG]!;
-      for (const p of this.pending.values()) if (p.uuid === parsed.uuid) return p.group;
-      return this.deleting.get(parsed.uuid!)?.group ?? "";
+      return this.pendingWithUuid(parsed.uuid!)?.group ?? this.deleting.get(parsed.uuid!)?.group ?? "";
     }
     if (!name) return "";
     const s = this.byName.get(name);
     if (s) return s.tags[GROUP_TAG]!;
     return this.pending.get(name)?.group ?? "";
+  }
+
+  /** An accepted creation the cloud has confirmed but no list has shown yet. */
+  private pendingWithUuid(uuid: string): PendingCreate | undefined {
+    for (const p of this.pending.values()) if (p.uuid === uuid) return p;
+    return undefined;
   }
 
   /** Everything the provider knows, for logs, the demo and debugging. */
@@ -565,7 +570,7 @@ export class Reconciler {
         }
         const uuid = parsed.uuid!;
         const s = this.servers.get(uuid);
-        const p = [...this.pending.values()].find((x) => x.uuid === uuid);
+        const p = this.pendingWithUuid(uuid);
         const owner = s?.tags[GROUP_TAG] ?? p?.group ?? this.deleting.get(uuid)?.group;
         if (owner !== undefined && owner !== groupId) problems.push(`node "${label}" belongs to node group "${owner}", not "${groupId}"`);
         else if (this.deleting.has(uuid)) targets.push({ kind: "gone" });

@@ -38,7 +38,6 @@
 //   be told from a single document that is a sequence, and Bun.YAML.stringify
 //   writes no multi-document streams; hence our own splitter and emitter.)
 
-import { parseAllDocuments } from "yaml";
 import type { Taint, UserDataFormat } from "./types";
 
 export interface UserDataPatch {
@@ -605,9 +604,11 @@ export function patchUserData(format: UserDataFormat, userData: string, params: 
  */
 export function talosKubeletConfig(userData: string): Record<string, unknown> | undefined {
   try {
-    for (const doc of parseAllDocuments(userData)) {
-      const js = doc.toJS() as { version?: string; machine?: { kubelet?: { extraConfig?: Record<string, unknown> } } } | null;
-      if (js?.version === "v1alpha1") return js.machine?.kubelet?.extraConfig;
+    for (const doc of splitDocuments(userData).docs) {
+      const value = parseDocument(doc.lines.join("\n"));
+      if (!isV1Alpha1Config(value)) continue;
+      const extra = (value.machine as { kubelet?: { extraConfig?: unknown } } | undefined)?.kubelet?.extraConfig;
+      return isMap(extra) ? extra : undefined;
     }
   } catch {
     return undefined;
