@@ -62,7 +62,6 @@ type controlPlane struct {
 	apiURL     string
 	kube       *kube
 	procs      []*proc // in start order
-	kwok       *proc
 	started    time.Duration
 }
 
@@ -237,7 +236,6 @@ func startControlPlane(t testing.TB, b bins, dir string) (cp *controlPlane, err 
 	if err != nil {
 		return cp, err
 	}
-	cp.kwok = kwok
 	if err := waitFor("kube-scheduler healthy", sched, 2*time.Minute, 500*time.Millisecond, func() (bool, error) {
 		return httpOK(fmt.Sprintf("https://127.0.0.1:%d/healthz", schedPort))
 	}); err != nil {
@@ -271,17 +269,7 @@ func (cp *controlPlane) stop() {
 	}
 }
 
-// proc returns the started process by name (nil if none).
-func (cp *controlPlane) proc(name string) *proc {
-	for _, p := range cp.procs {
-		if p.name == name {
-			return p
-		}
-	}
-	return nil
-}
-
-// healthy reports which control-plane processes have exited.
+// exited names the control-plane processes that have exited.
 func (cp *controlPlane) exited() []string {
 	var out []string
 	for _, p := range cp.procs {

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"autoscaler-cloudscale/test/ca/harness"
 )
 
 var suite struct {
@@ -40,20 +42,13 @@ func (r *report) add(format string, args ...any) {
 	r.lines = append(r.lines, fmt.Sprintf(format, args...))
 }
 
-func findRoot() string {
-	dir, _ := os.Getwd()
-	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "package.json")); err == nil {
-			return d
-		}
-		if filepath.Dir(d) == d {
-			return dir
-		}
-	}
-}
-
 func TestMain(m *testing.M) {
-	suite.root = findRoot()
+	root, err := harness.RepoRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(1)
+	}
+	suite.root = root
 	suite.runDir = os.Getenv("E2E_RUN_DIR")
 	if suite.runDir == "" {
 		suite.runDir = filepath.Join(suite.root, ".cache", "e2e-run", time.Now().Format("20060102-150405"))

@@ -27,27 +27,20 @@ type proc struct {
 	done    chan struct{}
 	err     error
 
-	mu    sync.Mutex
-	tail  []string // last lines, ring
-	lines int
-	subs  []func(string)
+	mu   sync.Mutex
+	tail []string // last lines
 }
 
 const tailLines = 400
 
 func (p *proc) addLine(line string) {
 	p.mu.Lock()
-	p.lines++
+	defer p.mu.Unlock()
 	if len(p.tail) >= tailLines {
 		copy(p.tail, p.tail[1:])
 		p.tail = p.tail[:tailLines-1]
 	}
 	p.tail = append(p.tail, line)
-	subs := append([]func(string){}, p.subs...)
-	p.mu.Unlock()
-	for _, f := range subs {
-		f(line)
-	}
 }
 
 // Tail returns the last n lines the process printed.
@@ -61,13 +54,6 @@ func (p *proc) Tail(n int) string {
 	return strings.Join(p.tail[from:], "\n")
 }
 
-// Subscribe calls f with every later output line (from the reader goroutines).
-func (p *proc) Subscribe(f func(string)) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.subs = append(p.subs, f)
-}
-
 func (p *proc) Exited() bool {
 	select {
 	case <-p.done:
@@ -76,8 +62,6 @@ func (p *proc) Exited() bool {
 		return false
 	}
 }
-
-func (p *proc) Pid() int { return p.cmd.Process.Pid }
 
 // Stop ends the process group: SIGTERM, then SIGKILL after grace.
 func (p *proc) Stop(grace time.Duration) {
@@ -128,7 +112,7 @@ func startProc(dir, name, bin string, args, env []string) (*proc, error) {
 		f.Close()
 		return nil, fmt.Errorf("%s: cannot start %s: %w", name, bin, err)
 	}
-	recordPid(p.Pid(), name)
+	recordPid(cmd.Process.Pid, name)
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)

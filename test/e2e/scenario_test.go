@@ -312,16 +312,6 @@ func (s *scenario) ourServers() []simServer {
 	return v
 }
 
-func countGroup(servers []simServer, group string) int {
-	n := 0
-	for _, v := range servers {
-		if v.Tags[groupTag] == group {
-			n++
-		}
-	}
-	return n
-}
-
 func (s *scenario) joinedNodes() []node {
 	s.t.Helper()
 	nodes, err := s.kube.nodes(joinedLabel + "=true")

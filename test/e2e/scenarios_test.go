@@ -276,9 +276,9 @@ func TestScenario5ProviderRestart(t *testing.T) {
 	s := newScenario(t, "5 provider restart mid scale-up", scenarioOpts{groups: []groupSpec{workers}})
 	perNode := podsPerNode(s.templateAllocatable("workers"), podCPU, podMemory)
 	expected := nodesFor(demoPods, perNode)
-	// Slow creates (the simulator answers each POST after 6 s; it still creates the
+	// Slow creates (the simulator answers each POST after 10 s; it still creates the
 	// server when the client is gone), so some are in flight when the provider dies.
-	s.sim.Control(t, "POST", "/_sim/faults", map[string]any{"addRules": []map[string]any{{"method": "POST", "path": "/v1/servers", "latencyMs": 6000}}})
+	s.sim.Control(t, "POST", "/_sim/faults", map[string]any{"addRules": []map[string]any{{"method": "POST", "path": "/v1/servers", "latencyMs": 10000}}})
 	s.startLoop()
 	s.deploy(deployment{Name: "pause", Replicas: demoPods, CPU: "500m", Memory: "128Mi"})
 
@@ -302,7 +302,11 @@ func TestScenario5ProviderRestart(t *testing.T) {
 	if err := s.provider.start(); err != nil {
 		s.fatalf("provider restart: %v", err)
 	}
-	s.logf("provider restarted in %.1fs", time.Since(killedAt).Seconds())
+	atRestart := len(s.ourServers())
+	s.logf("provider restarted in %.1fs; %d servers in the cloud when it answered", time.Since(killedAt).Seconds(), atRestart)
+	if atRestart >= posts {
+		s.fatalf("set-up: every create had landed before the provider was back (%d servers), so the restart did not happen with creates in flight", atRestart)
+	}
 
 	took := s.waitRunning("pause", demoPods, 8*time.Minute)
 	s.logf("all %d pods Running %.1fs after the restart", demoPods, took.Seconds())
