@@ -43,6 +43,8 @@ export AUTOSCALER_CLOUDSCALE_BIN="$bin"
 
 run_dir="$root/.cache/e2e-run/$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$run_dir"
+# Keep the logs of the last five runs.
+ls -1dt "$root"/.cache/e2e-run/*/ 2>/dev/null | tail -n +6 | xargs -r rm -rf
 export E2E_RUN_DIR="$run_dir" E2E_PID_FILE="$run_dir/pids"
 
 echo "e2e: === building upstream binaries (cached in .cache/e2e-bin)"
@@ -61,7 +63,7 @@ kill_leftovers() {
     [ -r "/proc/$pid/cmdline" ] || continue
     cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)
     case "$cmd" in
-      *"$root/.cache/e2e-bin/"* | *"$bin"*) kill -9 -- "-$pid" 2>/dev/null || kill -9 "$pid" 2>/dev/null; n=$((n + 1)); echo "e2e: killed leftover $name (pid $pid)" ;;
+      *"${E2E_BIN_DIR:-$root/.cache/e2e-bin}/"* | *"$bin"*) kill -9 -- "-$pid" 2>/dev/null || kill -9 "$pid" 2>/dev/null; n=$((n + 1)); echo "e2e: killed leftover $name (pid $pid)" ;;
     esac
   done <"$E2E_PID_FILE"
   return 0
