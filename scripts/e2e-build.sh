@@ -7,8 +7,8 @@
 # Cache: .cache/e2e-bin/<name>-<version> (gitignored). A second run builds nothing. Beside each binary a
 # .stamp file holds the Go version and a hash of the module files it was built from; a binary whose
 # stamp differs (another Go, an edited tool module) is built again.
-#   etcd, kube-apiserver, kube-scheduler, kube-controller-manager, kwok: from the tool modules in
-#     test/e2e/tools/{etcd,k8s,kwok} (versions from their go.mod; k8s carries CA 1.36.1's replace block)
+#   etcd, kube-apiserver, kube-scheduler, kube-controller-manager, kwok: from the tool module
+#     test/e2e/tools (versions from its go.mod, which carries CA 1.36.1's require and replace blocks)
 #   cluster-autoscaler 1.36.1 and 1.34.1: `go build -tags externalgrpc` inside
 #     ../shared/third_party/cluster-autoscaler-<v> (read-only is fine: only -o and the Go caches are written)
 # Needs Go (>= 1.26) and the Go module proxy. A missing Go or a failed build exits non-zero.
@@ -30,10 +30,11 @@ third=${E2E_THIRD_PARTY:-$root/../shared/third_party}
 mkdir -p "$bin"
 
 # Version of a required module in a tool module's go.mod.
-modver() { awk -v m="$2" '$1 == m { print $2; exit }' "$1/go.mod"; }
-k8s_ver=$(modver test/e2e/tools/k8s k8s.io/kubernetes)
-kwok_ver=$(modver test/e2e/tools/kwok sigs.k8s.io/kwok)
-etcd_ver=$(modver test/e2e/tools/etcd go.etcd.io/etcd/server/v3)
+modver() { awk -v m="$2" '$1 == m && NF >= 2 { print $2; exit }' "$1/go.mod"; }
+tools=test/e2e/tools
+k8s_ver=$(modver $tools k8s.io/kubernetes)
+kwok_ver=$(modver $tools sigs.k8s.io/kwok)
+etcd_ver=$(modver $tools go.etcd.io/etcd/server/v3)
 ca_versions=(1.36.1 1.34.1)
 
 # name=path of every binary the suite uses (what test/e2e reads from E2E_BIN_* variables).
@@ -93,17 +94,17 @@ k8s_major=$(echo "${k8s_ver#v}" | cut -d. -f1)
 k8s_minor=$(echo "${k8s_ver#v}" | cut -d. -f2)
 kv=k8s.io/component-base/version
 k8s_ldflags="-s -w -X $kv.gitVersion=$k8s_ver -X $kv.gitMajor=$k8s_major -X $kv.gitMinor=$k8s_minor -X $kv.gitTreeState=clean"
-GOFLAGS="-mod=mod -buildvcs=false" build "etcd $etcd_ver" "$bin/etcd-$etcd_ver" test/e2e/tools/etcd go.etcd.io/etcd/server/v3 -ldflags "-s -w"
+GOFLAGS="-mod=mod -buildvcs=false" build "etcd $etcd_ver" "$bin/etcd-$etcd_ver" $tools go.etcd.io/etcd/server/v3 -ldflags "-s -w"
 for c in kube-apiserver kube-scheduler kube-controller-manager; do
-  GOFLAGS="-mod=mod -buildvcs=false" build "$c $k8s_ver" "$bin/$c-$k8s_ver" test/e2e/tools/k8s "k8s.io/kubernetes/cmd/$c" -ldflags "$k8s_ldflags"
+  GOFLAGS="-mod=mod -buildvcs=false" build "$c $k8s_ver" "$bin/$c-$k8s_ver" $tools "k8s.io/kubernetes/cmd/$c" -ldflags "$k8s_ldflags"
 done
-GOFLAGS="-mod=mod -buildvcs=false" build "kwok $kwok_ver" "$bin/kwok-$kwok_ver" test/e2e/tools/kwok sigs.k8s.io/kwok/cmd/kwok -ldflags "-s -w"
+GOFLAGS="-mod=mod -buildvcs=false" build "kwok $kwok_ver" "$bin/kwok-$kwok_ver" $tools sigs.k8s.io/kwok/cmd/kwok -ldflags "-s -w"
 
 # kwok needs stages (without --config it exits with "no stages found"): the module's own fast node
 # initialisation, heartbeat (kwok renews node leases itself) and pod ready/complete/delete stages, in one multi-document file.
 stages="$bin/kwok-stages-$kwok_ver.yaml"
 if [ ! -s "$stages" ]; then
-  if kdir=$(cd test/e2e/tools/kwok && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' sigs.k8s.io/kwok) && [ -d "$kdir/kustomize/stage" ]; then
+  if kdir=$(cd $tools && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' sigs.k8s.io/kwok) && [ -d "$kdir/kustomize/stage" ]; then
     {
       for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
         echo "---"; cat "$kdir/kustomize/stage/$f"
