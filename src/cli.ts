@@ -10,6 +10,7 @@ import { createProvider } from "./provider";
 import { createClient } from "./cloudscale";
 import { validateAgainstApi } from "./validate";
 import { renderTemplate } from "./template-output";
+import { startMetrics, viewMetrics } from "./metrics";
 
 const USAGE = `autoscaler-cloudscale ${version} — Cluster Autoscaler externalgrpc provider for cloudscale.ch
 
@@ -39,7 +40,7 @@ Flags:
   --tls-key FILE           server private key (PEM)
   --tls-client-ca FILE     CA bundle that signs CA's client certificate (PEM)
   --insecure-plaintext     serve h2c without TLS (only for loopback or a trusted pod network)
-  --health-listen HOST:PORT  serve /healthz and /readyz over plain HTTP here       [default off]
+  --health-listen HOST:PORT  serve /healthz, /readyz and /metrics over plain HTTP  [default off]
   --token-file FILE        read the API token from FILE instead of CLOUDSCALE_API_TOKEN
   --shutdown-grace SECONDS how long SIGTERM waits for in-flight calls               [default 20]
   --log-level LEVEL        debug, info, warn or error                               [default info]
@@ -139,6 +140,8 @@ async function serve(argv: string[]): Promise<number> {
   await provider.start();
   const server = await startGrpcServer({ host: listen.host, port: listen.port, tls, routes: routes(provider) });
   const health = values["health-listen"] ? splitHostPort(values["health-listen"], "--health-listen") : undefined;
+  // Metrics are read on the health listener only; without it nothing is sampled.
+  if (health) startMetrics(() => viewMetrics(provider.reconciler, config), config.nodeGroups.map((g) => g.name));
   const healthServer = health ? startHealthServer(health.host, health.port, () => provider.readiness()) : undefined;
   log.info("serving gRPC", {
     listen: `${listen.host}:${server.port}`,

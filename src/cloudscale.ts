@@ -4,6 +4,7 @@
 // except on 429, which the API answers before doing anything.
 import { ofetch, FetchError } from "ofetch";
 import { redact } from "./log";
+import { apiMetrics, type HttpMethod } from "./metrics";
 import type { CreateServerRequest, Flavor, Server } from "./types";
 
 export type ErrorKind =
@@ -105,6 +106,27 @@ function parseBody(text: string): unknown {
 
 export type Cloudscale = ReturnType<typeof createClient>;
 
+/** An API call as the metrics name it: the endpoint is a template, never a UUID. */
+interface Route {
+  method: HttpMethod;
+  endpoint: string;
+}
+const LIST_SERVERS: Route = { method: "GET", endpoint: "/v1/servers" };
+const CREATE_SERVER: Route = { method: "POST", endpoint: "/v1/servers" };
+const GET_SERVER: Route = { method: "GET", endpoint: "/v1/servers/{uuid}" };
+const DELETE_SERVER: Route = { method: "DELETE", endpoint: "/v1/servers/{uuid}" };
+const FLAVORS: Route = { method: "GET", endpoint: "/v1/flavors" };
+const IMAGES: Route = { method: "GET", endpoint: "/v1/images" };
+const CUSTOM_IMAGES: Route = { method: "GET", endpoint: "/v1/custom-images" };
+const REGIONS: Route = { method: "GET", endpoint: "/v1/regions" };
+const SERVER_GROUPS: Route = { method: "GET", endpoint: "/v1/server-groups" };
+
+interface RequestOptions {
+  query?: Record<string, string>;
+  body?: CreateServerRequest;
+  signal?: AbortSignal;
+}
+
 export function createClient(opts: ClientOptions) {
   const attempts = opts.attempts ?? 4;
   const maxBackoffMs = opts.maxBackoffMs ?? 5000;
@@ -119,18 +141,35 @@ export function createClient(opts: ClientOptions) {
     parseResponse: parseBody,
   });
 
-  /** Runs an idempotent call with retries on rate limits and transient failures. */
-  async function withRetry<T>(what: string, call: () => Promise<T>, signal?: AbortSignal, retryOn: (e: CloudscaleError) => boolean = (e) => e.retryable): Promise<T> {
+  /** One attempt, counted and timed by method, endpoint template and status class. */
+  async function request<T>(route: Route, path: string, options: RequestOptions): Promise<T> {
+    const started = performance.now();
+    let outcome = "2xx";
+    try {
+      return await api<T>(path, { ...options, method: route.method });
+    } catch (e) {
+      const err = classify(e, "");
+      outcome = err.status !== undefined ? `${Math.floor(err.status / 100)}xx` : err.kind; // "network" or "timeout": no answer
+      throw e;
+    } finally {
+      apiMetrics.request(route.method, route.endpoint, outcome, (performance.now() - started) / 1000);
+    }
+  }
+
+  /** Runs a call with retries on rate limits and transient failures (by default; creates pass `retryOn`). */
+  async function withRetry<T>(what: string, route: Route, path: string, options: RequestOptions, retryOn: (e: CloudscaleError) => boolean = (e) => e.retryable): Promise<T> {
+    const signal = options.signal;
     let last: CloudscaleError | undefined;
     for (let attempt = 1; attempt <= attempts; attempt++) {
       try {
-        return await call();
+        return await request<T>(route, path, options);
       } catch (e) {
         last = classify(e, what);
         if (!retryOn(last) || attempt === attempts || signal?.aborted) throw last;
         const backoff = last.retryAfterSeconds !== undefined
           ? Math.min(last.retryAfterSeconds * 1000, maxBackoffMs * 4)
           : Math.min(maxBackoffMs, 200 * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
+        apiMetrics.retry(route.method, route.endpoint, last.kind);
         await sleep(backoff, signal);
       }
     }
@@ -138,16 +177,24 @@ export function createClient(opts: ClientOptions) {
   }
 
   return {
-    listServers(tags: Record<string, string>, signal?: AbortSignal): Promise<Server[]> {
+    async listServers(tags: Record<string, string>, signal?: AbortSignal): Promise<Server[]> {
       const query: Record<string, string> = {};
       for (const [k, v] of Object.entries(tags)) query[`tag:${k}`] = v;
-      return withRetry("listing servers", () => api<Server[]>("/servers", { query, signal }), signal);
+      const started = performance.now();
+      let ok = false;
+      try {
+        const list = await withRetry<Server[]>("listing servers", LIST_SERVERS, "/servers", { query, signal });
+        ok = true;
+        return list;
+      } finally {
+        apiMetrics.list((performance.now() - started) / 1000, ok);
+      }
     },
 
     /** The server, or null when it does not exist. */
     async getServer(uuid: string, signal?: AbortSignal): Promise<Server | null> {
       try {
-        return await withRetry(`reading server ${uuid}`, () => api<Server>(`/servers/${encodeURIComponent(uuid)}`, { signal }), signal);
+        return await withRetry<Server>(`reading server ${uuid}`, GET_SERVER, `/servers/${encodeURIComponent(uuid)}`, { signal });
       } catch (e) {
         if (e instanceof CloudscaleError && e.kind === "not-found") return null;
         throw e;
@@ -156,13 +203,13 @@ export function createClient(opts: ClientOptions) {
 
     /** One create attempt (retried only on 429, which the API answers before acting). */
     createServer(body: CreateServerRequest, signal?: AbortSignal): Promise<Server> {
-      return withRetry(`creating server ${body.name}`, () => api<Server>("/servers", { method: "POST", body, signal }), signal, (e) => e.kind === "rate-limit");
+      return withRetry<Server>(`creating server ${body.name}`, CREATE_SERVER, "/servers", { body, signal }, (e) => e.kind === "rate-limit");
     },
 
     /** Deletes a server; "gone" when it was already deleted. */
     async deleteServer(uuid: string, signal?: AbortSignal): Promise<"deleted" | "gone"> {
       try {
-        await withRetry(`deleting server ${uuid}`, () => api(`/servers/${encodeURIComponent(uuid)}`, { method: "DELETE", signal }), signal);
+        await withRetry(`deleting server ${uuid}`, DELETE_SERVER, `/servers/${encodeURIComponent(uuid)}`, { signal });
         return "deleted";
       } catch (e) {
         // A DELETE whose earlier response was lost answers 404 on the next try: that is success.
@@ -172,19 +219,19 @@ export function createClient(opts: ClientOptions) {
     },
 
     listFlavors(signal?: AbortSignal): Promise<Flavor[]> {
-      return withRetry("listing flavors", () => api<Flavor[]>("/flavors", { signal }), signal);
+      return withRetry<Flavor[]>("listing flavors", FLAVORS, "/flavors", { signal });
     },
     listImages(signal?: AbortSignal): Promise<{ slug: string; zones?: { slug: string }[] }[]> {
-      return withRetry("listing images", () => api("/images", { signal }), signal);
+      return withRetry("listing images", IMAGES, "/images", { signal });
     },
     listCustomImages(signal?: AbortSignal): Promise<{ uuid: string; slug: string; zones?: { slug: string }[] }[]> {
-      return withRetry("listing custom images", () => api("/custom-images", { signal }), signal);
+      return withRetry("listing custom images", CUSTOM_IMAGES, "/custom-images", { signal });
     },
     listRegions(signal?: AbortSignal): Promise<{ slug: string; zones: { slug: string }[] }[]> {
-      return withRetry("listing regions", () => api("/regions", { signal }), signal);
+      return withRetry("listing regions", REGIONS, "/regions", { signal });
     },
     listServerGroups(signal?: AbortSignal): Promise<{ uuid: string; name: string; zone: { slug: string } }[]> {
-      return withRetry("listing server groups", () => api("/server-groups", { signal }), signal);
+      return withRetry("listing server groups", SERVER_GROUPS, "/server-groups", { signal });
     },
   };
 }

@@ -8,6 +8,7 @@ import { createHash } from "node:crypto";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { log, redact } from "./log";
+import { grpcMetricsInterceptor, metricsResponse } from "./metrics";
 
 export interface TlsFiles {
   cert: string;
@@ -96,7 +97,7 @@ export async function startGrpcServer(opts: ServerOptions): Promise<RunningServe
     readMaxBytes: MAX_MESSAGE_BYTES,
     writeMaxBytes: MAX_MESSAGE_BYTES,
     shutdownSignal: shutdownController.signal,
-    interceptors: [errorInterceptor()],
+    interceptors: [grpcMetricsInterceptor(), errorInterceptor()],
     // An unknown method gets a proper gRPC UNIMPLEMENTED, not a bare HTTP 404.
     fallback(req, res) {
       const path = String(req.url ?? "").slice(0, 200);
@@ -186,7 +187,7 @@ export async function startGrpcServer(opts: ServerOptions): Promise<RunningServe
   };
 }
 
-/** Plain HTTP health endpoints: /healthz (process up) and /readyz (view of the cloud fresh). */
+/** Plain HTTP health endpoints: /healthz (process up), /readyz (view of the cloud fresh) and /metrics (Prometheus). */
 export function startHealthServer(host: string, port: number, ready: () => { ok: boolean; detail: string }) {
   return Bun.serve({
     hostname: host,
@@ -198,6 +199,7 @@ export function startHealthServer(host: string, port: number, ready: () => { ok:
         const r = ready();
         return new Response(`${r.detail}\n`, { status: r.ok ? 200 : 503 });
       }
+      if (path === "/metrics") return metricsResponse();
       return new Response("not found\n", { status: 404 });
     },
   });
