@@ -8,7 +8,7 @@ import { PodSchema, type Node, type Pod } from "./gen/k8s.io/api/core/v1/generat
 import { log } from "./log";
 import { Reconciler } from "./reconciler";
 import type { ProviderApi } from "./service";
-import { CLUSTER_TAG, GROUP_TAG, type CreateServerRequest, type Flavor, type NodeGroupConfig, type ProviderConfig } from "./types";
+import { CLUSTER_TAG, GROUP_TAG, type Clock, type CreateServerRequest, type Flavor, type NodeGroupConfig, type ProviderConfig } from "./types";
 import { GPU_LABEL, NODE_GROUP_LABEL, availableGpuTypes, defaultReservations, talosReservations, nodeLabels, templateNode, templateNodeBytes } from "./template";
 import { patchUserData, talosKubeletConfig } from "./talos";
 import { nodePrice, podPrice, podRequests, pricePerHourFor } from "./pricing";
@@ -26,7 +26,7 @@ export interface ProviderDeps {
   cloud: Cloudscale;
   /** Reconciler tuning for tests. */
   verifyDelayMs?: number;
-  now?: () => number;
+  clock?: Clock;
 }
 
 export type Provider = ProviderApi & {
@@ -80,7 +80,7 @@ export function createProvider(deps: ProviderDeps): Provider {
     createRequest,
     verifyDelayMs: deps.verifyDelayMs ?? config.createVerifyDelaySeconds * 1000,
     startupGraceMs: config.startupGraceSeconds * 1000,
-    now: deps.now,
+    clock: deps.clock,
   });
   const groupsByName = new Map(config.nodeGroups.map((g) => [g.name, g]));
 

@@ -143,3 +143,9 @@ export interface CreateServerRequest {
 /** Tag keys that mark a server as ours. Values: cluster name, group name. */
 export const CLUSTER_TAG = "autoscaler-cloudscale-cluster";
 export const GROUP_TAG = "autoscaler-cloudscale-group";
+
+/** Time and waiting, faked in tests that force an order of events. */
+export interface Clock {
+  now(): number;
+  sleep(ms: number): Promise<void>;
+}
