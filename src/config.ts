@@ -7,8 +7,7 @@ import { dirname, resolve } from "node:path";
 import { readFileSync } from "node:fs";
 import { detectUserDataFormat, forbiddenNodeLabels } from "./talos";
 import { isValidQuantity, parseBytes, parseCpuMillis } from "./quantity";
-import { GPU_LABEL, NODE_GROUP_LABEL } from "./template";
-import type { GroupOptions, NodeGroupConfig, ProviderConfig, Reservations, UserDataFormat } from "./types";
+import { GPU_LABEL, NODE_GROUP_LABEL, type GroupOptions, type NodeGroupConfig, type ProviderConfig, type Reservations, type UserDataFormat } from "./types";
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -132,7 +131,7 @@ const configSchema = v.strictObject({
 
 type RawReservations = v.InferOutput<typeof reservationsSchema>;
 
-/** Overrides of the flavor-derived default reservations; merged in template.ts. */
+/** Overrides of the flavor-derived default reservations; merged in resolved-group.ts. */
 export function reservationOverrides(raw: RawReservations | undefined, path: string, problems: string[]): Partial<Reservations> {
   const out: Partial<Reservations> = {};
   if (!raw) return out;
@@ -271,8 +270,7 @@ export function parseConfig(text: string, opts: LoadOptions = {}): ProviderConfi
       pricePerHour: g.pricePerHour,
       options,
       reservationOverrides: { ...globalReservations, ...reservationOverrides(g.reservations, `${p}.reservations`, problems) },
-      reservations: undefined as unknown as Reservations, // resolved against the flavor in provider.ts
-    } as NodeGroupConfig;
+    };
   });
   if (problems.length) throw new ConfigError(problems);
   return {

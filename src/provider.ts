@@ -8,18 +8,11 @@ import { PodSchema, type Node, type Pod } from "./gen/k8s.io/api/core/v1/generat
 import { log } from "./log";
 import { Reconciler } from "./reconciler";
 import type { ProviderApi } from "./service";
-import { CLUSTER_TAG, GROUP_TAG, type Clock, type CreateServerRequest, type Flavor, type NodeGroupConfig, type ProviderConfig } from "./types";
-import { GPU_LABEL, NODE_GROUP_LABEL, availableGpuTypes, defaultReservations, talosReservations, nodeLabels, templateNode, templateNodeBytes } from "./template";
-import { patchUserData, talosKubeletConfig } from "./talos";
+import { CLUSTER_TAG, GPU_LABEL, GROUP_TAG, NODE_GROUP_LABEL, type Clock, type CreateServerRequest, type Flavor, type NodeGroupConfig, type ProviderConfig } from "./types";
+import { availableGpuTypes, nodeLabels, templateNode, templateNodeBytes } from "./template";
+import { flavorFromSlug, resolveGroup } from "./resolved-group";
+import { patchUserData } from "./talos";
 import { nodePrice, podPrice, podRequests, pricePerHourFor } from "./pricing";
-
-/** Flavor details derived from the slug, for when the API's flavor list cannot be had. */
-export function flavorFromSlug(slug: string): Flavor | undefined {
-  const m = /^(flex|plus)-(\d+)-(\d+)$/.exec(slug);
-  if (!m) return undefined;
-  const name = `${m[1]![0]!.toUpperCase()}${m[1]!.slice(1)}-${m[2]}-${m[3]}`;
-  return { slug, name, memory_gb: Number(m[2]), vcpu_count: Number(m[3]), gpu: null, zones: [] };
-}
 
 export interface ProviderDeps {
   config: ProviderConfig;
@@ -45,13 +38,6 @@ export function createProvider(deps: ProviderDeps): Provider {
   let flavorsLoadedAt = 0;
   let flavorLoad: Promise<void> | null = null;
   const templates = new Map<string, { node: Node; bytes: Uint8Array; flavorKey: string }>();
-
-  function resolved(group: NodeGroupConfig, flavor: Flavor): NodeGroupConfig {
-    // A Talos worker reserves what its machine config says; for other images we cannot
-    // know the kubelet's settings and reserve conservatively.
-    const base = group.userDataFormat === "talos" ? talosReservations(talosKubeletConfig(group.userData)) : defaultReservations(flavor);
-    return { ...group, reservations: { ...base, ...group.reservationOverrides } };
-  }
 
   function createRequest(group: NodeGroupConfig, name: string): CreateServerRequest {
     const body: CreateServerRequest = {
@@ -171,7 +157,7 @@ export function createProvider(deps: ProviderDeps): Provider {
       const key = `${f.slug}:${f.vcpu_count}:${f.memory_gb}:${f.gpu?.count ?? 0}`;
       const cached = templates.get(groupId);
       if (cached && cached.flavorKey === key) return cached;
-      const node = templateNode(resolved(group, f), f, config.clusterName);
+      const node = templateNode(resolveGroup(group, f), config.clusterName);
       const entry = { node, bytes: templateNodeBytes(node), flavorKey: key };
       templates.set(groupId, entry);
       return entry;

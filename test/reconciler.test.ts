@@ -32,7 +32,7 @@ function group(name: string, min: number, max: number): NodeGroupConfig {
     sshKeys: [],
     tags: {},
     reservationOverrides: {},
-  } as unknown as NodeGroupConfig; // reservations are resolved elsewhere and unused here
+  };
 }
 
 function config(over: Partial<ProviderConfig> = {}, groups = [group("pool", 0, 20)]): ProviderConfig {

@@ -1,12 +1,10 @@
 import { describe, expect, test } from "bun:test";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { NodeSchema } from "../src/gen/k8s.io/api/core/v1/generated_pb";
-import type { Flavor, NodeGroupConfig } from "../src/types";
+import { GPU_LABEL, GPU_RESOURCE, NODE_GROUP_LABEL, type Flavor, type NodeGroupConfig } from "../src/types";
+import { resolveGroup } from "../src/resolved-group";
 import { GiB, MiB, parseBytes, parseCpuMillis } from "../src/quantity";
 import {
-  GPU_LABEL,
-  GPU_RESOURCE,
-  NODE_GROUP_LABEL,
   availableGpuTypes,
   defaultReservations,
   ephemeralStorageCapacityBytes,
@@ -59,7 +57,6 @@ function group(flavor: Flavor, over: Partial<NodeGroupConfig> = {}): NodeGroupCo
     sshKeys: [],
     tags: {},
     reservationOverrides: {},
-    reservations: defaultReservations(flavor),
     ...over,
   };
 }
@@ -174,10 +171,8 @@ describe("capacity", () => {
     expect(ephemeralStorageCapacityBytes(10)).toBe(Math.floor(10240 - 204.8 - 2048) * MiB);
   });
   test("allocatable never negative", () => {
-    const g = group(flex82, {
-      reservations: { ...defaultReservations(flex82), cpuMillis: 10_000, memoryBytes: 64 * GiB, ephemeralStorageBytes: 1024 * GiB },
-    });
-    const { allocatable } = templateResources(g, flex82);
+    const g = group(flex82, { reservationOverrides: { cpuMillis: 10_000, memoryBytes: 64 * GiB, ephemeralStorageBytes: 1024 * GiB } });
+    const { allocatable } = templateResources(resolveGroup(g, flex82));
     expect(allocatable.cpuMillis).toBe(0);
     expect(allocatable.memoryBytes).toBe(0);
     expect(allocatable.ephemeralStorageBytes).toBe(0);
@@ -187,7 +182,7 @@ describe("capacity", () => {
 
 describe("templateNode", () => {
   const g = group(flex82);
-  const node = templateNode(g, flex82, "prod");
+  const node = templateNode(resolveGroup(g, flex82), "prod");
 
   test("name and labels", () => {
     expect(node.metadata?.name).toBe("template-prod-workers");
@@ -204,7 +199,7 @@ describe("templateNode", () => {
   });
 
   test("configured labels override the built-in ones", () => {
-    const n = templateNode(group(flex82, { labels: { "node.kubernetes.io/instance-type": "custom", x: "y" } }), flex82, "c");
+    const n = templateNode(resolveGroup(group(flex82, { labels: { "node.kubernetes.io/instance-type": "custom", x: "y" } }), flex82), "c");
     expect(n.metadata?.labels["node.kubernetes.io/instance-type"]).toBe("custom");
     expect(n.metadata?.labels.x).toBe("y");
   });
@@ -243,14 +238,14 @@ describe("templateNode", () => {
   });
 
   test("condition times only when asked", () => {
-    const n = templateNode(g, flex82, "prod", { now: new Date("2026-01-02T03:04:05Z") });
+    const n = templateNode(resolveGroup(g, flex82), "prod", { now: new Date("2026-01-02T03:04:05Z") });
     const c = n.status!.conditions[0]!;
     expect(c.lastTransitionTime?.seconds).toBe(BigInt(Date.parse("2026-01-02T03:04:05Z") / 1000));
     expect(c.lastHeartbeatTime?.seconds).toBe(c.lastTransitionTime?.seconds);
   });
 
   test("is deterministic", () => {
-    expect(Array.from(templateNodeBytes(templateNode(g, flex82, "prod")))).toEqual(Array.from(templateNodeBytes(node)));
+    expect(Array.from(templateNodeBytes(templateNode(resolveGroup(g, flex82), "prod")))).toEqual(Array.from(templateNodeBytes(node)));
   });
 
   test("round-trips through toBinary/fromBinary", () => {
@@ -309,7 +304,7 @@ describe("templateNode", () => {
 
 describe("GPU flavors", () => {
   const g = group(gpuFlavor, { volumeSizeGb: 200, labels: {}, taints: [{ key: "nvidia.com/gpu", value: "", effect: "NoSchedule" }] });
-  const node = templateNode(g, gpuFlavor, "prod");
+  const node = templateNode(resolveGroup(g, gpuFlavor), "prod");
 
   test("GPU label and resource", () => {
     expect(gpuType(gpuFlavor)).toBe("nvidia-rtx-pro-6000-max-q");
@@ -321,7 +316,7 @@ describe("GPU flavors", () => {
   });
 
   test("no GPU label or resource on other flavors", () => {
-    const n = templateNode(group(flex82), flex82, "prod");
+    const n = templateNode(resolveGroup(group(flex82), flex82), "prod");
     expect(n.metadata?.labels[GPU_LABEL]).toBeUndefined();
     expect(n.status?.capacity[GPU_RESOURCE]).toBeUndefined();
     expect(gpuType(flex82)).toBeUndefined();
