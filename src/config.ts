@@ -302,17 +302,21 @@ export interface ApiSettings {
   url: string;
 }
 
-/** The API token from CLOUDSCALE_API_TOKEN or a token file; the URL from CLOUDSCALE_API_URL. */
+/**
+ * The API token and URL. The token comes from, in this order: the file given with
+ * --token-file (an explicit flag wins over the environment), CLOUDSCALE_API_TOKEN, the
+ * file named by CLOUDSCALE_API_TOKEN_FILE. The URL from CLOUDSCALE_API_URL.
+ */
 export function apiSettings(env: Record<string, string | undefined>, tokenFile?: string): ApiSettings {
-  let token = env.CLOUDSCALE_API_TOKEN?.trim() ?? "";
-  const file = tokenFile ?? env.CLOUDSCALE_API_TOKEN_FILE;
-  if (!token && file) {
+  const fromFile = (file: string) => {
     try {
-      token = readFileSync(file, "utf8").trim();
+      return readFileSync(file, "utf8").trim();
     } catch (e) {
       throw new ConfigError([`cannot read the API token file ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`]);
     }
-  }
+  };
+  let token = tokenFile ? fromFile(tokenFile) : (env.CLOUDSCALE_API_TOKEN?.trim() ?? "");
+  if (!tokenFile && !token && env.CLOUDSCALE_API_TOKEN_FILE) token = fromFile(env.CLOUDSCALE_API_TOKEN_FILE);
   if (!token) {
     throw new ConfigError(["no API token: set CLOUDSCALE_API_TOKEN, or pass --token-file FILE (or CLOUDSCALE_API_TOKEN_FILE)"]);
   }
