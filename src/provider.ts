@@ -16,7 +16,7 @@ import { nodePrice, podPrice, podRequests, pricePerHourFor } from "./pricing";
 
 export interface ProviderDeps {
   config: ProviderConfig;
-  cloud: Cloudscale;
+  cloud: Pick<Cloudscale, "listServers" | "createServer" | "getServer" | "deleteServer" | "listFlavors">;
   /** Reconciler tuning for tests. */
   verifyDelayMs?: number;
   clock?: Clock;
@@ -145,11 +145,14 @@ export function createProvider(deps: ProviderDeps): Provider {
     deleteNodes: (g, nodes, signal) => reconciler.deleteNodes(g, nodes, signal),
     decreaseTargetSize: (g, delta) => reconciler.decreaseTargetSize(g, delta),
     nodes: (g) => reconciler.nodes(g),
-    async templateNode(groupId) {
+    async templateNode(groupId, signal) {
       const group = reconciler.group(groupId);
       let f = flavors.get(group.flavor);
       if (!f && flavorsLoadedAt === 0) {
-        await loadFlavors().catch(() => {});
+        // The first load of the flavor list (retries included) can take far longer than
+        // CA's deadline: wait for it only until the caller gives up. It goes on, and its
+        // result serves the next call.
+        await untilAborted(loadFlavors().catch(() => {}), signal);
         f = flavors.get(group.flavor);
       }
       f ??= flavorFromSlug(group.flavor);
@@ -197,4 +200,14 @@ export function createProvider(deps: ProviderDeps): Provider {
     },
   };
   return provider;
+}
+
+/** Waits for `work` unless `signal` aborts first; then rejects as the caller's deadline. */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(new ConnectError("the caller gave up while the flavor list was loading", Code.DeadlineExceeded));
+  return new Promise<T>((resolve, reject) => {
+    const aborted = () => reject(new ConnectError("the caller gave up while the flavor list was loading", Code.DeadlineExceeded));
+    signal.addEventListener("abort", aborted, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", aborted));
+  });
 }
