@@ -442,11 +442,22 @@ nodeGroups:
     await gone;
     const w = watch("m");
     const second = await serveW("restart"); // the two deletes are still on their way
+    const restarted = performance.now();
+    const third = [{ providerID: `cloudscale://${uuids[2]}`, name: `${WCLUSTER}-m-seed0002` }];
+    const deleteThird = () => second.cl.call("NodeGroupDeleteNodes", { id: "m", nodes: third }).then(() => "deleted", (e) => `refused: ${code(e)}`);
     await second.cl.call("Refresh");
-    const r = await second.cl.call("NodeGroupDeleteNodes", { id: "m", nodes: [{ providerID: `cloudscale://${uuids[2]}`, name: `${WCLUSTER}-m-seed0002` }] }).then(() => "deleted", (e) => `refused: ${code(e)}`);
-    await sleep(3000); // the deletes of the first process land
+    const during = await deleteThird(); // inside the startup grace
+    await sleep(Math.max(3000, 4000 + 200 - (performance.now() - restarted))); // the deletes of the first process land; the grace is over
+    await second.cl.call("Refresh");
+    const after = await deleteThird(); // the one server left is the min
+    await sleep(300);
     const seen = await w.stop();
-    console.log(`after restart: DeleteNodes(the third server) ${r}; fewest servers seen ${Math.min(...seen)}`);
-    expect(Math.min(...seen)).toBeGreaterThanOrEqual(1);
+    console.log(`after restart: DeleteNodes(the third server) ${during} during the grace, ${after} after it; fewest servers seen ${Math.min(...seen)}`);
+    expect({ duringTheGrace: during, afterTheGrace: after, fewestServersSeen: Math.min(...seen), left: (await api.ours(WCLUSTER)).map((x) => x.uuid) }).toEqual({
+      duringTheGrace: "refused: 14", // UNAVAILABLE: a predecessor's requests may still be landing
+      afterTheGrace: "refused: 9", // FAILED_PRECONDITION: below min
+      fewestServersSeen: 1,
+      left: [uuids[2]!],
+    });
   }, 60_000);
 });

@@ -90,9 +90,8 @@ describe("who may connect", () => {
       outcomes[label] = await cl.call("NodeGroupIncreaseSize", { id: "pool", delta: 1 }, 3000).then(() => "accepted", (e: grpc.ServiceError) => grpc.status[e.code]!);
       cl.close();
     }
-    const expected = Object.fromEntries(cases.map(([l]) => [l, l === "plaintext h2c" ? outcomes[l]! : "UNAVAILABLE"]));
-    expect(outcomes).toEqual(expected);
-    expect(outcomes["plaintext h2c"]).not.toBe("accepted");
+    // Every one is refused before a call is made: grpc-js reports that no connection could be established.
+    expect(outcomes).toEqual(Object.fromEntries(cases.map(([l]) => [l, "UNAVAILABLE"])));
     expect((await api.counters())["POST /v1/servers"] ?? 0).toBe(0);
     expect(serve.output()).toContain("TLS handshake refused");
     // And the real client is served.
@@ -191,7 +190,8 @@ describe("certificates rotated on disk", () => {
         cl.close();
       }
     }, 15_000, 250);
-    await sleep(500);
+    // Enough traffic went through the rotations, however slow this machine is today (bounded).
+    await until("500 calls and 20 fresh connections", async () => calls > 500 && fresh > 20, 60_000, 100);
     stop = true;
     await Promise.all([...callers, handshakes]);
     for (const l of longLived) l.close();
