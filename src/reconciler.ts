@@ -39,6 +39,7 @@ import {
   existing,
   groupForNode,
   instances,
+  newcomers,
   pendingFate,
   pendingOf,
   serversOf,
@@ -94,6 +95,8 @@ export class Reconciler {
   private readonly clock: Clock;
   private readonly rules: ListRules;
   private view: View;
+  /** Set once the first list is applied: what it shows is where this process starts from. */
+  private started = false;
   private readonly marks: Marks = { pending: new Map(), deleting: new Map() };
   private appliedListStartedAt = -Infinity;
   private lastGoodAt = -Infinity;
@@ -233,7 +236,9 @@ export class Reconciler {
     this.appliedListStartedAt = startedAt;
     this.lastGoodAt = Math.max(this.lastGoodAt, startedAt);
     const { view, duplicates } = viewOfList(list, this.deps.config.clusterName, this.groups.keys());
+    const arrived = newcomers(this.started ? this.view : undefined, view, this.marks);
     this.view = view;
+    this.started = true;
 
     const now = this.clock.now();
     for (const [name, p] of this.marks.pending) {
@@ -255,6 +260,11 @@ export class Reconciler {
       if (this.marks.deleting.has(d.uuid)) continue;
       log.warn("found two servers for one creation; deleting the newer one", { server: d.name, uuid: d.uuid });
       void this.deleter.deleteOne(d.uuid, d.tags[GROUP_TAG]!).catch(() => {});
+    }
+    // Rule 9: a predecessor's creates landing late fill the creations still waiting here.
+    for (const [g, n] of arrived) {
+      const filled = this.creates.cancelQueued(g, n);
+      if (filled) log.info("servers a previous process created have appeared; they take the place of creations still waiting", { group: g, servers: n, cancelled: filled });
     }
     if (this.settled) this.trimToMax();
     this.creates.pump();

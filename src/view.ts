@@ -211,3 +211,20 @@ export function deleteMarkDone(mark: DeleteMark, listed: boolean, startedAt: num
   if (mark.completedAt === undefined || mark.completedAt >= startedAt) return false;
   return !listed || !mark.confirmed || now - mark.completedAt > rules.deleteConfirmWindowMs;
 }
+
+/**
+ * Servers per group in `next` that `previous` did not have and that no creation of this
+ * process explains (its name is not one we gave). After a start these are creates a
+ * previous process sent before it died, landing late. The first list of a process has
+ * none: what it shows is where CA starts from.
+ */
+export function newcomers(previous: View | undefined, next: View, marks: Marks): Map<string, number> {
+  const out = new Map<string, number>();
+  if (!previous) return out;
+  for (const s of next.servers.values()) {
+    if (previous.servers.has(s.uuid) || marks.pending.has(s.name) || pendingWithUuid(marks, s.uuid)) continue;
+    const g = s.tags[GROUP_TAG]!;
+    out.set(g, (out.get(g) ?? 0) + 1);
+  }
+  return out;
+}

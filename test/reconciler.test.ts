@@ -373,7 +373,77 @@ describe("8. after a start, nothing is created or deleted until a list past the 
   });
 });
 
-describe("9. waiting creations never take a group above its max", () => {
+describe("9. a predecessor's creates that land after a restart fill the creations waiting here", () => {
+  // Seen with the real Cluster Autoscaler: CA asks for 17, the provider is killed
+  // (kill -9) with 10 landed and 7 still in flight; the restarted provider lists 10, so
+  // CA asks for 7 more, which wait for the startup grace. Then the old 7 land. The
+  // group must end at the 17 CA asked for, not 24 (nor 20 where the max stops it).
+  const GRACE = 35_000;
+  const groups = [group("pool", 0, 30)];
+
+  async function crashWithSevenInFlight() {
+    const before = reconciler({}, config({ createConcurrency: 20 }, groups));
+    await before.refresh();
+    cloud.hold("create");
+    before.increaseSize("pool", 17);
+    await settle();
+    const sent = cloud.waiting("create");
+    expect(sent).toHaveLength(17);
+    for (const c of sent.slice(0, 10)) c.answer();
+    before.stop(); // kill -9: the other 7 are still on their way
+    cloud.release("create");
+    const inFlight = sent.slice(10);
+    const after = reconciler({ startupGraceMs: GRACE, nameSuffix: () => crypto.randomUUID().slice(0, 8) }, config({ createConcurrency: 20 }, groups));
+    await after.refresh();
+    expect(after.targetSize("pool")).toBe(10);
+    after.increaseSize("pool", 7); // CA wants 17 again
+    expect(after.targetSize("pool")).toBe(17);
+    await settle();
+    expect(posts()).toBe(17); // the 7 wait for the grace
+    return { after, inFlight };
+  }
+
+  test("the grace ends, then the old 7 land, then the first list past the grace: 17", async () => {
+    const { after, inFlight } = await crashWithSevenInFlight();
+    await clock.advance(GRACE);
+    for (const c of inFlight) c.answer();
+    await after.refresh();
+    await settle();
+    expect({ posts: posts(), servers: cloud.servers.size, targetSize: after.targetSize("pool") }).toEqual({ posts: 17, servers: 17, targetSize: 17 });
+    await clock.advance(10_000);
+    await after.refresh();
+    expect({ posts: posts(), servers: cloud.servers.size, targetSize: after.targetSize("pool") }).toEqual({ posts: 17, servers: 17, targetSize: 17 });
+  });
+
+  test("the old 7 land inside the grace, a list sees them there: 17", async () => {
+    const { after, inFlight } = await crashWithSevenInFlight();
+    await clock.advance(5_000);
+    for (const c of inFlight.slice(0, 3)) c.answer();
+    await after.refresh(); // 13 listed, 4 still waiting here
+    expect(after.targetSize("pool")).toBe(17);
+    for (const c of inFlight.slice(3)) c.answer();
+    await clock.advance(GRACE);
+    await after.refresh();
+    await settle();
+    expect({ posts: posts(), servers: cloud.servers.size, targetSize: after.targetSize("pool") }).toEqual({ posts: 17, servers: 17, targetSize: 17 });
+  });
+
+  test("a server this process created is not taken for a predecessor's", async () => {
+    const r = reconciler({}, config({}, groups));
+    await r.refresh();
+    cloud.hold("create");
+    r.increaseSize("pool", 2);
+    await settle();
+    cloud.waiting("create")[0]!.answer(); // one lands, the other is still being sent
+    await r.refresh();
+    expect(r.targetSize("pool")).toBe(2);
+    cloud.waiting("create")[0]!.answer();
+    await settle();
+    expect({ posts: posts(), servers: cloud.servers.size, targetSize: r.targetSize("pool") }).toEqual({ posts: 2, servers: 2, targetSize: 2 });
+  });
+});
+
+describe("10. waiting creations never take a group above its max", () => {
   test("a predecessor's creates land during the grace: the waiting ones are cancelled, not sent", async () => {
     const r = reconciler({ startupGraceMs: 10_000 }, config({}, [group("pool", 0, 2)]));
     await r.refresh(); // the predecessor's two creates are still on their way
@@ -389,7 +459,7 @@ describe("9. waiting creations never take a group above its max", () => {
   });
 });
 
-describe("10. nothing is created or deleted from a stale view", () => {
+describe("11. nothing is created or deleted from a stale view", () => {
   test("IncreaseSize and DeleteNodes are refused; accepted creations wait for a good list", async () => {
     const a = cloud.add("uc-pool-aaaaaaaa", ours());
     const r = reconciler({}, { ...config(), createConcurrency: 1 });

@@ -6,6 +6,7 @@ import {
   emptyView,
   existing,
   groupForNode,
+  newcomers,
   instances,
   parseProviderId,
   pendingFate,
@@ -134,5 +135,20 @@ describe("what a newer list means for a mark", () => {
 
   test("a confirmed delete still listed long after: believe the cloud", () => {
     expect(deleteMarkDone(mark({ completedAt: 50, confirmed: true }), true, 100, 50 + 120_001, RULES)).toBe(true);
+  });
+});
+
+describe("newcomers", () => {
+  test("servers a newer list shows that the previous did not, and whose names are not ours", () => {
+    const known = server("c-a-1", ours("a"));
+    const mine = server("c-a-mine", ours("a"));
+    const stranger = server("c-a-prev", ours("a"));
+    const other = server("c-b-prev", ours("b"));
+    const m = marks();
+    m.pending.set("c-a-mine", pending({ name: "c-a-mine", state: "created", uuid: mine.uuid }));
+    const previous = viewOfList([known], "c", GROUPS).view;
+    const next = viewOfList([known, mine, stranger, other], "c", GROUPS).view;
+    expect(newcomers(previous, next, m)).toEqual(new Map([["a", 1], ["b", 1]]));
+    expect(newcomers(undefined, next, m)).toEqual(new Map()); // the first list is where a process starts from
   });
 });

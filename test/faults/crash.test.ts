@@ -338,6 +338,7 @@ apiTimeout: 5s
 nodeGroups:
   - {name: m, flavor: flex-4-2, image: debian-13, zone: lpg1, min: 1, max: 5}
   - {name: x, flavor: flex-4-2, image: debian-13, zone: lpg1, min: 0, max: 2}
+  - {name: y, flavor: flex-4-2, image: debian-13, zone: lpg1, min: 0, max: 6}
 `;
   let configPath: string;
   let firstConfigPath: string;
@@ -428,6 +429,33 @@ nodeGroups:
     const target = (await second.cl.call("NodeGroupTargetSize", { id: "x" })).targetSize;
     console.log(`after restart: IncreaseSize(x, 2) ${r}; most servers seen ${Math.max(...seen)}; at the end ${cloud}, target size ${target}`);
     expect({ mostServersSeen: Math.max(...seen), atTheEnd: cloud, targetSize: target }).toEqual({ mostServersSeen: 2, atTheEnd: 2, targetSize: 2 });
+  }, 60_000);
+
+  test("creates of a killed process that land after the restart take the place of the ones CA asks for again", async () => {
+    // What the real CA showed: it asks for 3, the provider dies with the 3 creates on their
+    // way, the restarted one lists none, so CA asks for 3 again. The group ends at 3, not 6.
+    await api.reset();
+    await api.faults({ rules: [{ method: "POST", path: "/v1/servers", latencyMs: 2500 }] });
+    const first = await serveW();
+    await first.cl.call("Refresh");
+    await first.cl.call("NodeGroupIncreaseSize", { id: "y", delta: 3 });
+    await until("the creates sent", async () => ((await api.counters())["POST /v1/servers"] ?? 0) === 3, 5_000);
+    await kill(first.s);
+    const second = await serveW("restart");
+    await second.cl.call("Refresh");
+    const listed = (await second.cl.call("NodeGroupTargetSize", { id: "y" })).targetSize as number;
+    if (listed < 3) await second.cl.call("NodeGroupIncreaseSize", { id: "y", delta: 3 - listed }); // as CA does
+    await sleep(4500); // the old creates land; the grace ends
+    const target = await until("the view settled", async () => {
+      await second.cl.call("Refresh");
+      const inst = ((await second.cl.call("NodeGroupNodes", { id: "y" })).instances ?? []) as { id: string }[];
+      return inst.every((i) => !i.id.includes("/pending/")) && ((await second.cl.call("NodeGroupTargetSize", { id: "y" })).targetSize as number);
+    }, 20_000, 200);
+    await sleep(3000); // anything the second process sent would have landed by now
+    await second.cl.call("Refresh");
+    const cloud = (await api.ours(WCLUSTER, "y")).length;
+    console.log(`after restart: ${listed} listed, CA asked for ${3 - listed} more; at the end ${cloud} servers, target size ${target}`);
+    expect({ atTheEnd: cloud, targetSize: (await second.cl.call("NodeGroupTargetSize", { id: "y" })).targetSize, posts: (await api.counters())["POST /v1/servers"] }).toEqual({ atTheEnd: 3, targetSize: 3, posts: 3 });
   }, 60_000);
 
   test("deletes of a killed process that land after the restart do not take the group below min", async () => {
