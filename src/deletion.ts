@@ -1,6 +1,8 @@
 // Deletion: which servers a DeleteNodes call names (all ours and of the group,
 // or nothing is deleted), the cloud's word that each one carries our tags, the
-// group's min, and the DELETE calls themselves.
+// group's min, and the DELETE calls themselves. The cloud refuses to delete a
+// server that is still `changing` (booting); such a delete is kept and tried
+// again until the server can be deleted, for a bounded time.
 import { Code, ConnectError } from "@connectrpc/connect";
 import { CloudscaleError, type Cloudscale } from "./cloudscale";
 import { log } from "./log";
@@ -119,14 +121,26 @@ export interface DeleterDeps {
   /** The marks shared with the view: a delete is marked from its first call until a list decides. */
   marks: Marks;
   clock: Clock;
+  /** How long a delete the cloud refuses because the server is still changing is tried again (ms). */
+  busyRetryMs: number;
   stats: { deletes: number };
 }
 
+/** First wait, and the most, between tries of a delete the cloud refused while the server was changing (ms). */
+const BUSY_FIRST_WAIT_MS = 2000;
+const BUSY_MAX_WAIT_MS = 30_000;
+
 export class Deleter {
+  private stopped = false;
+
   constructor(private readonly deps: DeleterDeps) {}
 
-  /** Deletes one server; resolves once the cloud confirmed it, rejects when the delete failed. */
-  async deleteOne(uuid: string, group: string): Promise<"deleted" | "gone"> {
+  /**
+   * Deletes one server. Resolves once the cloud confirmed it, or once the cloud refused it
+   * for now because the server is still changing ("later": tried again in the background,
+   * counted as deleting meanwhile). Rejects when the delete failed.
+   */
+  async deleteOne(uuid: string, group: string): Promise<"deleted" | "gone" | "later"> {
     const { marks, clock } = this.deps;
     const mark: DeleteMark = { group, issuedAt: clock.now() };
     marks.deleting.set(uuid, mark);
@@ -135,9 +149,18 @@ export class Deleter {
       log.info(outcome === "gone" ? "server was already gone" : "server deleted", { group, uuid });
       return outcome;
     } catch (e) {
+      if (e instanceof CloudscaleError && e.kind === "busy") {
+        log.info("the server is still changing; its delete is tried again until it can be done", { group, uuid });
+        void this.retryWhileBusy(uuid, mark);
+        return "later";
+      }
       this.failed(uuid, mark, e as Error);
       throw e;
     }
+  }
+
+  stop(): void {
+    this.stopped = true;
   }
 
   private async call(uuid: string, mark: DeleteMark): Promise<"deleted" | "gone"> {
@@ -154,6 +177,32 @@ export class Deleter {
     if (err instanceof CloudscaleError && err.ambiguous) mark.completedAt = this.deps.clock.now();
     else if (this.deps.marks.deleting.get(uuid) === mark) this.deps.marks.deleting.delete(uuid);
     log.warn("server deletion failed", { group: mark.group, uuid, error: err.message });
+  }
+
+  private async retryWhileBusy(uuid: string, mark: DeleteMark): Promise<void> {
+    const { marks, clock } = this.deps;
+    const giveUpAt = clock.now() + this.deps.busyRetryMs;
+    let wait = BUSY_FIRST_WAIT_MS;
+    for (;;) {
+      await clock.sleep(wait);
+      wait = Math.min(wait * 2, BUSY_MAX_WAIT_MS);
+      if (this.stopped || marks.deleting.get(uuid) !== mark) return;
+      try {
+        const outcome = await this.call(uuid, mark);
+        log.info(outcome === "gone" ? "server was already gone" : "server deleted", { group: mark.group, uuid });
+        return;
+      } catch (e) {
+        const busy = e instanceof CloudscaleError && e.kind === "busy";
+        if (busy && clock.now() < giveUpAt) continue;
+        if (busy) {
+          log.warn("the server stayed in changing; giving up deleting it (it counts again, CA decides anew)", { group: mark.group, uuid });
+          if (marks.deleting.get(uuid) === mark) marks.deleting.delete(uuid);
+          return;
+        }
+        this.failed(uuid, mark, e as Error);
+        return;
+      }
+    }
   }
 }
 

@@ -26,6 +26,9 @@
 // 10. Waiting creations never take a group above its max.
 // 11. Nothing is created or deleted from a stale view; creations wait for a list.
 // 12. A delete the cloud refuses while the server is still changing (booting) is
+//     tried again until the server is deleted; it counts as deleting meanwhile,
+//     and after a bound it is given up and the server counts again.
+// 12. A delete the cloud refuses while the server is still changing (booting) is
 //     tried again until the server is deleted, or given up after a bound.
 import { Code, ConnectError } from "@connectrpc/connect";
 import { CloudscaleError, type Cloudscale } from "./cloudscale";
@@ -73,6 +76,8 @@ export interface ReconcilerDeps {
    * server is created or deleted: the view cannot show what is still on its way.
    */
   startupGraceMs?: number;
+  /** How long a delete refused while the server is changing is tried again (ms; default 15 minutes, CA's max provision time). */
+  busyDeleteRetryMs?: number;
   /** Random part of new server names (tests make it predictable). */
   nameSuffix?: () => string;
 }
@@ -126,7 +131,7 @@ export class Reconciler {
       mayCreate: () => this.canAct,
       stats: this.stats,
     });
-    this.deleter = new Deleter({ cloud: deps.cloud, marks: this.marks, clock: this.clock, stats: this.stats });
+    this.deleter = new Deleter({ cloud: deps.cloud, marks: this.marks, clock: this.clock, busyRetryMs: deps.busyDeleteRetryMs ?? 15 * 60_000, stats: this.stats });
   }
 
   /** A list that started after the startup grace window has been applied. */
@@ -399,5 +404,6 @@ export class Reconciler {
 
   stop(): void {
     this.creates.stop();
+    this.deleter.stop();
   }
 }

@@ -103,7 +103,7 @@ describe("confirmOwnership", () => {
 
 describe("Deleter", () => {
   function deleter(m = marks()) {
-    return { m, d: new Deleter({ cloud, marks: m, clock, stats: { deletes: 0 } }) };
+    return { m, d: new Deleter({ cloud, marks: m, clock, busyRetryMs: 60_000, stats: { deletes: 0 } }) };
   }
 
   test("a confirmed delete keeps its mark (until a list decides) and drops the creation it came from", async () => {
@@ -126,5 +126,45 @@ describe("Deleter", () => {
     cloud.next("delete", new CloudscaleError("auth", "HTTP 403", 403));
     await expect(d.deleteOne(a1.uuid, "a")).rejects.toThrow("HTTP 403");
     expect(m.deleting.has(a1.uuid)).toBe(false);
+  });
+
+  test("refused while the server is still changing: counted as deleting, tried again until it is deleted", async () => {
+    const a1 = cloud.add("c-a-1", ours("a"), "changing");
+    const { m, d } = deleter();
+    expect(await d.deleteOne(a1.uuid, "a")).toBe("later");
+    expect(m.deleting.get(a1.uuid)).toEqual({ group: "a", issuedAt: clock.now() }); // no end yet: no list ends it
+    await clock.advance(2000);
+    expect(cloud.count("delete")).toBe(2); // still changing
+    cloud.servers.get(a1.uuid)!.status = "running"; // booted
+    await clock.advance(4000);
+    expect(cloud.count("delete")).toBe(3);
+    expect(cloud.servers.has(a1.uuid)).toBe(false);
+    expect(m.deleting.get(a1.uuid)).toMatchObject({ confirmed: true, completedAt: clock.now() });
+    await clock.advance(600_000);
+    expect(cloud.count("delete")).toBe(3);
+  });
+
+  test("a server that stays changing: given up after the bound, and it counts again", async () => {
+    const a1 = cloud.add("c-a-1", ours("a"), "changing");
+    const { m, d } = deleter();
+    expect(await d.deleteOne(a1.uuid, "a")).toBe("later");
+    await clock.advance(59_000);
+    expect(m.deleting.has(a1.uuid)).toBe(true);
+    await clock.advance(60_000);
+    expect(m.deleting.has(a1.uuid)).toBe(false);
+    const tries = cloud.count("delete");
+    expect(tries).toBeGreaterThan(3);
+    await clock.advance(600_000);
+    expect(cloud.count("delete")).toBe(tries);
+    expect(cloud.servers.has(a1.uuid)).toBe(true);
+  });
+
+  test("stop() ends the retries", async () => {
+    const a1 = cloud.add("c-a-1", ours("a"), "changing");
+    const { d } = deleter();
+    await d.deleteOne(a1.uuid, "a");
+    d.stop();
+    await clock.advance(600_000);
+    expect(cloud.count("delete")).toBe(1);
   });
 });

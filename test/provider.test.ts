@@ -74,10 +74,12 @@ async function settle() {
   await ca.call("Refresh");
 }
 
+/** Deletes every node of a group and waits until the cloud has none (servers still booting are deleted once they have booted). */
 async function deleteAll(group: string) {
   await settle();
   const inst = await instances(group);
   if (inst.length) await ca.call("NodeGroupDeleteNodes", { id: group, nodes: inst.map((i) => ({ providerID: i.id, name: i.id })) });
+  await until(`no server of ${group} left`, async () => (await ours(group)).length === 0, 20_000, 200);
   await settle();
 }
 
@@ -207,6 +209,29 @@ describe("deleting nodes", () => {
     expect(await targetSize("workers")).toBe(0);
     expect((await sim.state()).servers.filter((s) => s.name.startsWith("foreign-"))).toHaveLength(2);
   });
+
+  test("a server still booting (the API refuses to delete it while it is changing) is deleted once it can be", async () => {
+    await sim.control("/_sim/config", { bootSeconds: 3 });
+    try {
+      await ca.call("NodeGroupIncreaseSize", { id: "workers", delta: 1 });
+      const [booting] = await until("a booting server", async () => {
+        const s = (await ours("workers")).filter((x) => x.status === "changing");
+        return s.length === 1 && s;
+      });
+      await settle();
+      const before = (await sim.counters())["DELETE /v1/servers/:uuid"] ?? 0;
+      await ca.call("NodeGroupDeleteNodes", { id: "workers", nodes: [{ providerID: `cloudscale://${booting!.uuid}`, name: booting!.name }] });
+      expect((await sim.counters())["DELETE /v1/servers/:uuid"]).toBe(before + 1); // refused with 400, as the real API does
+      expect(await targetSize("workers")).toBe(0);
+      expect((await instances("workers")).find((i) => i.id === `cloudscale://${booting!.uuid}`)?.status.instanceState).toBe("instanceDeleting");
+      await until("the server is deleted once it has booted", async () => !(await ours("workers")).some((x) => x.uuid === booting!.uuid), 20_000, 200);
+      await settle();
+      expect(await instances("workers")).toEqual([]);
+      expect(await targetSize("workers")).toBe(0);
+    } finally {
+      await sim.control("/_sim/config", { bootSeconds: 1 });
+    }
+  }, 30_000);
 
   test("DecreaseTargetSize cancels only creations that have not reached the cloud", async () => {
     await expectCode(ca.call("NodeGroupDecreaseTargetSize", { id: "workers", delta: 1 }), grpc.status.INVALID_ARGUMENT);

@@ -483,3 +483,50 @@ describe("11. nothing is created or deleted from a stale view", () => {
     expect(r.targetSize("pool")).toBe(4);
   });
 });
+
+describe("12. a delete refused while the server is still changing is tried again until it is done", () => {
+  test("scale-down of a server that is still booting ends with the server deleted, not a stuck delete mark", async () => {
+    cloud.bootStatus = "changing";
+    const r = reconciler();
+    await r.refresh();
+    r.increaseSize("pool", 2);
+    await settle();
+    await r.refresh();
+    const [booting, other] = [...cloud.servers.values()];
+    expect(ids(r)).toEqual([`${booting!.uuid} creating`, `${other!.uuid} creating`]);
+
+    expect(await codeOf(r.deleteNodes("pool", [node(booting!.uuid)]))).toBe("ok"); // accepted, not an error for CA
+    expect(r.targetSize("pool")).toBe(1);
+    expect(ids(r)).toContain(`${booting!.uuid} deleting`);
+    await clock.advance(1000);
+    await r.refresh(); // still listed, still changing: it does not come back
+    expect(r.targetSize("pool")).toBe(1);
+    expect(await codeOf(r.deleteNodes("pool", [node(booting!.uuid)]))).toBe("ok"); // CA asking again changes nothing
+    const deletes = cloud.count("delete");
+
+    booting!.status = "running"; // booted
+    await clock.advance(5000);
+    expect(cloud.servers.has(booting!.uuid)).toBe(false);
+    expect(cloud.count("delete")).toBe(deletes + 1);
+    await clock.advance(1000);
+    await r.refresh();
+    expect(ids(r)).toEqual([`${other!.uuid} creating`]);
+    expect(r.targetSize("pool")).toBe(1);
+  });
+
+  test("one that never leaves changing: after the bound the server counts again and CA can decide anew", async () => {
+    cloud.bootStatus = "changing";
+    const r = reconciler({ busyDeleteRetryMs: 60_000 });
+    await r.refresh();
+    r.increaseSize("pool", 1);
+    await settle();
+    await r.refresh();
+    const [stuck] = [...cloud.servers.values()];
+    await r.deleteNodes("pool", [node(stuck!.uuid)]);
+    expect(r.targetSize("pool")).toBe(0);
+    await clock.advance(61_000);
+    await r.refresh();
+    expect(ids(r)).toEqual([`${stuck!.uuid} creating`]);
+    expect(r.targetSize("pool")).toBe(1);
+  });
+});

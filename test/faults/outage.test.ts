@@ -112,6 +112,17 @@ describe("the API down for longer than the staleness bound", () => {
     }, 60_000);
   }
 
+  test("a short maintenance (503 for a moment) on a list and on a delete: both are retried and succeed", async () => {
+    const { c } = await serveWith();
+    const [a, b] = await twoServers(c);
+    await sim.resetCounters();
+    await sim.faults({ rules: [{ method: "GET", path: "/v1/servers", action: "error", status: 503, count: 2 }, { method: "DELETE", path: "/v1/servers/:uuid", action: "error", status: 503, count: 2 }] });
+    await c.call("Refresh");
+    await c.call("NodeGroupDeleteNodes", { id: "pool", nodes: [{ providerID: `cloudscale://${a!.uuid}`, name: a!.name }] });
+    const k = await sim.counters();
+    expect({ lists: k["GET /v1/servers"], deletes: k["DELETE /v1/servers/:uuid"], left: (await ours()).map((s) => s.uuid) }).toEqual({ lists: 3, deletes: 3, left: [b!.uuid] });
+  });
+
   test("a 429 with Retry-After: Refresh waits as told, then succeeds", async () => {
     const { c } = await serveWith();
     await c.call("Refresh");

@@ -104,10 +104,14 @@ export class FakeCloud {
       const call = new FakeCall(kind, arg, this.clock.now(), snapshot, (how) => {
         if (call.done) throw new Error(`${kind} call answered twice`);
         call.done = true;
-        if (how.error) {
-          if (how.commit) effect();
-          reject(how.error);
-        } else resolve(how.value !== undefined ? (structuredClone(how.value) as T) : effect());
+        try {
+          if (how.error) {
+            if (how.commit) effect();
+            reject(how.error);
+          } else resolve(how.value !== undefined ? (structuredClone(how.value) as T) : effect());
+        } catch (e) {
+          reject(e); // the cloud refused it (see deleteServer)
+        }
       });
       this.calls.push(call);
       if (this.holds.has(kind)) return;
@@ -137,8 +141,12 @@ export class FakeCloud {
     });
   }
 
+  /** Like the real API (and the client's reading of its 400), a server still `changing` cannot be deleted yet. */
   deleteServer(uuid: string, _signal?: AbortSignal): Promise<"deleted" | "gone"> {
-    return this.run("delete", uuid, () => (this.servers.delete(uuid) ? "deleted" : "gone"));
+    return this.run("delete", uuid, () => {
+      if (this.servers.get(uuid)?.status === "changing") throw new CloudscaleError("busy", `deleting server ${uuid}: HTTP 400: The server is currently changing its state`, 400);
+      return this.servers.delete(uuid) ? "deleted" : "gone";
+    });
   }
 
   listFlavors(_signal?: AbortSignal): Promise<Flavor[]> {
