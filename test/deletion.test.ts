@@ -8,11 +8,11 @@ import { Deleter, belowMin, confirmOwnership, planDeletion, serverTargets } from
 import { CLUSTER_TAG, GROUP_TAG } from "../src/types";
 import { viewOfList, type Marks } from "../src/view";
 import { FakeClock } from "./helpers/fake-clock";
-import { FakeCloud, lost } from "./helpers/fake-cloud";
+import { FakeCloud, lost, ourTags } from "./helpers/fake-cloud";
 
 configureLog({ level: "error" });
 
-const ours = (g: string) => ({ [CLUSTER_TAG]: "c", [GROUP_TAG]: g });
+const ours = (g: string) => ourTags("c", g);
 let clock: FakeClock;
 let cloud: FakeCloud;
 beforeEach(() => {

@@ -10,10 +10,10 @@ import { CloudscaleError } from "../src/cloudscale";
 import { Reconciler, type ReconcilerDeps } from "../src/reconciler";
 import { CLUSTER_TAG, GROUP_TAG, type NodeGroupConfig, type ProviderConfig } from "../src/types";
 import { FakeClock, settle } from "./helpers/fake-clock";
-import { FakeCloud, lost } from "./helpers/fake-cloud";
+import { FakeCloud, lost, ourTags } from "./helpers/fake-cloud";
 
 const CLUSTER = "uc";
-const ours = (group = "pool") => ({ [CLUSTER_TAG]: CLUSTER, [GROUP_TAG]: group });
+const ours = (group = "pool") => ourTags(CLUSTER, group);
 
 function group(name: string, min: number, max: number): NodeGroupConfig {
   return {
@@ -73,6 +73,13 @@ function reconciler(over: Partial<ReconcilerDeps> = {}, cfg = config()): Reconci
   });
 }
 
+/** A reconciler that has applied its first list. */
+async function started(...args: Parameters<typeof reconciler>): Promise<Reconciler> {
+  const r = reconciler(...args);
+  await r.refresh();
+  return r;
+}
+
 const posts = () => cloud.count("create");
 const ids = (r: Reconciler, g = "pool") => r.nodes(g).map((i) => `${i.id.replace(/^cloudscale:\/\//, "")} ${i.state}`);
 const node = (uuid: string) => ({ providerID: `cloudscale://${uuid}`, name: "" });
@@ -88,8 +95,7 @@ async function codeOf(p: Promise<unknown> | (() => unknown)): Promise<Code | "ok
 
 describe("1. a list that started before a create was accepted does not drop the create", () => {
   test("the create is answered before the list", async () => {
-    const r = reconciler();
-    await r.refresh();
+    const r = await started();
     cloud.hold("list");
     const listing = r.refresh(); // starts now: the cloud has no server of ours
     await settle();
@@ -108,8 +114,7 @@ describe("1. a list that started before a create was accepted does not drop the 
   });
 
   test("the create is still on its way when the list is answered", async () => {
-    const r = reconciler();
-    await r.refresh();
+    const r = await started();
     cloud.hold("list");
     cloud.hold("create");
     const listing = r.refresh();
@@ -133,8 +138,7 @@ describe("2. a list that started before a delete does not bring the server back"
   test("the delete is answered while the list is on its way", async () => {
     const a = cloud.add("uc-pool-aaaaaaaa", ours());
     cloud.add("uc-pool-bbbbbbbb", ours());
-    const r = reconciler();
-    await r.refresh();
+    const r = await started();
     cloud.hold("list");
     const listing = r.refresh(); // still shows a
     await settle();
@@ -169,8 +173,7 @@ describe("3. a list that finishes after a newer one was applied is ignored", () 
 
 describe("4. an unanswered create is looked for by its name before it is sent again", () => {
   test("it took effect: the check finds it, nothing is sent twice", async () => {
-    const r = reconciler();
-    await r.refresh();
+    const r = await started();
     cloud.next("create", lost(), true);
     r.increaseSize("pool", 1);
     await settle();
@@ -183,8 +186,7 @@ describe("4. an unanswered create is looked for by its name before it is sent ag
   });
 
   test("it did not take effect: the check does not find it, it is sent again", async () => {
-    const r = reconciler();
-    await r.refresh();
+    const r = await started();
     cloud.next("create", lost(), false);
     r.increaseSize("pool", 1);
     await settle();
@@ -196,8 +198,7 @@ describe("4. an unanswered create is looked for by its name before it is sent ag
   });
 
   test("a list that starts well after it and does not show it sends it again; the late check then changes nothing", async () => {
-    const r = reconciler();
-    await r.refresh();
+    const r = await started();
     cloud.hold("list");
     cloud.next("create", lost(), false);
     r.increaseSize("pool", 1);
@@ -219,8 +220,7 @@ describe("4. an unanswered create is looked for by its name before it is sent ag
   });
 
   test("a list that shows it resolves it while the check still waits; no check is made", async () => {
-    const r = reconciler();
-    await r.refresh();
+    const r = await started();
     cloud.next("create", lost(), true);
     r.increaseSize("pool", 1);
     await settle();
@@ -235,8 +235,7 @@ describe("4. an unanswered create is looked for by its name before it is sent ag
   });
 
   test("a list that started before the create failed decides nothing", async () => {
-    const r = reconciler();
-    await r.refresh();
+    const r = await started();
     cloud.hold("list");
     const listing = r.refresh();
     await settle();
@@ -250,8 +249,7 @@ describe("4. an unanswered create is looked for by its name before it is sent ag
   });
 
   test("when the check cannot list, the next good list decides", async () => {
-    const r = reconciler();
-    await r.refresh();
+    const r = await started();
     cloud.next("create", lost(), true);
     cloud.next("list", new CloudscaleError("server", "HTTP 503", 503));
     r.increaseSize("pool", 1);
@@ -265,8 +263,7 @@ describe("4. an unanswered create is looked for by its name before it is sent ag
   });
 
   test("after the last attempt it is reported as failed, with an error CA acts on", async () => {
-    const r = reconciler();
-    await r.refresh();
+    const r = await started();
     for (let i = 0; i < 3; i++) cloud.next("create", lost(), false);
     r.increaseSize("pool", 1);
     await settle();
@@ -282,8 +279,7 @@ describe("4. an unanswered create is looked for by its name before it is sent ag
 describe("5. an unanswered delete is decided by the first list that starts after it", () => {
   test("it did not happen: the server counts again", async () => {
     const a = cloud.add("uc-pool-aaaaaaaa", ours());
-    const r = reconciler();
-    await r.refresh();
+    const r = await started();
     cloud.hold("list");
     const before = r.refresh(); // starts before the delete
     await settle();
@@ -303,8 +299,7 @@ describe("5. an unanswered delete is decided by the first list that starts after
 
   test("it did happen: the server is gone for good", async () => {
     const a = cloud.add("uc-pool-aaaaaaaa", ours());
-    const r = reconciler();
-    await r.refresh();
+    const r = await started();
     cloud.next("delete", lost(), true);
     expect(await codeOf(r.deleteNodes("pool", [node(a.uuid)]))).toBe(Code.Unavailable);
     await clock.advance(1000);
@@ -316,8 +311,7 @@ describe("5. an unanswered delete is decided by the first list that starts after
 
 describe("6. a created server that a later list no longer shows is forgotten", () => {
   test("gone behind our back after its create was answered", async () => {
-    const r = reconciler();
-    await r.refresh();
+    const r = await started();
     cloud.hold("list");
     const early = r.refresh();
     await settle();
@@ -340,8 +334,7 @@ describe("7. two servers for one creation: the newer is deleted", () => {
     const older = cloud.add("uc-pool-twin0001", ours());
     await clock.advance(1000);
     const newer = cloud.add("uc-pool-twin0001", ours());
-    const r = reconciler();
-    await r.refresh();
+    const r = await started();
     await settle();
     expect(cloud.calls.filter((c) => c.kind === "delete").map((c) => c.arg)).toEqual([newer.uuid]);
     expect([...cloud.servers.keys()]).toEqual([older.uuid]);
@@ -354,8 +347,7 @@ describe("7. two servers for one creation: the newer is deleted", () => {
 describe("8. after a start, nothing is created or deleted until a list past the startup grace", () => {
   test("creations wait, deletions are refused; both go ahead after the grace", async () => {
     const a = cloud.add("uc-pool-aaaaaaaa", ours());
-    const r = reconciler({ startupGraceMs: 10_000 });
-    await r.refresh();
+    const r = await started({ startupGraceMs: 10_000 });
     r.increaseSize("pool", 2);
     await settle();
     expect(posts()).toBe(0);
@@ -429,8 +421,7 @@ describe("9. a predecessor's creates that land after a restart fill the creation
   });
 
   test("a server this process created is not taken for a predecessor's", async () => {
-    const r = reconciler({}, config({}, groups));
-    await r.refresh();
+    const r = await started({}, config({}, groups));
     cloud.hold("create");
     r.increaseSize("pool", 2);
     await settle();
@@ -445,8 +436,7 @@ describe("9. a predecessor's creates that land after a restart fill the creation
 
 describe("10. waiting creations never take a group above its max", () => {
   test("a predecessor's creates land during the grace: the waiting ones are cancelled, not sent", async () => {
-    const r = reconciler({ startupGraceMs: 10_000 }, config({}, [group("pool", 0, 2)]));
-    await r.refresh(); // the predecessor's two creates are still on their way
+    const r = await started({ startupGraceMs: 10_000 }, config({}, [group("pool", 0, 2)])); // the predecessor's two creates are still on their way
     r.increaseSize("pool", 2);
     cloud.add("uc-pool-prev0001", ours());
     cloud.add("uc-pool-prev0002", ours());
@@ -462,8 +452,7 @@ describe("10. waiting creations never take a group above its max", () => {
 describe("11. nothing is created or deleted from a stale view", () => {
   test("IncreaseSize and DeleteNodes are refused; accepted creations wait for a good list", async () => {
     const a = cloud.add("uc-pool-aaaaaaaa", ours());
-    const r = reconciler({}, { ...config(), createConcurrency: 1 });
-    await r.refresh();
+    const r = await started({}, { ...config(), createConcurrency: 1 });
     cloud.hold("create");
     r.increaseSize("pool", 3);
     await settle();
@@ -487,8 +476,7 @@ describe("11. nothing is created or deleted from a stale view", () => {
 describe("12. a delete refused while the server is still changing is tried again until it is done", () => {
   test("scale-down of a server that is still booting ends with the server deleted, not a stuck delete mark", async () => {
     cloud.bootStatus = "changing";
-    const r = reconciler();
-    await r.refresh();
+    const r = await started();
     r.increaseSize("pool", 2);
     await settle();
     await r.refresh();
@@ -516,8 +504,7 @@ describe("12. a delete refused while the server is still changing is tried again
 
   test("one that never leaves changing: after the bound the server counts again and CA can decide anew", async () => {
     cloud.bootStatus = "changing";
-    const r = reconciler({ busyDeleteRetryMs: 60_000 });
-    await r.refresh();
+    const r = await started({ busyDeleteRetryMs: 60_000 });
     r.increaseSize("pool", 1);
     await settle();
     await r.refresh();

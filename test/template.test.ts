@@ -189,19 +189,20 @@ describe("capacity", () => {
 describe("templateNode", () => {
   const g = group(flex82);
   const node = templateNode(resolveGroup(g, flex82), "prod");
+  const LABELS = {
+    "kubernetes.io/os": "linux",
+    "kubernetes.io/arch": "amd64",
+    "node.kubernetes.io/instance-type": "flex-8-2",
+    "topology.kubernetes.io/region": "rma",
+    "topology.kubernetes.io/zone": "rma1",
+    "kubernetes.io/hostname": "template-prod-workers",
+    [NODE_GROUP_LABEL]: "workers",
+    "example.com/team": "a",
+  };
 
   test("name and labels", () => {
     expect(node.metadata?.name).toBe("template-prod-workers");
-    expect(node.metadata?.labels).toEqual({
-      "kubernetes.io/os": "linux",
-      "kubernetes.io/arch": "amd64",
-      "node.kubernetes.io/instance-type": "flex-8-2",
-      "topology.kubernetes.io/region": "rma",
-      "topology.kubernetes.io/zone": "rma1",
-      "kubernetes.io/hostname": "template-prod-workers",
-      [NODE_GROUP_LABEL]: "workers",
-      "example.com/team": "a",
-    });
+    expect(node.metadata?.labels).toEqual(LABELS);
   });
 
   test("configured labels override the built-in ones", () => {
@@ -260,19 +261,7 @@ describe("templateNode", () => {
     const q = (m: Record<string, string>) => Object.fromEntries(Object.entries(m).map(([k, v]) => [k, { string: v }]));
     const cond = (type: string, status: string, reason: string, message: string) => ({ type, status, reason, message });
     expect(decoded).toEqual({
-      metadata: {
-        name: "template-prod-workers",
-        labels: {
-          "kubernetes.io/os": "linux",
-          "kubernetes.io/arch": "amd64",
-          "node.kubernetes.io/instance-type": "flex-8-2",
-          "topology.kubernetes.io/region": "rma",
-          "topology.kubernetes.io/zone": "rma1",
-          "kubernetes.io/hostname": "template-prod-workers",
-          "autoscaler-cloudscale/node-group": "workers",
-          "example.com/team": "a",
-        },
-      },
+      metadata: { name: "template-prod-workers", labels: LABELS },
       spec: {
         taints: [
           { key: "dedicated", value: "batch", effect: "NoSchedule" },

@@ -1,6 +1,7 @@
 // The view as pure functions: a list and the marks in, answers out.
 import { describe, expect, test } from "bun:test";
 import { CLUSTER_TAG, GROUP_TAG, type Server } from "../src/types";
+import { ourTags } from "./helpers/fake-cloud";
 import {
   deleteMarkDone,
   emptyView,
@@ -23,7 +24,7 @@ function server(name: string, tags: Record<string, string>, over: Partial<Server
   const uuid = `00000000-0000-4000-8000-${String(++n).padStart(12, "0")}`;
   return { href: "", uuid, name, status: "running", flavor: {} as Server["flavor"], image: {} as Server["image"], zone: { slug: "lpg1" }, volumes: [], interfaces: [], server_groups: [], tags, created_at: `2026-12-01T00:00:${String(n).padStart(2, "0")}.000000Z`, ...over };
 }
-const ours = (g: string) => ({ [CLUSTER_TAG]: "c", [GROUP_TAG]: g });
+const ours = (g: string) => ourTags("c", g);
 const marks = (): Marks => ({ pending: new Map(), deleting: new Map() });
 const pending = (over: Partial<PendingCreate>): PendingCreate => ({ name: "c-a-p", group: "a", acceptedAt: 0, state: "queued", attempts: 0, ...over });
 const RULES = { verifyDelayMs: 5000, failedCreateTtlMs: 900_000, deleteConfirmWindowMs: 120_000 };

@@ -3,7 +3,7 @@
 // (so it decides which call ends first), or script how the next call of a kind
 // ends: with an error, or with an error after it took effect (a lost response).
 import { CloudscaleError } from "../../src/cloudscale";
-import type { Clock, CreateServerRequest, Flavor, Server, ServerStatus } from "../../src/types";
+import { CLUSTER_TAG, GROUP_TAG, type Clock, type CreateServerRequest, type Flavor, type Server, type ServerStatus } from "../../src/types";
 
 export type CallKind = "list" | "create" | "get" | "delete" | "flavors";
 
@@ -33,6 +33,9 @@ export class FakeCall {
     this.finish({ error, commit });
   }
 }
+
+/** The tags that make a server ours: cluster and group. */
+export const ourTags = (cluster: string, group: string) => ({ [CLUSTER_TAG]: cluster, [GROUP_TAG]: group });
 
 /** A 502 from a proxy: the request may or may not have taken effect. */
 export const lost = () => new CloudscaleError("server", "HTTP 502: Bad Gateway", 502);
