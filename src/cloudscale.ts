@@ -1,5 +1,6 @@
 // The cloudscale.ch API client: the few calls the provider makes, with the
-// retry rules that keep them safe. Reads retry on 429/5xx/network errors; a
+// retry rules that keep them safe. Reads and deletes retry on 429/5xx (the API
+// answers 503 during maintenance)/network errors, honouring Retry-After; a
 // create is never re-sent blindly (the caller decides after checking the cloud),
 // except on 429, which the API answers before doing anything.
 import { ofetch, FetchError } from "ofetch";
@@ -16,7 +17,8 @@ export type ErrorKind =
   | "rate-limit" // 429
   | "server" // 5xx
   | "network" // connection refused/reset, DNS, TLS
-  | "timeout"; // no answer in time
+  | "timeout" // no answer in time
+  | "busy"; // 400 to a DELETE: the server cannot be deleted in its current state (still changing); try later
 
 export class CloudscaleError extends Error {
   constructor(
@@ -75,11 +77,10 @@ export function classify(e: unknown, what: string): CloudscaleError {
     if (status === 401) return new CloudscaleError("auth", `${what}: the API token was refused (HTTP 401)`, status);
     if (status === 403) return new CloudscaleError(/quota/i.test(detail) ? "quota" : "auth", text, status);
     if (status === 404) return new CloudscaleError("not-found", text, status);
-    if (status === 429) {
-      const ra = Number(e.response?.headers.get("retry-after"));
-      return new CloudscaleError("rate-limit", text, status, Number.isFinite(ra) ? ra : undefined);
-    }
-    if (status >= 500) return new CloudscaleError("server", text, status);
+    const retryAfter = e.response?.headers.get("retry-after");
+    const ra = retryAfter ? Number(retryAfter) : Number.NaN;
+    if (status === 429) return new CloudscaleError("rate-limit", text, status, Number.isFinite(ra) ? ra : undefined);
+    if (status >= 500) return new CloudscaleError("server", text, status, status === 503 && Number.isFinite(ra) ? ra : undefined);
     if (/quota/i.test(detail)) return new CloudscaleError("quota", text, status);
     if (/capacity|insufficient|not enough|no more|unavailable in/i.test(detail)) return new CloudscaleError("capacity", text, status);
     return new CloudscaleError("validation", text, status);
@@ -206,7 +207,7 @@ export function createClient(opts: ClientOptions) {
       return withRetry<Server>(`creating server ${body.name}`, CREATE_SERVER, "/servers", { body, signal }, (e) => e.kind === "rate-limit");
     },
 
-    /** Deletes a server; "gone" when it was already deleted. */
+    /** Deletes a server; "gone" when it was already deleted. A server still `changing` fails as "busy". */
     async deleteServer(uuid: string, signal?: AbortSignal): Promise<"deleted" | "gone"> {
       try {
         await withRetry(`deleting server ${uuid}`, DELETE_SERVER, `/servers/${encodeURIComponent(uuid)}`, { signal });
@@ -214,6 +215,9 @@ export function createClient(opts: ClientOptions) {
       } catch (e) {
         // A DELETE whose earlier response was lost answers 404 on the next try: that is success.
         if (e instanceof CloudscaleError && e.kind === "not-found") return "gone";
+        // A DELETE has no body to be wrong: a 400 is the API refusing it in the server's
+        // current state (it answers so while the server is still being created).
+        if (e instanceof CloudscaleError && e.status === 400) throw new CloudscaleError("busy", e.message, 400);
         throw e;
       }
     },

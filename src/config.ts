@@ -7,8 +7,7 @@ import { dirname, resolve } from "node:path";
 import { readFileSync } from "node:fs";
 import { detectUserDataFormat, forbiddenNodeLabels } from "./talos";
 import { isValidQuantity, parseBytes, parseCpuMillis } from "./quantity";
-import { GPU_LABEL, NODE_GROUP_LABEL } from "./template";
-import type { GroupOptions, NodeGroupConfig, ProviderConfig, Reservations, UserDataFormat } from "./types";
+import { GPU_LABEL, NODE_GROUP_LABEL, type GroupOptions, type NodeGroupConfig, type ProviderConfig, type Reservations, type UserDataFormat } from "./types";
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -132,7 +131,7 @@ const configSchema = v.strictObject({
 
 type RawReservations = v.InferOutput<typeof reservationsSchema>;
 
-/** Overrides of the flavor-derived default reservations; merged in template.ts. */
+/** Overrides of the flavor-derived default reservations; merged in resolved-group.ts. */
 export function reservationOverrides(raw: RawReservations | undefined, path: string, problems: string[]): Partial<Reservations> {
   const out: Partial<Reservations> = {};
   if (!raw) return out;
@@ -271,8 +270,7 @@ export function parseConfig(text: string, opts: LoadOptions = {}): ProviderConfi
       pricePerHour: g.pricePerHour,
       options,
       reservationOverrides: { ...globalReservations, ...reservationOverrides(g.reservations, `${p}.reservations`, problems) },
-      reservations: undefined as unknown as Reservations, // resolved against the flavor in provider.ts
-    } as NodeGroupConfig;
+    };
   });
   if (problems.length) throw new ConfigError(problems);
   return {
@@ -304,17 +302,21 @@ export interface ApiSettings {
   url: string;
 }
 
-/** The API token from CLOUDSCALE_API_TOKEN or a token file; the URL from CLOUDSCALE_API_URL. */
+/**
+ * The API token and URL. The token comes from, in this order: the file given with
+ * --token-file (an explicit flag wins over the environment), CLOUDSCALE_API_TOKEN, the
+ * file named by CLOUDSCALE_API_TOKEN_FILE. The URL from CLOUDSCALE_API_URL.
+ */
 export function apiSettings(env: Record<string, string | undefined>, tokenFile?: string): ApiSettings {
-  let token = env.CLOUDSCALE_API_TOKEN?.trim() ?? "";
-  const file = tokenFile ?? env.CLOUDSCALE_API_TOKEN_FILE;
-  if (!token && file) {
+  const fromFile = (file: string) => {
     try {
-      token = readFileSync(file, "utf8").trim();
+      return readFileSync(file, "utf8").trim();
     } catch (e) {
       throw new ConfigError([`cannot read the API token file ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`]);
     }
-  }
+  };
+  let token = tokenFile ? fromFile(tokenFile) : (env.CLOUDSCALE_API_TOKEN?.trim() ?? "");
+  if (!tokenFile && !token && env.CLOUDSCALE_API_TOKEN_FILE) token = fromFile(env.CLOUDSCALE_API_TOKEN_FILE);
   if (!token) {
     throw new ConfigError(["no API token: set CLOUDSCALE_API_TOKEN, or pass --token-file FILE (or CLOUDSCALE_API_TOKEN_FILE)"]);
   }

@@ -8,25 +8,18 @@ import { PodSchema, type Node, type Pod } from "./gen/k8s.io/api/core/v1/generat
 import { log } from "./log";
 import { Reconciler } from "./reconciler";
 import type { ProviderApi } from "./service";
-import { CLUSTER_TAG, GROUP_TAG, type CreateServerRequest, type Flavor, type NodeGroupConfig, type ProviderConfig } from "./types";
-import { GPU_LABEL, NODE_GROUP_LABEL, availableGpuTypes, defaultReservations, talosReservations, nodeLabels, templateNode, templateNodeBytes } from "./template";
-import { patchUserData, talosKubeletConfig } from "./talos";
+import { CLUSTER_TAG, GPU_LABEL, GROUP_TAG, NODE_GROUP_LABEL, type Clock, type CreateServerRequest, type Flavor, type NodeGroupConfig, type ProviderConfig } from "./types";
+import { availableGpuTypes, nodeLabels, templateNode, templateNodeBytes } from "./template";
+import { flavorFromSlug, resolveGroup } from "./resolved-group";
+import { patchUserData } from "./talos";
 import { nodePrice, podPrice, podRequests, pricePerHourFor } from "./pricing";
-
-/** Flavor details derived from the slug, for when the API's flavor list cannot be had. */
-export function flavorFromSlug(slug: string): Flavor | undefined {
-  const m = /^(flex|plus)-(\d+)-(\d+)$/.exec(slug);
-  if (!m) return undefined;
-  const name = `${m[1]![0]!.toUpperCase()}${m[1]!.slice(1)}-${m[2]}-${m[3]}`;
-  return { slug, name, memory_gb: Number(m[2]), vcpu_count: Number(m[3]), gpu: null, zones: [] };
-}
 
 export interface ProviderDeps {
   config: ProviderConfig;
-  cloud: Cloudscale;
+  cloud: Pick<Cloudscale, "listServers" | "createServer" | "getServer" | "deleteServer" | "listFlavors">;
   /** Reconciler tuning for tests. */
   verifyDelayMs?: number;
-  now?: () => number;
+  clock?: Clock;
 }
 
 export type Provider = ProviderApi & {
@@ -45,13 +38,6 @@ export function createProvider(deps: ProviderDeps): Provider {
   let flavorsLoadedAt = 0;
   let flavorLoad: Promise<void> | null = null;
   const templates = new Map<string, { node: Node; bytes: Uint8Array; flavorKey: string }>();
-
-  function resolved(group: NodeGroupConfig, flavor: Flavor): NodeGroupConfig {
-    // A Talos worker reserves what its machine config says; for other images we cannot
-    // know the kubelet's settings and reserve conservatively.
-    const base = group.userDataFormat === "talos" ? talosReservations(talosKubeletConfig(group.userData)) : defaultReservations(flavor);
-    return { ...group, reservations: { ...base, ...group.reservationOverrides } };
-  }
 
   function createRequest(group: NodeGroupConfig, name: string): CreateServerRequest {
     const body: CreateServerRequest = {
@@ -80,7 +66,7 @@ export function createProvider(deps: ProviderDeps): Provider {
     createRequest,
     verifyDelayMs: deps.verifyDelayMs ?? config.createVerifyDelaySeconds * 1000,
     startupGraceMs: config.startupGraceSeconds * 1000,
-    now: deps.now,
+    clock: deps.clock,
   });
   const groupsByName = new Map(config.nodeGroups.map((g) => [g.name, g]));
 
@@ -159,11 +145,14 @@ export function createProvider(deps: ProviderDeps): Provider {
     deleteNodes: (g, nodes, signal) => reconciler.deleteNodes(g, nodes, signal),
     decreaseTargetSize: (g, delta) => reconciler.decreaseTargetSize(g, delta),
     nodes: (g) => reconciler.nodes(g),
-    async templateNode(groupId) {
+    async templateNode(groupId, signal) {
       const group = reconciler.group(groupId);
       let f = flavors.get(group.flavor);
       if (!f && flavorsLoadedAt === 0) {
-        await loadFlavors().catch(() => {});
+        // The first load of the flavor list (retries included) can take far longer than
+        // CA's deadline: wait for it only until the caller gives up. It goes on, and its
+        // result serves the next call.
+        await untilAborted(loadFlavors().catch(() => {}), signal);
         f = flavors.get(group.flavor);
       }
       f ??= flavorFromSlug(group.flavor);
@@ -171,7 +160,7 @@ export function createProvider(deps: ProviderDeps): Provider {
       const key = `${f.slug}:${f.vcpu_count}:${f.memory_gb}:${f.gpu?.count ?? 0}`;
       const cached = templates.get(groupId);
       if (cached && cached.flavorKey === key) return cached;
-      const node = templateNode(resolved(group, f), f, config.clusterName);
+      const node = templateNode(resolveGroup(group, f), config.clusterName);
       const entry = { node, bytes: templateNodeBytes(node), flavorKey: key };
       templates.set(groupId, entry);
       return entry;
@@ -211,4 +200,14 @@ export function createProvider(deps: ProviderDeps): Provider {
     },
   };
   return provider;
+}
+
+/** Waits for `work` unless `signal` aborts first; then rejects as the caller's deadline. */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(new ConnectError("the caller gave up while the flavor list was loading", Code.DeadlineExceeded));
+  return new Promise<T>((resolve, reject) => {
+    const aborted = () => reject(new ConnectError("the caller gave up while the flavor list was loading", Code.DeadlineExceeded));
+    signal.addEventListener("abort", aborted, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", aborted));
+  });
 }

@@ -2,8 +2,9 @@
 import { stringify } from "yaml";
 import type { Cloudscale } from "./cloudscale";
 import type { Node } from "./gen/k8s.io/api/core/v1/generated_pb";
-import { createProvider } from "./provider";
-import type { ProviderConfig } from "./types";
+import { flavorFromSlug, resolveGroup } from "./resolved-group";
+import { templateNode } from "./template";
+import type { Flavor, ProviderConfig } from "./types";
 
 /** The template as a plain Kubernetes-shaped object (quantities as strings). */
 export function nodeToKubernetes(node: Node) {
@@ -23,15 +24,19 @@ export function nodeToKubernetes(node: Node) {
   };
 }
 
-export async function renderTemplate(config: ProviderConfig, groupId: string, output: "yaml" | "json", cloud?: Cloudscale): Promise<string> {
-  if (!config.nodeGroups.some((g) => g.name === groupId)) {
+/** The flavor's details from the API when it can be asked, else from the slug. */
+async function flavorOf(slug: string, cloud: Pick<Cloudscale, "listFlavors"> | undefined): Promise<Flavor | undefined> {
+  const listed = cloud ? await cloud.listFlavors(AbortSignal.timeout(30_000)).then((all) => all.find((f) => f.slug === slug), () => undefined) : undefined;
+  return listed ?? flavorFromSlug(slug);
+}
+
+export async function renderTemplate(config: ProviderConfig, groupId: string, output: "yaml" | "json", cloud?: Pick<Cloudscale, "listFlavors">): Promise<string> {
+  const group = config.nodeGroups.find((g) => g.name === groupId);
+  if (!group) {
     throw new Error(`node group "${groupId}" is not in the configuration (groups: ${config.nodeGroups.map((g) => g.name).join(", ")})`);
   }
-  const offline: Cloudscale = new Proxy({} as Cloudscale, {
-    get: () => () => Promise.reject(new Error("no API token: flavor details come from the slug")),
-  });
-  const provider = createProvider({ config, cloud: cloud ?? offline });
-  const { node } = await provider.templateNode(groupId, AbortSignal.timeout(30_000));
-  const k8s = nodeToKubernetes(node);
+  const flavor = await flavorOf(group.flavor, cloud);
+  if (!flavor) throw new Error(`flavor "${group.flavor}" of node group "${groupId}" is unknown and the API's flavor list cannot be read`);
+  const k8s = nodeToKubernetes(templateNode(resolveGroup(group, flavor), config.clusterName));
   return output === "json" ? `${JSON.stringify(k8s, null, 2)}\n` : stringify(k8s);
 }

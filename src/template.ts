@@ -11,7 +11,7 @@
 // again; one that promises a little less only costs some packing efficiency.
 
 import { create, toBinary } from "@bufbuild/protobuf";
-import type { Flavor, NodeGroupConfig, Reservations } from "./types";
+import { GPU_LABEL, GPU_RESOURCE, NODE_GROUP_LABEL, type Flavor, type NodeGroupConfig, type Reservations, type ResolvedGroup } from "./types";
 import {
   NodeConditionSchema,
   NodeSchema,
@@ -25,19 +25,6 @@ import {
 import { QuantitySchema, type Quantity } from "./gen/k8s.io/apimachinery/pkg/api/resource/generated_pb";
 import { ObjectMetaSchema, TimeSchema } from "./gen/k8s.io/apimachinery/pkg/apis/meta/v1/generated_pb";
 import { GiB, MiB, formatBytes, formatCount, formatCpuMillis, isValidQuantity, parseBytes, parseCpuMillis } from "./quantity";
-
-/** Label on every node (template and real) naming its node group. */
-export const NODE_GROUP_LABEL = "autoscaler-cloudscale/node-group";
-
-/**
- * Label carrying the GPU type on GPU nodes, answered by the GPULabel RPC. CA
- * treats a node as a GPU node when this label is present (NodeHasGpu), so it must
- * also be on the real nodes (see `nodeLabels`).
- */
-export const GPU_LABEL = "autoscaler-cloudscale/gpu-type";
-
-/** Extended resource name of NVIDIA GPUs (the device plugin's, and CA's default). */
-export const GPU_RESOURCE = "nvidia.com/gpu";
 
 // ---------------------------------------------------------------------------
 // Sizes
@@ -297,11 +284,7 @@ export interface TemplateResources {
 }
 
 /** Capacity and allocatable of a node of this group, as numbers (see module comment for the rules). */
-export function templateResources(
-  group: NodeGroupConfig,
-  flavor: Flavor,
-): { capacity: TemplateResources; allocatable: TemplateResources } {
-  const r = group.reservations;
+export function templateResources({ group, flavor, reservations: r }: ResolvedGroup): { capacity: TemplateResources; allocatable: TemplateResources } {
   const gpus = flavor.gpu && flavor.gpu.count > 0 ? flavor.gpu.count : 0;
   const capacity: TemplateResources = {
     cpuMillis: Math.max(0, flavor.vcpu_count * 1000),
@@ -360,12 +343,8 @@ function condition(type: string, status: string, reason: string, message: string
  *   group's configured labels (which override all of these).
  * - taints from the config; conditions Ready=True and no pressure; phase Running.
  */
-export function templateNode(
-  group: NodeGroupConfig,
-  flavor: Flavor,
-  clusterName: string,
-  options: TemplateOptions = {},
-): Node {
+export function templateNode(resolved: ResolvedGroup, clusterName: string, options: TemplateOptions = {}): Node {
+  const { group, flavor } = resolved;
   const name = templateNodeName(clusterName, group.name);
   const labels: Record<string, string> = {
     "kubernetes.io/os": "linux",
@@ -377,7 +356,7 @@ export function templateNode(
     ...nodeLabels(group, flavor),
   };
 
-  const { capacity, allocatable } = templateResources(group, flavor);
+  const { capacity, allocatable } = templateResources(resolved);
   const now = options.now;
 
   return create(NodeSchema, {

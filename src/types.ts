@@ -1,5 +1,5 @@
-// Shared domain types. Config parsing (config.ts) produces these; every other
-// module consumes them. Keep this file free of logic.
+// Shared domain types and constants. Config parsing (config.ts) produces these;
+// every other module consumes them. Keep this file free of logic.
 
 export type TaintEffect = "NoSchedule" | "PreferNoSchedule" | "NoExecute";
 
@@ -67,7 +67,13 @@ export interface NodeGroupConfig {
   options?: GroupOptions;
   /** Configured overrides of the flavor-derived defaults. */
   reservationOverrides: Partial<Reservations>;
-  /** Resolved reservations (defaults for the flavor merged with the overrides); set once flavors are known. */
+}
+
+/** A node group with what its servers will be: the flavor's details and what their kubelet reserves. */
+export interface ResolvedGroup {
+  group: NodeGroupConfig;
+  flavor: Flavor;
+  /** Defaults for the flavor (or the Talos kubelet's own), merged with the configured overrides. */
   reservations: Reservations;
 }
 
@@ -143,3 +149,22 @@ export interface CreateServerRequest {
 /** Tag keys that mark a server as ours. Values: cluster name, group name. */
 export const CLUSTER_TAG = "autoscaler-cloudscale-cluster";
 export const GROUP_TAG = "autoscaler-cloudscale-group";
+
+/** Label on every node (template and real) naming its node group. */
+export const NODE_GROUP_LABEL = "autoscaler-cloudscale/node-group";
+
+/**
+ * Label carrying the GPU type on GPU nodes, answered by the GPULabel RPC. CA
+ * treats a node as a GPU node when this label is present (NodeHasGpu), so it must
+ * also be on the real nodes (see `nodeLabels` in template.ts).
+ */
+export const GPU_LABEL = "autoscaler-cloudscale/gpu-type";
+
+/** Extended resource name of NVIDIA GPUs (the device plugin's, and CA's default). */
+export const GPU_RESOURCE = "nvidia.com/gpu";
+
+/** Time and waiting, faked in tests that force an order of events. */
+export interface Clock {
+  now(): number;
+  sleep(ms: number): Promise<void>;
+}

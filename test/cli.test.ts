@@ -115,6 +115,19 @@ describe("cli", () => {
     expect(refused.code).toBe(0); // the simulator accepts any token unless started with --token
   });
 
+  test("--token-file wins over CLOUDSCALE_API_TOKEN", async () => {
+    const strict = await startSim(["--boot-seconds", "0", "--token", TEST_TOKEN]);
+    try {
+      const dir = mkdtempSync(join(tmpdir(), "tok-"));
+      writeFileSync(join(dir, "token"), `${TEST_TOKEN}\n`);
+      const cfg = writeConfig("clusterName: c\nnodeGroups:\n  - {name: w, flavor: flex-8-2, image: debian-13, zone: lpg1, min: 0, max: 3}\n", dir);
+      const r = run(["validate", "--config", cfg, "--token-file", join(dir, "token")], { CLOUDSCALE_API_TOKEN: "a-stale-token", CLOUDSCALE_API_URL: strict.apiUrl });
+      expect({ code: r.code, out: r.stdout }).toEqual({ code: 0, out: expect.stringContaining("flavors, images, zones and server groups exist") });
+    } finally {
+      await strict.stop();
+    }
+  });
+
   test("template prints the node CA will simulate", () => {
     const cfg = writeConfig("clusterName: c\nnodeGroups:\n  - {name: w, flavor: flex-16-4, image: debian-13, zone: rma1, min: 0, max: 3, labels: {tier: web}, taints: [{key: k, value: v, effect: NoExecute}]}\n");
     const r = run(["template", "--config", cfg, "w"], { CLOUDSCALE_API_TOKEN: TEST_TOKEN, CLOUDSCALE_API_URL: sim.apiUrl });

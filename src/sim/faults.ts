@@ -7,7 +7,8 @@
 //     connection, or a lost response (the request takes effect, the client never learns).
 //  2. Cloud-side knobs read by the state when a server is created or deleted: flavors out of capacity in a
 //     zone, the outcome of booting new servers (running / stuck in changing / error), and whether DELETE of a
-//     server that is still `changing` is refused with 400 (the acceptance tests say the real API may do that).
+//     server that is still `changing` is refused with 400. The real API refuses it (cloudscale's acceptance
+//     tests, docs/cloudscale-api.md), so the simulator does too unless this is turned off.
 //
 // All randomness comes from one seedable PRNG so runs are reproducible.
 
@@ -121,8 +122,8 @@ export class Faults {
   outOfCapacity: CapacityOutage[] = [];
   /** What newly created servers turn into after the boot delay. "changing" = stuck forever. */
   bootOutcome: BootOutcome = "running";
-  /** Refuse DELETE of a server still `changing` with 400 (the real API may; see cloudscale-api.md). */
-  rejectDeleteWhileChanging = false;
+  /** Refuse DELETE of a server still `changing` with 400, as the real API does (see cloudscale-api.md). */
+  rejectDeleteWhileChanging = true;
 
   constructor(seed = 1) {
     this.seedValue = seed;
@@ -188,7 +189,7 @@ export class Faults {
     this.rules = [];
     this.outOfCapacity = [];
     this.bootOutcome = "running";
-    this.rejectDeleteWhileChanging = false;
+    this.rejectDeleteWhileChanging = true;
     this.rng = makeRng(this.seedValue);
   }
 

@@ -1,0 +1,40 @@
+// The provider's flavor catalog as templateNode meets it, with a fake cloud whose
+// flavor list is held: the caller's deadline bounds the wait for a first load.
+import { expect, test } from "bun:test";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { configureLog } from "../src/log";
+import { createProvider } from "../src/provider";
+import { parseConfig } from "../src/config";
+import { FakeClock, settle } from "./helpers/fake-clock";
+import { FakeCloud } from "./helpers/fake-cloud";
+
+configureLog({ level: "error" });
+
+const config = parseConfig("clusterName: c\nnodeGroups:\n  - {name: gpu, flavor: gpu2-128-16-1-200, image: debian-13, zone: rma1, min: 0, max: 2}\n");
+const GPU = { slug: "gpu2-128-16-1-200", name: "GPU2-128-16-1-200", vcpu_count: 16, memory_gb: 128, gpu: { name: "NVIDIA RTX PRO 6000 Max-Q", count: 1, vram_per_gpu_gb: 96, total_vram_gb: 96 }, zones: [{ slug: "rma1" }] };
+
+test("a first flavor load that outlasts the caller's deadline: templateNode gives up with it; the load's result serves the next call", async () => {
+  const clock = new FakeClock();
+  const cloud = new FakeCloud(clock);
+  cloud.flavors = [GPU];
+  cloud.hold("flavors");
+  const provider = createProvider({ config, cloud, clock });
+
+  const caller = new AbortController();
+  let outcome: unknown = "waiting";
+  const first = provider.templateNode("gpu", caller.signal).then((r) => r, (e) => e);
+  void first.then((r) => (outcome = r));
+  await settle();
+  expect(outcome).toBe("waiting"); // no flavor known, no way to build the template yet
+  caller.abort(); // CA's deadline
+  await settle();
+  expect(outcome).toBeInstanceOf(ConnectError);
+  expect((outcome as ConnectError).code).toBe(Code.DeadlineExceeded);
+
+  cloud.waiting("flavors")[0]!.answer(); // the load ends after the caller left
+  await settle();
+  const { node } = await provider.templateNode("gpu", new AbortController().signal);
+  expect(node.status?.capacity["nvidia.com/gpu"]?.string).toBe("1");
+  expect(cloud.count("flavors")).toBe(1); // served from what the first load brought
+  provider.stop();
+});
