@@ -4,7 +4,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { connect, expectCode, grpc, type Client } from "./helpers/grpc";
 import { parseExposition, sampleValue, scrape, type Family } from "./helpers/metrics";
-import { BIN, eventually, startServe, startSim, writeConfig, type ServeProc, type SimProc } from "./helpers/procs";
+import { BIN, until, startServe, startSim, writeConfig, type ServeProc, type SimProc } from "./helpers/procs";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
@@ -32,7 +32,7 @@ async function serveWith(extraConfig = "") {
   return { s, c, health };
 }
 
-const ours = async () => (await sim.state()).servers.filter((x) => x.tags["autoscaler-cloudscale-cluster"] === "mt");
+const ours = () => sim.ours("mt");
 const get = async (port: number) => (await scrape(port)).families;
 /** A sample's value, 0 when the series does not exist yet (counters with labels appear on first use). */
 const v = (f: Map<string, Family>, name: string, labels: Record<string, string> = {}) => sampleValue(f, name, labels) ?? 0;
@@ -170,9 +170,9 @@ describe("/metrics of the compiled binary", () => {
     await expectCode(c.call("NodeGroupIncreaseSize", { id: "pool", delta: 4 }), grpc.status.OUT_OF_RANGE); // 3 + 4 > max 6
     await expectCode(c.call("NodeGroupTargetSize", { id: "nope" }), grpc.status.NOT_FOUND);
 
-    await eventually("3 servers in the cloud", async () => (await ours()).length === 3);
+    await until("3 servers in the cloud", async () => (await ours()).length === 3);
     // The counter moves when the POST's answer is read, just after the server exists.
-    const m1 = await eventually("3 creates counted", async () => {
+    const m1 = await until("3 creates counted", async () => {
       const m = await get(health);
       return v(m, `${P}api_requests_total`, { method: "POST", endpoint: "/v1/servers", status_class: "2xx" }) === 3 && m;
     });
@@ -197,7 +197,7 @@ describe("/metrics of the compiled binary", () => {
     // A scale-down: the deleted server is counted as deleting until a list no longer shows it.
     const [victim] = await ours();
     await c.call("NodeGroupDeleteNodes", { id: "pool", nodes: [{ providerID: `cloudscale://${victim!.uuid}`, name: victim!.name }] });
-    const m3 = await eventually("the DELETE counted", async () => {
+    const m3 = await until("the DELETE counted", async () => {
       const m = await get(health);
       return v(m, `${P}api_requests_total`, { method: "DELETE", endpoint: "/v1/servers/{uuid}", status_class: "2xx" }) === 1 && m;
     });
@@ -215,7 +215,7 @@ describe("/metrics of the compiled binary", () => {
     await sim.control("/_sim/faults", { rules: [{ method: "GET", path: "/v1/servers", action: "error", status: 500, count: 4 }] });
     await c.call("Refresh").catch(() => undefined); // answered from the last good view, or Unavailable if it aged meanwhile
     // A slow machine may answer Refresh from the last good view before the list's last attempt ends.
-    const m1 = await eventually("the failed list counted", async () => {
+    const m1 = await until("the failed list counted", async () => {
       const m = await get(health);
       return v(m, `${P}list_duration_seconds_count`, { result: "error" }) > v(m0, `${P}list_duration_seconds_count`, { result: "error" }) && m;
     });
@@ -224,7 +224,7 @@ describe("/metrics of the compiled binary", () => {
     expect(v(m1, `${P}list_duration_seconds_count`, { result: "error" }) - v(m0, `${P}list_duration_seconds_count`, { result: "error" })).toBe(1);
 
     // Past maxViewAge with the API still failing, Refresh fails with UNAVAILABLE and the gauge shows why.
-    await eventually("the view is older than maxViewAge", async () => {
+    await until("the view is older than maxViewAge", async () => {
       const m = await get(health);
       return sampleValue(m, `${P}view_age_seconds`)! > sampleValue(m, `${P}view_max_age_seconds`)!;
     });
@@ -240,7 +240,7 @@ describe("/metrics of the compiled binary", () => {
     await c.call("Refresh");
     await sim.control("/_sim/quota", { servers: 0 });
     await c.call("NodeGroupIncreaseSize", { id: "big", delta: 1 });
-    const m = await eventually("the failed create shows", async () => {
+    const m = await until("the failed create shows", async () => {
       const x = await get(health);
       return v(x, `${P}servers`, { group: "big", state: "failed" }) === 1 && x;
     });
