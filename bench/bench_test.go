@@ -124,6 +124,7 @@ type lookupResult struct {
 	P50X     float64 `json:"p50_ratio"`
 	P99X     float64 `json:"p99_ratio"`
 	TputX    float64 `json:"throughput_ratio"`
+	Before   *latency `json:"before,omitempty"` // -before: the same figure of that binary, in the same rounds
 	Met      bool    `json:"targets_met"` // seq: p50 and p99; c32: throughput and p99 (issue 12)
 }
 
@@ -142,6 +143,7 @@ type results struct {
 	StartedAt string           `json:"startedAt"`
 	Seconds   float64          `json:"durationSeconds"`
 	Lookups   []lookupResult   `json:"lookups"`
+	Before    string           `json:"before,omitempty"` // -before: that binary's version line
 	Loop      map[string]any   `json:"caLoop"`
 	Refresh   map[string]any   `json:"refresh"`
 	ScaleUp   map[string]any   `json:"scaleUp"`
@@ -180,6 +182,8 @@ type env struct {
 	provPID  int
 	base     wire.CloudProviderClient
 	basePID  int
+	before   wire.CloudProviderClient // -before: the binary of the step before, served side by side
+	befPID   int
 	timeout  time.Duration
 	res      *results
 }
@@ -303,6 +307,28 @@ func (e *env) setup() {
 	rssStart, _ := rssMiB(pid)
 	e.res.Process = map[string]any{"rssAfterStartAtScaleMiB": round(rssStart, 1), "rssPartsAfterStartAtScale": rssParts(pid), "apiCallsAtStart": counters}
 	logf("bench: provider up (pid %d, %s), RSS %.1f MiB after loading %d servers; API calls at start: %v", pid, srv.Addr, rssStart, p.Servers, counters)
+
+	if *flagBefore != "" {
+		before, err := filepath.Abs(*flagBefore)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bsrv := harness.StartServe(t, before, e.cfgPath, e.sim, e.certs)
+		if e.befPID, err = childPID("serve", bsrv.Addr); err != nil {
+			t.Fatal(err)
+		}
+		bcc := harness.CloudConfig(t, e.dir, "cloud-config-before.yaml", bsrv.Addr, e.certs, "10s")
+		bconn, _, err := dialAsCA(bcc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { bconn.Close() })
+		e.before = wire.NewCloudProviderClient(bconn)
+		if out, err := exec.Command(before, "version").Output(); err == nil {
+			e.res.Before = strings.TrimSpace(string(out)) + " (" + before + ")"
+		}
+		logf("bench: A/B: the -before binary serves too (pid %d, %s): %s", e.befPID, bsrv.Addr, e.res.Before)
+	}
 
 	cc := harness.CloudConfig(t, e.dir, "cloud-config.yaml", srv.Addr, e.certs, "10s")
 	conn, cfg2, err := dialAsCA(cc)
@@ -625,40 +651,50 @@ func (e *env) run(c wire.CloudProviderClient, pid int, r rpc, callers, perCaller
 func (e *env) lookups() {
 	p := e.p
 	rpcs := e.rpcs()
-	// Warm up both servers on every RPC (JIT, connection windows, caches) before timing anything.
+	type side struct {
+		c   wire.CloudProviderClient
+		pid int
+	}
+	sides := []side{{e.provider, e.provPID}, {e.base, e.basePID}}
+	if e.before != nil {
+		sides = append(sides, side{e.before, e.befPID})
+	}
+	// Warm up every server on every RPC (JIT, connection windows, caches) before timing anything.
 	for _, r := range rpcs {
-		for _, side := range []struct {
-			c   wire.CloudProviderClient
-			pid int
-		}{{e.provider, e.provPID}, {e.base, e.basePID}} {
-			e.run(side.c, side.pid, r, 1, p.Warmup, 0)
-			e.run(side.c, side.pid, r, p.Callers, max(1, p.Warmup/p.Callers), 0)
+		for _, sd := range sides {
+			e.run(sd.c, sd.pid, r, 1, p.Warmup, 0)
+			e.run(sd.c, sd.pid, r, p.Callers, max(1, p.Warmup/p.Callers), 0)
 		}
 	}
 	logf("bench: warmed up (%d calls per RPC and server); timing %d interleaved rounds per figure", p.Warmup*2, p.Rounds)
 	for _, mode := range []string{"seq", "c32"} {
 		for _, r := range rpcs {
-			var prov, base block
+			blocks := make([]block, len(sides))
 			for round := 0; round < p.Rounds; round++ {
-				order := []bool{true, false}
-				if round%2 == 1 {
-					order = []bool{false, true}
-				}
-				for _, isProv := range order {
-					c, pid, dst := e.base, e.basePID, &base
-					if isProv {
-						c, pid, dst = e.provider, e.provPID, &prov
+				// The order turns every round, so that drift hits every side alike.
+				for k := range sides {
+					i := (k + round) % len(sides)
+					if round%2 == 1 {
+						i = (len(sides) - 1 - k + round) % len(sides)
 					}
 					var b block
 					if mode == "seq" {
-						b = e.run(c, pid, r, 1, p.SeqPerRound, round*p.SeqPerRound)
+						b = e.run(sides[i].c, sides[i].pid, r, 1, p.SeqPerRound, round*p.SeqPerRound)
 					} else {
-						b = e.run(c, pid, r, p.Callers, p.PerCallerPerRound, round*p.Callers*p.PerCallerPerRound)
+						b = e.run(sides[i].c, sides[i].pid, r, p.Callers, p.PerCallerPerRound, round*p.Callers*p.PerCallerPerRound)
 					}
-					dst.add(b)
+					blocks[i].add(b)
 				}
 			}
+			prov, base := blocks[0], blocks[1]
 			lr := lookupResult{Key: r.key + "_" + mode, RPC: r.name, Mode: mode, Provider: prov.summary(), Baseline: base.summary()}
+			if e.before != nil {
+				b := blocks[2].summary()
+				lr.Before = &b
+				if b.Errors > 0 {
+					e.t.Errorf("%s %s: %d errors from the -before binary (%s)", r.name, mode, b.Errors, b.FirstError)
+				}
+			}
 			if lr.Baseline.P50us > 0 {
 				lr.P50X = round(lr.Provider.P50us/lr.Baseline.P50us, 2)
 				lr.P99X = round(lr.Provider.P99us/lr.Baseline.P99us, 2)
@@ -678,6 +714,10 @@ func (e *env) lookups() {
 			e.res.Lookups = append(e.res.Lookups, lr)
 			logf("bench: %-30s %-3s provider p50 %8.1f µs p99 %8.1f µs | Go %7.1f / %7.1f µs | x%.2f / x%.2f",
 				r.name, mode, lr.Provider.P50us, lr.Provider.P99us, lr.Baseline.P50us, lr.Baseline.P99us, lr.P50X, lr.P99X)
+			if lr.Before != nil {
+				logf("bench: %-30s %-3s before   p50 %8.1f µs p99 %8.1f µs CPU/call %.0f µs, %.0f calls/s | provider CPU/call %.0f µs, %.0f calls/s",
+					r.name, mode, lr.Before.P50us, lr.Before.P99us, lr.Before.CPUusCall, lr.Before.PerSecond, lr.Provider.CPUusCall, lr.Provider.PerSecond)
+			}
 		}
 	}
 	rss, _ := rssMiB(e.provPID)
@@ -1192,6 +1232,9 @@ func (e *env) evaluate() {
 	r.fig("commit", r.Commit)
 }
 
+// notesMarker starts the part of results.md that a run keeps.
+const notesMarker = "<!-- notes: kept by bench runs -->"
+
 func (e *env) report() {
 	r := e.res
 	var b strings.Builder
@@ -1204,6 +1247,25 @@ func (e *env) report() {
 	for _, l := range r.Lookups {
 		fmt.Fprintf(&b, "| %s | %s | %d | %.0f µs | %.0f µs | %.0f µs | %.0f µs | %.2f× | %.2f× | %.2f× | %.0f / %.0f µs |\n",
 			l.RPC, l.Mode, l.Provider.Calls, l.Provider.P50us, l.Provider.P99us, l.Baseline.P50us, l.Baseline.P99us, l.P50X, l.P99X, l.TputX, l.Provider.CPUusCall, l.Baseline.CPUusCall)
+	}
+	if r.Before != "" {
+		fmt.Fprintf(&b, "\nA/B in the same rounds: before = %s.\n\n", r.Before)
+		fmt.Fprintf(&b, "| figure | mode | p50 before → after | p99 before → after | CPU/call before → after | calls/s after ÷ before |\n|---|---|---:|---:|---:|---:|\n")
+		for _, l := range r.Lookups {
+			if l.Before == nil {
+				continue
+			}
+			tput := 0.0
+			if l.Before.PerSecond > 0 {
+				tput = l.Provider.PerSecond / l.Before.PerSecond
+			}
+			fmt.Fprintf(&b, "| %s | %s | %.0f → %.0f µs | %.0f → %.0f µs | %.0f → %.0f µs | %.2f× |\n",
+				l.RPC, l.Mode, l.Before.P50us, l.Provider.P50us, l.Before.P99us, l.Provider.P99us, l.Before.CPUusCall, l.Provider.CPUusCall, tput)
+		}
+		if bf, ok := r.Loop["before"].(map[string]any); ok {
+			lp := r.Loop["provider"].(map[string]any)
+			fmt.Fprintf(&b, "| CA loop (median wall) | seq | %.0f → %.0f ms | | %.0f → %.0f ms per loop | |\n", bf["wall_median_ms"], lp["wall_median_ms"], bf["cpuMsPerLoop"], lp["cpuMsPerLoop"])
+		}
 	}
 	fmt.Fprintf(&b, "\n| figure | value |\n|---|---|\n")
 	lp, lb := r.Loop["provider"].(map[string]any), r.Loop["baseline"].(map[string]any)
@@ -1251,7 +1313,16 @@ func (e *env) report() {
 	if err := os.WriteFile(out, append(raw, '\n'), 0o644); err != nil {
 		e.t.Errorf("writing %s: %v", out, err)
 	}
-	if err := os.WriteFile(strings.TrimSuffix(out, ".json")+".md", []byte(b.String()), 0o644); err != nil {
+	// The table replaces the last one; notes kept below the marker (the steps of issue 12, each
+	// with its A/B figures) stay.
+	mdPath := strings.TrimSuffix(out, ".json") + ".md"
+	md := b.String()
+	if old, err := os.ReadFile(mdPath); err == nil {
+		if i := bytes.Index(old, []byte(notesMarker)); i >= 0 {
+			md += "\n" + string(old[i:])
+		}
+	}
+	if err := os.WriteFile(mdPath, []byte(md), 0o644); err != nil {
 		e.t.Errorf("writing the table: %v", err)
 	}
 	fmt.Printf("\nbench: results in %s\n", out)

@@ -81,20 +81,25 @@ func (e *env) caLoop() {
 		nodes = append(nodes, &wire.NodeGroupForNodeRequest{Node: &wire.ExternalGrpcNode{ProviderID: providerIDPrefix + s.UUID, Name: s.Name, Labels: labels, Annotations: annotations}})
 		want = append(want, s.Group)
 	}
-	var prov, base []loopRun
+	type side struct {
+		c   wire.CloudProviderClient
+		pid int
+	}
+	sides := []side{{e.provider, e.provPID}, {e.base, e.basePID}}
+	if e.before != nil {
+		sides = append(sides, side{e.before, e.befPID})
+	}
+	runs := make([][]loopRun, len(sides))
 	for round := 0; round < p.LoopRounds; round++ {
-		order := []bool{true, false}
-		if round%2 == 1 {
-			order = []bool{false, true}
-		}
-		for _, isProv := range order {
-			if isProv {
-				prov = append(prov, e.loopOnce(e.provider, e.provPID, nodes, want))
-			} else {
-				base = append(base, e.loopOnce(e.base, e.basePID, nodes, want))
+		for k := range sides {
+			i := (k + round) % len(sides)
+			if round%2 == 1 {
+				i = (len(sides) - 1 - k + round) % len(sides)
 			}
+			runs[i] = append(runs[i], e.loopOnce(sides[i].c, sides[i].pid, nodes, want))
 		}
 	}
+	prov, base := runs[0], runs[1]
 	summarize := func(side string, runs []loopRun) map[string]any {
 		var walls, rest, refresh []time.Duration
 		cpu := 0.0
@@ -139,6 +144,12 @@ func (e *env) caLoop() {
 		"nodes": len(nodes), "groups": len(e.groups), "rounds": p.LoopRounds,
 		"provider": ps, "baseline": bs, "ratio": ratio, "withoutRefreshRatio": restRatio,
 		"what": fmt.Sprintf("Refresh, NodeGroups, NodeGroupForNode x%d, NodeGroupTargetSize + NodeGroupNodes x%d, sequential", len(nodes), len(e.groups)),
+	}
+	if e.before != nil {
+		bf := summarize("before", runs[2])
+		e.res.Loop["before"] = bf
+		e.res.Loop["beforeRatio"] = round(bf["wall_median_ms"].(float64)/bs["wall_median_ms"].(float64), 2)
+		logf("bench: CA loop, -before binary: median %.1f ms %v (Refresh %.1f ms): x%.2f; CPU per loop %.1f ms", bf["wall_median_ms"], bf["wall_ms"], bf["refresh_median_ms"], e.res.Loop["beforeRatio"], bf["cpuMsPerLoop"])
 	}
 	logf("bench: CA loop (%d calls, sequential): provider median %.1f ms %v (Refresh %.1f ms), Go %.1f ms %v (Refresh %.1f ms): x%.2f (x%.2f without Refresh); CPU per loop %.1f / %.1f ms",
 		ps["callsPerLoop"], ps["wall_median_ms"], ps["wall_ms"], ps["refresh_median_ms"], bs["wall_median_ms"], bs["wall_ms"], bs["refresh_median_ms"], ratio, restRatio, ps["cpuMsPerLoop"], bs["cpuMsPerLoop"])
