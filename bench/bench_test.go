@@ -744,6 +744,14 @@ func (e *env) refreshes() {
 	settled := map[int]float64{}
 	settledAnon := map[int]float64{} // the anonymous part (heaps, stacks): RSS without the mapped executable
 	var rssSeries []float64
+	// -before: the same Refreshes against that binary, each right after the provider's, and its
+	// memory sampled in the same windows.
+	var befLat []time.Duration
+	befSettled, befAnon := map[int]float64{}, map[int]float64{}
+	befCPU0 := 0.0
+	if e.before != nil {
+		befCPU0 = cpuSeconds(e.befPID)
+	}
 	cpu0 := cpuSeconds(e.provPID)
 	for i := 1; i <= p.Refreshes; i++ {
 		e.sim.Control(t, "POST", "/_sim/counters/reset", nil)
@@ -763,6 +771,15 @@ func (e *env) refreshes() {
 				otherCalls += v
 			}
 		}
+		if e.before != nil {
+			ctx, cancel := e.ctx()
+			t0 := time.Now()
+			if _, err := e.before.Refresh(ctx, &wire.RefreshRequest{}); err != nil {
+				t.Errorf("Refresh %d of the -before binary: %v", i, err)
+			}
+			befLat = append(befLat, time.Since(t0))
+			cancel()
+		}
 		if i%10 == 0 || i == 1 {
 			rss, _ := rssMiB(e.provPID)
 			rssAt[strconv.Itoa(i)] = round(rss, 1)
@@ -772,15 +789,23 @@ func (e *env) refreshes() {
 			// Right after a Refresh the parsed list's garbage is still there; settled = the least
 			// RSS over the next 2 s (sampled every 100 ms).
 			low, lowAnon := math.Inf(1), math.Inf(1)
+			bLow, bAnon := math.Inf(1), math.Inf(1)
 			for k := 0; k < 20; k++ {
 				time.Sleep(100 * time.Millisecond)
 				if parts := rssParts(e.provPID); parts["VmRSSMiB"] > 0 {
 					low = math.Min(low, parts["VmRSSMiB"])
 					lowAnon = math.Min(lowAnon, parts["RssAnonMiB"])
 				}
+				if e.before != nil {
+					if parts := rssParts(e.befPID); parts["VmRSSMiB"] > 0 {
+						bLow = math.Min(bLow, parts["VmRSSMiB"])
+						bAnon = math.Min(bAnon, parts["RssAnonMiB"])
+					}
+				}
 			}
 			settled[i] = round(low, 1)
 			settledAnon[i] = round(lowAnon, 1)
+			befSettled[i], befAnon[i] = round(bLow, 1), round(bAnon, 1)
 		}
 	}
 	cpu := cpuSeconds(e.provPID) - cpu0
@@ -842,6 +867,20 @@ func (e *env) refreshes() {
 	for _, m := range marks {
 		series = append(series, settled[m])
 		anonSeries = append(anonSeries, settledAnon[m])
+	}
+	if e.before != nil {
+		bs, ba := []float64{}, []float64{}
+		for _, m := range marks {
+			bs, ba = append(bs, befSettled[m]), append(ba, befAnon[m])
+		}
+		bl := sortDurations(befLat)
+		e.res.Process["before"] = map[string]any{
+			"rssSettledEvery10thMiB": bs, "rssAnonSettledEvery10thMiB": ba,
+			"rssSettledAfterRefreshLastMiB": leastOf(befSettled, marks[len(marks)-k:]), "rssAnonSettledAfterRefreshLastMiB": leastOf(befAnon, marks[len(marks)-k:]),
+			"rssPeakMiB": rssParts(e.befPID)["VmHWMMiB"], "refreshCpuMs": round((cpuSeconds(e.befPID)-befCPU0)*1000/float64(p.Refreshes), 2),
+			"refresh_p50_ms": round(ms(pct(bl, 0.5)), 2),
+		}
+		logf("bench: -before binary: RSS settled %v MiB (anonymous %v MiB); peak %.1f MiB", bs, ba, rssParts(e.befPID)["VmHWMMiB"])
 	}
 	e.res.Process["rssAnonSettledEvery10thMiB"] = anonSeries
 	e.res.Process["rssAnonSettledAfterRefreshLastMiB"] = leastOf(settledAnon, marks[len(marks)-k:])
@@ -1265,6 +1304,13 @@ func (e *env) report() {
 		if bf, ok := r.Loop["before"].(map[string]any); ok {
 			lp := r.Loop["provider"].(map[string]any)
 			fmt.Fprintf(&b, "| CA loop (median wall) | seq | %.0f → %.0f ms | | %.0f → %.0f ms per loop | |\n", bf["wall_median_ms"], lp["wall_median_ms"], bf["cpuMsPerLoop"], lp["cpuMsPerLoop"])
+		}
+		if bm, ok := r.Process["before"].(map[string]any); ok {
+			fmt.Fprintf(&b, "\n| memory and Refresh at %d servers | before | after |\n|---|---:|---:|\n", r.Params.Servers)
+			fmt.Fprintf(&b, "| RSS settled (last windows) | %.1f MiB | %.1f MiB |\n", bm["rssSettledAfterRefreshLastMiB"], r.Process["rssSettledAfterRefreshLastMiB"])
+			fmt.Fprintf(&b, "| anonymous memory settled | %.1f MiB | %.1f MiB |\n", bm["rssAnonSettledAfterRefreshLastMiB"], r.Process["rssAnonSettledAfterRefreshLastMiB"])
+			fmt.Fprintf(&b, "| RSS peak (VmHWM) | %.1f MiB | %.1f MiB |\n", bm["rssPeakMiB"], r.Process["rssPeakMiB"])
+			fmt.Fprintf(&b, "| Refresh p50 / CPU per Refresh | %.1f / %.1f ms | %.1f / %.1f ms |\n", bm["refresh_p50_ms"], bm["refreshCpuMs"], r.Refresh["p50_ms"], r.Refresh["serverCpuMsPerRefresh"])
 		}
 	}
 	fmt.Fprintf(&b, "\n| figure | value |\n|---|---|\n")
