@@ -110,6 +110,8 @@ export class Reconciler {
   private readonly idle = new Set<() => void>();
   private readonly settledAfter: number;
   readonly stats = { lists: 0, listFailures: 0, creates: 0, createFailures: 0, deletes: 0 };
+  /** Moves whenever what targetSize() and nodes() answer may have changed (answers are cached per generation). */
+  generation = 0;
 
   constructor(private readonly deps: ReconcilerDeps) {
     this.groups = new Map(deps.config.nodeGroups.map((g) => [g.name, g]));
@@ -286,6 +288,7 @@ export class Reconciler {
       void this.deleteOne(d.uuid, d.tags[GROUP_TAG]!).catch(() => {});
     }
     if (this.settled) this.trimToMax();
+    this.generation++;
     this.pump();
   }
 
@@ -416,6 +419,7 @@ export class Reconciler {
       this.enqueue(p);
       names.push(name);
     }
+    this.generation++;
     log.info("scale-up accepted", { group: groupId, delta, targetSize: target + delta });
     return names;
   }
@@ -456,6 +460,7 @@ export class Reconciler {
     const outOfResources = err instanceof CloudscaleError && (err.kind === "quota" || err.kind === "capacity");
     p.state = "failed";
     p.failedAt = this.now();
+    this.generation++;
     p.error = {
       code: outOfResources ? (err as CloudscaleError).kind === "quota" ? "QUOTA_EXCEEDED" : "OUT_OF_CAPACITY" : "CREATE_FAILED",
       message: redact(err.message).slice(0, 1000),
@@ -490,6 +495,7 @@ export class Reconciler {
         p.uuid = server.uuid;
         p.state = "created";
         p.confirmedAt = this.now();
+        this.generation++;
         log.info("server created", { group: p.group, server: p.name, uuid: server.uuid });
         return;
       } catch (e) {
@@ -515,6 +521,7 @@ export class Reconciler {
           p.uuid = found.uuid;
           p.state = "created";
           p.confirmedAt = this.now();
+          this.generation++;
           log.info("the unanswered create did take effect", { server: p.name, uuid: found.uuid });
           return;
         }
@@ -540,6 +547,7 @@ export class Reconciler {
       );
     }
     for (const p of cancellable.slice(0, -delta)) this.pending.delete(p.name);
+    this.generation++;
     log.info("target size decreased", { group: groupId, delta, targetSize: this.targetSize(groupId) });
   }
 
@@ -636,6 +644,7 @@ export class Reconciler {
       );
     }
     for (const name of pendingNames) this.pending.delete(name); // queued or failed: they never reached the cloud
+    this.generation++;
     const results = await mapBounded(ours, 10, (uuid) => this.deleteOne(uuid, groupId).then(() => null, (e: Error) => `${uuid}: ${e.message}`));
     const failures = results.filter((r): r is string => r !== null);
     if (failures.length) throw new ConnectError(`some deletions failed: ${failures.slice(0, 5).join("; ")}`, Code.Unavailable);
@@ -643,6 +652,7 @@ export class Reconciler {
 
   private async deleteOne(uuid: string, group: string): Promise<void> {
     this.deleting.set(uuid, { group, issuedAt: this.now() });
+    this.generation++;
     try {
       this.stats.deletes++;
       const outcome = await this.deps.cloud.deleteServer(uuid);
@@ -662,6 +672,8 @@ export class Reconciler {
       }
       log.warn("server deletion failed", { group, uuid, error: err.message });
       throw err;
+    } finally {
+      this.generation++;
     }
   }
 
