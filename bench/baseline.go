@@ -58,6 +58,15 @@ type seededServer struct {
 
 const providerIDPrefix = "cloudscale://"
 
+// listedServer is what any provider needs of a server in the API's list.
+type listedServer struct {
+	UUID      string            `json:"uuid"`
+	Name      string            `json:"name"`
+	Status    string            `json:"status"`
+	CreatedAt string            `json:"created_at"`
+	Tags      map[string]string `json:"tags"`
+}
+
 type baselineServer struct {
 	wire.UnimplementedCloudProviderServer
 	groups    *wire.NodeGroupsResponse
@@ -184,13 +193,7 @@ func (b *baselineServer) Refresh(ctx context.Context, _ *wire.RefreshRequest) (*
 	if err != nil || res.StatusCode != 200 {
 		return nil, status.Errorf(codes.Unavailable, "listing servers: HTTP %d, %v", res.StatusCode, err)
 	}
-	var list []struct {
-		UUID      string            `json:"uuid"`
-		Name      string            `json:"name"`
-		Status    string            `json:"status"`
-		CreatedAt string            `json:"created_at"`
-		Tags      map[string]string `json:"tags"`
-	}
+	var list []listedServer
 	if err := json.Unmarshal(body, &list); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "decoding the list: %v", err)
 	}

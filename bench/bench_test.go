@@ -648,17 +648,30 @@ func (e *env) run(c wire.CloudProviderClient, pid int, r rpc, callers, perCaller
 	return out
 }
 
-func (e *env) lookups() {
-	p := e.p
-	rpcs := e.rpcs()
-	type side struct {
-		c   wire.CloudProviderClient
-		pid int
-	}
+// side is one server the rounds time: the provider, the Go baseline, and with -before that binary.
+type side struct {
+	c   wire.CloudProviderClient
+	pid int
+}
+
+func (e *env) sides() []side {
 	sides := []side{{e.provider, e.provPID}, {e.base, e.basePID}}
 	if e.before != nil {
 		sides = append(sides, side{e.before, e.befPID})
 	}
+	return sides
+}
+
+// turn is the side that goes k-th in a round: the order turns by one every round, so that each side
+// goes first equally often and drift hits every side alike (with two sides: A B, B A, A B, ...).
+func turn(k, round, n int) int {
+	return (k + round) % n
+}
+
+func (e *env) lookups() {
+	p := e.p
+	rpcs := e.rpcs()
+	sides := e.sides()
 	// Warm up every server on every RPC (JIT, connection windows, caches) before timing anything.
 	for _, r := range rpcs {
 		for _, sd := range sides {
@@ -671,12 +684,8 @@ func (e *env) lookups() {
 		for _, r := range rpcs {
 			blocks := make([]block, len(sides))
 			for round := 0; round < p.Rounds; round++ {
-				// The order turns every round, so that drift hits every side alike.
 				for k := range sides {
-					i := (k + round) % len(sides)
-					if round%2 == 1 {
-						i = (len(sides) - 1 - k + round) % len(sides)
-					}
+					i := turn(k, round, len(sides))
 					var b block
 					if mode == "seq" {
 						b = e.run(sides[i].c, sides[i].pid, r, 1, p.SeqPerRound, round*p.SeqPerRound)
@@ -912,13 +921,7 @@ func (e *env) goList() (fetch, whole time.Duration, size int, err error) {
 		return 0, 0, 0, err
 	}
 	fetch = time.Since(t0)
-	var list []struct {
-		UUID      string            `json:"uuid"`
-		Name      string            `json:"name"`
-		Status    string            `json:"status"`
-		CreatedAt string            `json:"created_at"`
-		Tags      map[string]string `json:"tags"`
-	}
+	var list []listedServer
 	if err := json.Unmarshal(body, &list); err != nil {
 		return 0, 0, 0, err
 	}

@@ -81,21 +81,11 @@ func (e *env) caLoop() {
 		nodes = append(nodes, &wire.NodeGroupForNodeRequest{Node: &wire.ExternalGrpcNode{ProviderID: providerIDPrefix + s.UUID, Name: s.Name, Labels: labels, Annotations: annotations}})
 		want = append(want, s.Group)
 	}
-	type side struct {
-		c   wire.CloudProviderClient
-		pid int
-	}
-	sides := []side{{e.provider, e.provPID}, {e.base, e.basePID}}
-	if e.before != nil {
-		sides = append(sides, side{e.before, e.befPID})
-	}
+	sides := e.sides()
 	runs := make([][]loopRun, len(sides))
 	for round := 0; round < p.LoopRounds; round++ {
 		for k := range sides {
-			i := (k + round) % len(sides)
-			if round%2 == 1 {
-				i = (len(sides) - 1 - k + round) % len(sides)
-			}
+			i := turn(k, round, len(sides))
 			runs[i] = append(runs[i], e.loopOnce(sides[i].c, sides[i].pid, nodes, want))
 		}
 	}
