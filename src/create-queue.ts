@@ -32,6 +32,8 @@ export class CreateQueue {
   private active = 0;
   private stopped = false;
   private readonly idle = new Set<() => void>();
+  /** Changes made in place to accepted creations that CA sees (a server UUID, a failure). */
+  changes = 0;
 
   constructor(private readonly deps: CreateQueueDeps) {}
 
@@ -101,6 +103,7 @@ export class CreateQueue {
     const outOfResources = err instanceof CloudscaleError && (err.kind === "quota" || err.kind === "capacity");
     p.state = "failed";
     p.failedAt = this.deps.clock.now();
+    this.changes++;
     p.error = {
       code: outOfResources ? ((err as CloudscaleError).kind === "quota" ? "QUOTA_EXCEEDED" : "OUT_OF_CAPACITY") : "CREATE_FAILED",
       message: redact(err.message).slice(0, 1000),
@@ -138,6 +141,7 @@ export class CreateQueue {
         const server = await deps.cloud.createServer(body);
         p.uuid = server.uuid;
         p.state = "created";
+        this.changes++;
         p.confirmedAt = deps.clock.now();
         log.info("server created", { group: p.group, server: p.name, uuid: server.uuid });
         return;
@@ -163,6 +167,7 @@ export class CreateQueue {
         if (found) {
           p.uuid = found.uuid;
           p.state = "created";
+        this.changes++;
           p.confirmedAt = deps.clock.now();
           log.info("the unanswered create did take effect", { server: p.name, uuid: found.uuid });
           return;

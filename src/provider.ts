@@ -140,6 +140,7 @@ export function createProvider(deps: ProviderDeps): Provider {
       if (Date.now() - flavorsLoadedAt > 600_000) void loadFlavors().catch((e) => log.debug("flavor reload failed", { error: (e as Error).message }));
       await reconciler.refresh(signal, deadlineMs);
     },
+    generation: () => reconciler.generation,
     targetSize: (g) => reconciler.targetSize(g),
     increaseSize: (g, delta) => void reconciler.increaseSize(g, delta),
     deleteNodes: (g, nodes, signal) => reconciler.deleteNodes(g, nodes, signal),

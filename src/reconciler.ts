@@ -37,6 +37,7 @@ import { Deleter, belowMin, confirmOwnership, mapBounded, planDeletion, serverTa
 import { log } from "./log";
 import { CLUSTER_TAG, GROUP_TAG, type Clock, type CreateServerRequest, type NodeGroupConfig, type ProviderConfig, type Server } from "./types";
 import {
+  CountingMap,
   deleteMarkDone,
   emptyView,
   existing,
@@ -49,8 +50,10 @@ import {
   targetSize,
   viewOfList,
   type InstanceView,
+  type DeleteMark,
   type ListRules,
   type Marks,
+  type PendingCreate,
   type View,
 } from "./view";
 
@@ -102,7 +105,11 @@ export class Reconciler {
   private view: View;
   /** Set once the first list is applied: what it shows is where this process starts from. */
   private started = false;
-  private readonly marks: Marks = { pending: new Map(), deleting: new Map() };
+  private readonly marks: Marks & { pending: CountingMap<string, PendingCreate>; deleting: CountingMap<string, DeleteMark> } = {
+    pending: new CountingMap(),
+    deleting: new CountingMap(),
+  };
+  private views = 0;
   private appliedListStartedAt = -Infinity;
   private lastGoodAt = -Infinity;
   private inflightList: Promise<void> | null = null;
@@ -132,6 +139,15 @@ export class Reconciler {
       stats: this.stats,
     });
     this.deleter = new Deleter({ cloud: deps.cloud, marks: this.marks, clock: this.clock, busyRetryMs: deps.busyDeleteRetryMs ?? 15 * 60_000, stats: this.stats });
+  }
+
+  /**
+   * Moves whenever targetSize() or nodes() may answer differently: a new view, an accepted or
+   * forgotten creation or deletion, a creation that got its server or failed. A sum of counters
+   * that only grow, so it never comes back to a value it had.
+   */
+  get generation(): number {
+    return this.views + this.marks.pending.changes + this.marks.deleting.changes + this.creates.changes;
   }
 
   /** A list that started after the startup grace window has been applied. */
@@ -243,6 +259,7 @@ export class Reconciler {
     const { view, duplicates } = viewOfList(list, this.deps.config.clusterName, this.groups.keys());
     const arrived = newcomers(this.started ? this.view : undefined, view, this.marks);
     this.view = view;
+    this.views++;
     this.started = true;
 
     const now = this.clock.now();

@@ -58,6 +58,28 @@ export interface DeleteMark {
   confirmed?: boolean;
 }
 
+/**
+ * A Map that counts its changes. What CA is answered (target sizes, instances) is encoded once and
+ * kept until something it depends on changes (service.ts); counting at the map itself means no
+ * mutation site can forget to say so.
+ */
+export class CountingMap<K, V> extends Map<K, V> {
+  changes = 0;
+  override set(key: K, value: V): this {
+    this.changes++;
+    return super.set(key, value);
+  }
+  override delete(key: K): boolean {
+    const had = super.delete(key);
+    if (had) this.changes++;
+    return had;
+  }
+  override clear(): void {
+    this.changes++;
+    super.clear();
+  }
+}
+
 /** What the list cannot show yet: accepted creations by name, issued deletions by server UUID. */
 export interface Marks {
   pending: Map<string, PendingCreate>;

@@ -517,3 +517,51 @@ describe("12. a delete refused while the server is still changing is tried again
     expect(r.targetSize("pool")).toBe(1);
   });
 });
+
+describe("the generation: cached answers (service.ts) are kept only while it stands still", () => {
+  test("every change of a target size or an instance moves it; nothing else does", async () => {
+    const a = cloud.add("uc-pool-aaaaaaaa", ours());
+    const r = await started(undefined, config({ failedCreateTtlSeconds: 60 }));
+    let last = { generation: r.generation, answers: "" };
+    const answers = () => JSON.stringify([r.targetSize("pool"), r.nodes("pool")]);
+    last.answers = answers();
+    const moves: string[] = [];
+    /** After each event: if what CA would be answered changed, the generation must have moved. */
+    const observe = async (what: string, event: () => unknown) => {
+      await event();
+      await settle();
+      const now = { generation: r.generation, answers: answers() };
+      if (now.answers !== last.answers) {
+        expect({ what, moved: now.generation !== last.generation }).toEqual({ what, moved: true });
+        moves.push(what);
+      }
+      last = now;
+    };
+    const same = r.generation;
+    expect(answers()).toBe(last.answers);
+    expect(r.generation).toBe(same); // reading answers moves nothing: caching pays
+
+    cloud.hold("create");
+    await observe("a scale-up is accepted", () => r.increaseSize("pool", 2));
+    await observe("the first create is answered with its server", () => cloud.waiting("create")[0]!.answer());
+    await observe("the second create fails", () => cloud.waiting("create")[0]!.fail(new CloudscaleError("quota", "quota exceeded", 400)));
+    cloud.release("create");
+    await observe("a list shows the created server", () => r.refresh());
+    await observe("the listed server finishes booting", async () => {
+      for (const s of cloud.servers.values()) s.status = "running";
+      await r.refresh();
+    });
+    await observe("a delete is issued", () => r.deleteNodes("pool", [node(a.uuid)]));
+    await observe("a list no longer shows the deleted server", async () => {
+      await clock.advance(1000);
+      await r.refresh();
+    });
+    await observe("the failed placeholder is cancelled", () => r.decreaseTargetSize("pool", -1));
+    await observe("a server appears behind our back", async () => {
+      cloud.add("uc-pool-cccccccc", ours());
+      await r.refresh();
+    });
+    // The observer is only as good as the events it saw change the answers.
+    expect(moves.length).toBeGreaterThanOrEqual(7);
+  });
+});
