@@ -100,6 +100,8 @@ export async function confirmOwnership(
     try {
       server = await cloud.getServer(t.uuid, signal);
     } catch (e) {
+      // The caller gave up: say so (its client may not have noticed yet), not that the API failed.
+      if (signal?.aborted) throw new ConnectError(`nothing deleted: the caller's deadline passed while reading server ${t.uuid} to confirm it is ours`, Code.DeadlineExceeded);
       throw new ConnectError(`nothing deleted: cannot read server ${t.uuid} to confirm it is ours: ${(e as Error).message}`, Code.Unavailable);
     }
     if (!server) return { t, verdict: "gone" as const };

@@ -6,10 +6,10 @@
 // they cannot drift from what the provider answers CA.
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { ReconcilerSnapshot } from "./reconciler";
+import type { GroupSnapshot, ReconcilerSnapshot } from "./reconciler";
 import type { ProviderConfig } from "./types";
 import { commit, version } from "./version";
-import { CREATE_ERROR_CODES, SERVER_STATES, type ServerState } from "./view";
+import { CREATE_ERROR_CODES, SERVER_STATES } from "./view";
 
 const PREFIX = "autoscaler_cloudscale_";
 
@@ -120,23 +120,12 @@ export function grpcMetricsInterceptor(): Interceptor {
 
 // -------------------------------------------------------------- the view
 
-/** The numbers the view gauges show, taken once per scrape. */
+/** The numbers the view gauges show, taken once per scrape: the reconciler's per-group snapshot and the configured bounds. */
 export interface ViewMetrics {
   /** Seconds since the start of the last list that was applied; Infinity before the first. */
   viewAgeSeconds: number;
   maxViewAgeSeconds: number;
-  groups: {
-    name: string;
-    min: number;
-    max: number;
-    targetSize: number;
-    /** Instances as CA sees them in NodeGroupNodes; failed = a creation (or server) in error. */
-    servers: Record<ServerState, number>;
-    /** Accepted creations the cloud has not confirmed yet (queued, sending, verifying). */
-    pending: number;
-    /** Queued creations the reconciler holds because the view is stale or the startup grace has not passed. */
-    held: number;
-  }[];
+  groups: (Omit<GroupSnapshot, "lastError"> & { min: number; max: number })[];
 }
 
 /** The gauges' numbers from the reconciler's snapshot and the configured bounds. */
@@ -145,15 +134,7 @@ export function viewMetrics(snapshot: ReconcilerSnapshot, config: ProviderConfig
   return {
     viewAgeSeconds: snapshot.viewAgeSeconds ?? Infinity,
     maxViewAgeSeconds: config.maxViewAgeSeconds,
-    groups: snapshot.groups.map((g) => ({
-      name: g.name,
-      min: byName.get(g.name)?.min ?? 0,
-      max: byName.get(g.name)?.max ?? 0,
-      targetSize: g.targetSize,
-      servers: g.servers,
-      pending: g.pending,
-      held: g.held,
-    })),
+    groups: snapshot.groups.map(({ lastError: _, ...g }) => ({ ...g, min: byName.get(g.name)?.min ?? 0, max: byName.get(g.name)?.max ?? 0 })),
   };
 }
 

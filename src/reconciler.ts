@@ -49,7 +49,6 @@ import {
   newcomers,
   pendingFate,
   pendingOf,
-  serversOf,
   targetSize,
   viewOfList,
   type InstanceView,
@@ -158,7 +157,8 @@ export class Reconciler {
   /** The hold under way (rule 13): logged when it starts and when it ends. */
   private hold: { reason: HoldReason; since: number; creates: number } | null = null;
   private holdCheckQueued = false;
-  private selfListing = false;
+  /** Counts holds: the provider's own lists serve the hold they were started for. */
+  private holdEpoch = 0;
   private readonly lastErrors = new Map<string, LastError>();
   private lastListError: LastError | null = null;
   private readonly creates: CreateQueue;
@@ -406,17 +406,16 @@ export class Reconciler {
 
   /** Why queued creations may not go out now, or null when they may (or none is queued). */
   private holdReason(): HoldReason | null {
-    if (this.canAct) return null;
-    let queued = false;
-    for (const p of this.marks.pending.values()) if (p.state === "queued") queued = true;
-    if (!queued) return null;
+    if (this.canAct || this.heldCreates() === 0) return null;
     return this.settled ? "stale-view" : "startup-grace";
   }
 
   private holdDetail(reason: HoldReason): string {
     if (reason === "startup-grace") {
       const until = new Date(this.settledAfter).toISOString();
-      return `requests a previous instance sent may still land until ${until} (startupGrace ${Math.round((this.deps.startupGraceMs ?? 0) / 1000)}s after the start); creations go out after a list that starts past then`;
+      const grace = `startupGrace ${Math.round((this.deps.startupGraceMs ?? 0) / 1000)}s after the start`;
+      if (this.clock.now() < this.settledAfter) return `requests a previous instance sent may still land until ${until} (${grace}); creations go out after a list that starts past then`;
+      return `the startup grace ended at ${until} (${grace}) and no list since has succeeded; creations go out after one does`;
     }
     const age = Number.isFinite(this.viewAgeSeconds) ? `${Math.round(this.viewAgeSeconds)}s old` : "not loaded";
     return `the view of the cloud is ${age} (limit ${this.deps.config.maxViewAgeSeconds}s); creations go out after the next good list`;
@@ -448,8 +447,8 @@ export class Reconciler {
       const fields = { creates, reason, groups: this.heldByGroup() };
       if (reason === "startup-grace") log.info(`creations are held: ${this.holdDetail(reason)} (the provider lists by itself then)`, fields);
       else log.warn(`creations are held: ${this.holdDetail(reason)} (the provider lists by itself until one succeeds)`, fields);
+      if (!this.hold) void this.listWhileHeld(++this.holdEpoch);
       this.hold = { reason, since: this.hold?.since ?? now, creates };
-      void this.listWhileHeld();
     } else if (reason && this.hold) {
       this.hold.creates = Math.max(this.hold.creates, this.heldCreates());
     } else if (!reason && this.hold) {
@@ -472,31 +471,27 @@ export class Reconciler {
    * else after a backoff (5 s doubling to 60 s) while listing fails. Each list is Refresh's own
    * (one at a time: a list under way is shared).
    */
-  private async listWhileHeld(): Promise<void> {
-    if (this.selfListing) return;
-    this.selfListing = true;
-    try {
-      let wait = SELF_LIST_FIRST_WAIT_MS;
-      while (!this.stopped && this.holdReason()) {
-        const now = this.clock.now();
-        if (now < this.settledAfter) {
-          await this.clock.sleep(this.settledAfter - now);
-          continue;
-        }
-        const applied = this.appliedListStartedAt;
-        log.debug("listing servers to release held creations", { reason: this.holdReason() });
-        let failed: Error | undefined;
-        await this.refresh().catch((e: Error) => (failed = e));
-        if (!this.holdReason()) break;
-        // A list that started inside the grace landed (a Refresh under way was shared): list again now.
-        if (this.appliedListStartedAt > applied && this.appliedListStartedAt < this.settledAfter) continue;
-        // (A failure while the view is fresh was logged by the list itself.)
-        if (failed) log.warn("cannot list servers to release the held creations; trying again", { error: failed.message, inSeconds: wait / 1000 });
-        await this.clock.sleep(wait);
-        wait = Math.min(wait * 2, SELF_LIST_MAX_WAIT_MS);
+  private async listWhileHeld(epoch: number): Promise<void> {
+    // A hold that ends and a new one that starts while this one sleeps start lists of their own.
+    const current = () => epoch === this.holdEpoch && !this.stopped && this.holdReason() !== null;
+    let wait = SELF_LIST_FIRST_WAIT_MS;
+    while (current()) {
+      const now = this.clock.now();
+      if (now < this.settledAfter) {
+        await this.clock.sleep(this.settledAfter - now);
+        continue;
       }
-    } finally {
-      this.selfListing = false;
+      const applied = this.appliedListStartedAt;
+      log.debug("listing servers to release held creations", { reason: this.holdReason() });
+      let failed: Error | undefined;
+      await this.refresh().catch((e: Error) => (failed = e));
+      if (!current()) return;
+      // A list that started inside the grace landed (a Refresh under way was shared): list again now.
+      if (this.appliedListStartedAt > applied && this.appliedListStartedAt < this.settledAfter) continue;
+      // (A failure while the view is fresh was logged by the list itself.)
+      if (failed) log.warn("cannot list servers to release the held creations; trying again", { error: failed.message, inSeconds: wait / 1000 });
+      await this.clock.sleep(wait);
+      wait = Math.min(wait * 2, SELF_LIST_MAX_WAIT_MS);
     }
   }
 

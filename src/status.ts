@@ -2,10 +2,10 @@
 // serves (built from the reconciler's snapshot and the configuration), and the
 // `status` command that fetches it from a running provider and prints it as one
 // table, a line per node group.
-import type { LastError, ReconcilerSnapshot } from "./reconciler";
+import type { GroupSnapshot, LastError, ReconcilerSnapshot } from "./reconciler";
 import type { ProviderConfig } from "./types";
 import { commit, version } from "./version";
-import { SERVER_STATES, type ServerState } from "./view";
+import { SERVER_STATES } from "./view";
 
 type Stamped<T> = Omit<T, "at"> & { at: string };
 
@@ -25,18 +25,8 @@ export interface StatusReport {
   settled: boolean;
   hold: { reason: string; since: string; detail: string } | null;
   lastListError: Stamped<LastError> | null;
-  groups: {
-    name: string;
-    flavor: string;
-    zone: string;
-    min: number;
-    max: number;
-    targetSize: number;
-    servers: Record<ServerState, number>;
-    pending: number;
-    held: number;
-    lastError: Stamped<LastError> | null;
-  }[];
+  /** The reconciler's snapshot of each group (reconciler.ts GroupSnapshot) with its configuration. */
+  groups: (Omit<GroupSnapshot, "lastError"> & { flavor: string; zone: string; min: number; max: number; lastError: Stamped<LastError> | null })[];
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -57,20 +47,9 @@ export function statusReport(snapshot: ReconcilerSnapshot, config: ProviderConfi
     settled: snapshot.settled,
     hold: snapshot.hold && { reason: snapshot.hold.reason, since: iso(snapshot.hold.since), detail: snapshot.hold.detail },
     lastListError: stamped(snapshot.lastListError),
-    groups: snapshot.groups.map((g) => {
-      const cfg = byName.get(g.name);
-      return {
-        name: g.name,
-        flavor: cfg?.flavor ?? "",
-        zone: cfg?.zone ?? "",
-        min: cfg?.min ?? 0,
-        max: cfg?.max ?? 0,
-        targetSize: g.targetSize,
-        servers: g.servers,
-        pending: g.pending,
-        held: g.held,
-        lastError: stamped(g.lastError),
-      };
+    groups: snapshot.groups.map(({ name, lastError, ...g }) => {
+      const cfg = byName.get(name);
+      return { name, flavor: cfg?.flavor ?? "", zone: cfg?.zone ?? "", min: cfg?.min ?? 0, max: cfg?.max ?? 0, ...g, lastError: stamped(lastError) };
     }),
   };
 }

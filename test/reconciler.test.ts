@@ -675,6 +675,21 @@ describe("13. held creations never wait for CA's next Refresh", () => {
     expect(releases(lines)).toHaveLength(0);
   });
 
+  test("a hold that ends and a new one inside the grace: one list at its end, not one per hold", async () => {
+    const r = await started({ startupGraceMs: GRACE });
+    r.increaseSize("pool", 1);
+    await settle();
+    r.decreaseTargetSize("pool", -1);
+    await clock.advance(1000);
+    r.increaseSize("pool", 2);
+    await settle();
+    await clock.advance(GRACE);
+    expect(cloud.count("list")).toBe(2);
+    expect(posts()).toBe(2);
+    await clock.advance(10 * GRACE);
+    expect(cloud.count("list")).toBe(2);
+  });
+
   test("a stopped provider makes no list of its own", async () => {
     const r = await started({ startupGraceMs: GRACE });
     r.increaseSize("pool", 1);
