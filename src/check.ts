@@ -153,18 +153,18 @@ export async function runCheck(o: CheckOptions): Promise<number> {
   const listQuery = `GET /v1/servers?tag:${CLUSTER_TAG}=${cluster}`;
 
   let flavors: Flavor[] | undefined;
-  let flavorError: string | undefined;
+  let readError: string | undefined;
   let existing: Server[] | undefined;
   if (o.cloud) {
     try {
       flavors = await o.cloud.listFlavors();
     } catch (e) {
-      flavorError = (e as Error).message;
+      readError = (e as Error).message;
     }
     try {
       existing = await o.cloud.listServers({ [CLUSTER_TAG]: cluster });
     } catch (e) {
-      flavorError ??= (e as Error).message;
+      readError ??= (e as Error).message;
     }
   }
   const zonePlans = plans(o, flavors);
@@ -182,7 +182,7 @@ export async function runCheck(o: CheckOptions): Promise<number> {
     print(`  what the provider expects is listed. It costs a few minutes of the smallest server per zone.`);
     if (leftovers.length) print(`  ${leftovers.length} server(s) left by an earlier check would be deleted too: ${leftovers.map((s) => s.name).join(", ")}`);
     if (!o.cloud) print("No API token: set CLOUDSCALE_API_TOKEN or pass --token-file to run it.");
-    else if (flavorError) print(`The API cannot be read now: ${flavorError}`);
+    else if (readError) print(`The API cannot be read now: ${readError}`);
     else print(`Read so far (no write): ${flavors!.length} flavors, ${existing!.length} server(s) of cluster ${cluster}. Pass --yes to run it.`);
     return 0;
   }
@@ -190,8 +190,8 @@ export async function runCheck(o: CheckOptions): Promise<number> {
     print("check: no API token: set CLOUDSCALE_API_TOKEN or pass --token-file");
     return 1;
   }
-  if (flavorError || !flavors || !existing) {
-    print(`check: cannot read the account: ${flavorError}`);
+  if (readError || !flavors || !existing) {
+    print(`check: cannot read the account: ${readError}`);
     return 1;
   }
   const cloud = o.cloud;
@@ -292,7 +292,8 @@ export async function runCheck(o: CheckOptions): Promise<number> {
       const err = e instanceof CloudscaleError ? e : new CloudscaleError("network", String(e));
       errorShape("POST /v1/servers", err);
       if (!err.ambiguous) return failure("create", performance.now() - start, `${err.message}; ${createVerdict(err)}`);
-      // No clear answer: as the provider does, look for it by its unique name.
+      // No clear answer: as the provider does, look for it by its unique name after createVerifyDelay.
+      await sleep(o.config.createVerifyDelaySeconds * 1000, o.signal);
       const found = (await cloud.listServers({ [CLUSTER_TAG]: cluster }).catch(() => [] as Server[])).find((s) => s.name === name);
       if (!found) return failure("create", performance.now() - start, `${err.message}; the server does not exist (${createVerdict(err)})`);
       server = found;

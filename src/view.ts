@@ -18,7 +18,6 @@ export const CREATE_ERROR_CODES = {
   capacity: "OUT_OF_CAPACITY",
   other: "CREATE_FAILED",
 } as const;
-export type CreateErrorCode = (typeof CREATE_ERROR_CODES)[keyof typeof CREATE_ERROR_CODES];
 
 export type InstanceState = "running" | "creating" | "deleting";
 /** An instance as an operator counts it: CA's state, or failed when it carries an error. */

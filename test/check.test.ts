@@ -24,6 +24,7 @@ nodeGroups:
   - {name: gpu, flavor: flex-16-4, image: ubuntu-24.04, zone: rma1, min: 0, max: 2, volumeSizeGb: 20}
 `);
 const ONE_ZONE = writeConfig(`clusterName: ck
+createVerifyDelay: 300ms
 nodeGroups:
   - {name: pool, flavor: flex-8-2, image: debian-13, zone: lpg1, min: 0, max: 5}
 `);
