@@ -26,6 +26,8 @@ export class CloudscaleError extends Error {
     message: string,
     readonly status?: number,
     readonly retryAfterSeconds?: number,
+    /** The API's error body as it came (parsed JSON, or text), for `check` to compare with what we expect. */
+    readonly body?: unknown,
   ) {
     super(message);
     this.name = "CloudscaleError";
@@ -60,7 +62,8 @@ function describeBody(data: unknown): string {
       .join("; ");
     return redact(text).slice(0, 500);
   }
-  return typeof data === "string" ? redact(data).slice(0, 200) : "";
+  // A proxy's HTML page on one line: messages end up in logs and in CA's events.
+  return typeof data === "string" ? redact(data).replace(/\s+/g, " ").trim().slice(0, 200) : "";
 }
 
 export function classify(e: unknown, what: string): CloudscaleError {
@@ -74,16 +77,17 @@ export function classify(e: unknown, what: string): CloudscaleError {
     }
     const detail = describeBody(e.data);
     const text = `${what}: HTTP ${status}${detail ? `: ${detail}` : ""}`;
-    if (status === 401) return new CloudscaleError("auth", `${what}: the API token was refused (HTTP 401)`, status);
-    if (status === 403) return new CloudscaleError(/quota/i.test(detail) ? "quota" : "auth", text, status);
-    if (status === 404) return new CloudscaleError("not-found", text, status);
+    const answer = (kind: ErrorKind, message = text, retryAfterSeconds?: number) => new CloudscaleError(kind, message, status, retryAfterSeconds, e.data);
+    if (status === 401) return answer("auth", `${what}: the API token was refused (HTTP 401)`);
+    if (status === 403) return answer(/quota/i.test(detail) ? "quota" : "auth");
+    if (status === 404) return answer("not-found");
     const retryAfter = e.response?.headers.get("retry-after");
     const ra = retryAfter ? Number(retryAfter) : Number.NaN;
-    if (status === 429) return new CloudscaleError("rate-limit", text, status, Number.isFinite(ra) ? ra : undefined);
-    if (status >= 500) return new CloudscaleError("server", text, status, status === 503 && Number.isFinite(ra) ? ra : undefined);
-    if (/quota/i.test(detail)) return new CloudscaleError("quota", text, status);
-    if (/capacity|insufficient|not enough|no more|unavailable in/i.test(detail)) return new CloudscaleError("capacity", text, status);
-    return new CloudscaleError("validation", text, status);
+    if (status === 429) return answer("rate-limit", text, Number.isFinite(ra) ? ra : undefined);
+    if (status >= 500) return answer("server", text, status === 503 && Number.isFinite(ra) ? ra : undefined);
+    if (/quota/i.test(detail)) return answer("quota");
+    if (/capacity|insufficient|not enough|no more|unavailable in/i.test(detail)) return answer("capacity");
+    return answer("validation");
   }
   const err = e as Error;
   if (err?.name === "AbortError" || err?.name === "TimeoutError") return new CloudscaleError("timeout", `${what}: ${err.message}`);
@@ -181,15 +185,7 @@ export function createClient(opts: ClientOptions) {
     async listServers(tags: Record<string, string>, signal?: AbortSignal): Promise<Server[]> {
       const query: Record<string, string> = {};
       for (const [k, v] of Object.entries(tags)) query[`tag:${k}`] = v;
-      const started = performance.now();
-      let ok = false;
-      try {
-        const list = await withRetry<Server[]>("listing servers", LIST_SERVERS, "/servers", { query, signal });
-        ok = true;
-        return list;
-      } finally {
-        apiMetrics.list((performance.now() - started) / 1000, ok);
-      }
+      return withRetry<Server[]>("listing servers", LIST_SERVERS, "/servers", { query, signal });
     },
 
     /** The server, or null when it does not exist. */
@@ -217,7 +213,7 @@ export function createClient(opts: ClientOptions) {
         if (e instanceof CloudscaleError && e.kind === "not-found") return "gone";
         // A DELETE has no body to be wrong: a 400 is the API refusing it in the server's
         // current state (it answers so while the server is still being created).
-        if (e instanceof CloudscaleError && e.status === 400) throw new CloudscaleError("busy", e.message, 400);
+        if (e instanceof CloudscaleError && e.status === 400) throw new CloudscaleError("busy", e.message, 400, undefined, e.body);
         throw e;
       }
     },

@@ -5,8 +5,9 @@
 // only sent again when the cloud shows it does not exist.
 import { CloudscaleError, type Cloudscale } from "./cloudscale";
 import { log, redact } from "./log";
+import { createMetrics } from "./metrics";
 import { CLUSTER_TAG, GROUP_TAG, type Clock, type CreateServerRequest, type NodeGroupConfig, type Server } from "./types";
-import { OTHER_ERROR, OUT_OF_RESOURCES, type PendingCreate } from "./view";
+import { CREATE_ERROR_CODES, OTHER_ERROR, OUT_OF_RESOURCES, type PendingCreate } from "./view";
 
 export interface CreateQueueDeps {
   clusterName: string;
@@ -24,6 +25,10 @@ export interface CreateQueueDeps {
   maxAttempts: number;
   /** Whether creations may go to the cloud now (a fresh view, past the startup grace). */
   mayCreate: () => boolean;
+  /** Called when queued creations stay queued because they may not go out now (they are held). */
+  onHeld?: () => void;
+  /** Called when a creation is given up (its error is set). */
+  onFailed?: (p: PendingCreate) => void;
   stats: { creates: number; createFailures: number };
 }
 
@@ -72,7 +77,7 @@ export class CreateQueue {
   pump(): void {
     while (!this.stopped && this.deps.mayCreate() && this.active < this.deps.concurrency && this.queue.length) {
       const p = this.queue.shift()!;
-      if (this.deps.pending.get(p.name) !== p || p.state !== "queued") continue; // cancelled meanwhile
+      if (!this.live(p)) continue; // cancelled meanwhile
       this.active++;
       void this.createOne(p).finally(() => {
         this.active--;
@@ -80,6 +85,11 @@ export class CreateQueue {
         if (this.active === 0 && this.queue.length === 0) for (const f of this.idle) f();
       });
     }
+    if (!this.stopped && !this.deps.mayCreate() && this.queue.some((p) => this.live(p))) this.deps.onHeld?.();
+  }
+
+  private live(p: PendingCreate): boolean {
+    return this.deps.pending.get(p.name) === p && p.state === "queued";
   }
 
   /** Resolves when no creation is queued or running (tests, shutdown). */
@@ -105,11 +115,13 @@ export class CreateQueue {
     p.failedAt = this.deps.clock.now();
     this.changes++;
     p.error = {
-      code: outOfResources ? ((err as CloudscaleError).kind === "quota" ? "QUOTA_EXCEEDED" : "OUT_OF_CAPACITY") : "CREATE_FAILED",
+      code: outOfResources ? CREATE_ERROR_CODES[(err as CloudscaleError).kind as "quota" | "capacity"] : CREATE_ERROR_CODES.other,
       message: redact(err.message).slice(0, 1000),
       errorClass: outOfResources ? OUT_OF_RESOURCES : OTHER_ERROR,
     };
     this.deps.stats.createFailures++;
+    createMetrics.failed(p.group, p.error.code);
+    this.deps.onFailed?.(p);
     log.warn("server creation failed", { group: p.group, server: p.name, errorClass: p.error.errorClass, error: err.message });
   }
 
@@ -132,6 +144,7 @@ export class CreateQueue {
         // The view went stale while this one waited: back to the queue until a list lands.
         p.state = "queued";
         this.queue.unshift(p);
+        this.deps.onHeld?.();
         return;
       }
       p.attempts++;

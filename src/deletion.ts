@@ -100,6 +100,8 @@ export async function confirmOwnership(
     try {
       server = await cloud.getServer(t.uuid, signal);
     } catch (e) {
+      // The caller gave up: say so (its client may not have noticed yet), not that the API failed.
+      if (signal?.aborted) throw new ConnectError(`nothing deleted: the caller's deadline passed while reading server ${t.uuid} to confirm it is ours`, Code.DeadlineExceeded);
       throw new ConnectError(`nothing deleted: cannot read server ${t.uuid} to confirm it is ours: ${(e as Error).message}`, Code.Unavailable);
     }
     if (!server) return { t, verdict: "gone" as const };
@@ -124,6 +126,8 @@ export interface DeleterDeps {
   /** How long a delete the cloud refuses because the server is still changing is tried again (ms). */
   busyRetryMs: number;
   stats: { deletes: number };
+  /** Called when a delete fails or is given up, with the reason. */
+  onError?: (group: string, message: string) => void;
 }
 
 /** First wait, and the most, between tries of a delete the cloud refused while the server was changing (ms). */
@@ -177,6 +181,7 @@ export class Deleter {
     if (err instanceof CloudscaleError && err.ambiguous) mark.completedAt = this.deps.clock.now();
     else if (this.deps.marks.deleting.get(uuid) === mark) this.deps.marks.deleting.delete(uuid);
     log.warn("server deletion failed", { group: mark.group, uuid, error: err.message });
+    this.deps.onError?.(mark.group, `deleting server ${uuid} failed: ${err.message}`);
   }
 
   private async retryWhileBusy(uuid: string, mark: DeleteMark): Promise<void> {
@@ -196,6 +201,7 @@ export class Deleter {
         if (busy && clock.now() < giveUpAt) continue;
         if (busy) {
           log.warn("the server stayed in changing; giving up deleting it (it counts again, CA decides anew)", { group: mark.group, uuid });
+          this.deps.onError?.(mark.group, `server ${uuid} stayed in changing; gave up deleting it after ${Math.round(this.deps.busyRetryMs / 1000)}s`);
           if (marks.deleting.get(uuid) === mark) marks.deleting.delete(uuid);
           return;
         }

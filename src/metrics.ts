@@ -6,9 +6,10 @@
 // they cannot drift from what the provider answers CA.
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { Reconciler } from "./reconciler";
+import type { GroupSnapshot, ReconcilerSnapshot } from "./reconciler";
 import type { ProviderConfig } from "./types";
 import { commit, version } from "./version";
+import { CREATE_ERROR_CODES, SERVER_STATES } from "./view";
 
 const PREFIX = "autoscaler_cloudscale_";
 
@@ -51,7 +52,7 @@ const apiRetries = new Counter({
 });
 const listDuration = new Histogram({
   name: `${PREFIX}list_duration_seconds`,
-  help: "Time to list the provider's servers, all attempts and backoff included, by result (ok, error).",
+  help: "Time of the list that rebuilds the view (Refresh's, or the provider's own while creations are held), all attempts and backoff included, by result (ok, error).",
   labelNames: ["result"] as const,
   buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
   registers: [registry],
@@ -63,8 +64,6 @@ const createFailures = new Counter({
   labelNames: ["group", "code"] as const,
   registers: [registry],
 });
-/** The error codes a failed creation is reported with (reconciler.ts), initialised at 0 per group so rate() works from the start. */
-export const CREATE_ERROR_CODES = ["QUOTA_EXCEEDED", "OUT_OF_CAPACITY", "CREATE_FAILED"] as const;
 
 export type HttpMethod = "GET" | "POST" | "DELETE";
 
@@ -77,14 +76,22 @@ export const apiMetrics = {
   retry(method: HttpMethod, endpoint: string, reason: string): void {
     apiRetries.inc({ method, endpoint, reason });
   },
-  list(seconds: number, ok: boolean): void {
+};
+
+/**
+ * The list that rebuilds the view (reconciler.ts). Only that one: the create queue's lists that
+ * look for an unanswered create by its name do not rebuild the view and are not timed here
+ * (api_request_duration_seconds has every request).
+ */
+export const listMetrics = {
+  done(seconds: number, ok: boolean): void {
     listDuration.observe({ result: ok ? "ok" : "error" }, seconds);
   },
 };
 
-/** Recorders for the reconciler. */
+/** Recorders for the create queue. */
 export const createMetrics = {
-  /** A creation was given up and is now shown to CA with `code` (QUOTA_EXCEEDED, OUT_OF_CAPACITY, CREATE_FAILED). */
+  /** A creation was given up and is now shown to CA with `code` (view.ts CREATE_ERROR_CODES). */
   failed(group: string, code: string): void {
     createFailures.inc({ group, code });
   },
@@ -113,51 +120,21 @@ export function grpcMetricsInterceptor(): Interceptor {
 
 // -------------------------------------------------------------- the view
 
-export type ServerState = "running" | "creating" | "deleting" | "failed";
-const SERVER_STATES: ServerState[] = ["running", "creating", "deleting", "failed"];
-
-/** The numbers the view gauges show, taken once per scrape. */
+/** The numbers the view gauges show, taken once per scrape: the reconciler's per-group snapshot and the configured bounds. */
 export interface ViewMetrics {
   /** Seconds since the start of the last list that was applied; Infinity before the first. */
   viewAgeSeconds: number;
   maxViewAgeSeconds: number;
-  groups: {
-    name: string;
-    min: number;
-    max: number;
-    targetSize: number;
-    /** Instances as CA sees them in NodeGroupNodes; failed = a creation (or server) in error. */
-    servers: Record<ServerState, number>;
-    /** Accepted creations the cloud has not confirmed yet (queued, sending, verifying). */
-    pending: number;
-    /** Queued creations that wait because the view is stale or the startup grace has not passed. */
-    held: number;
-  }[];
+  groups: (Omit<GroupSnapshot, "lastError"> & { min: number; max: number })[];
 }
 
-/** Reads ViewMetrics from the reconciler's public methods (nothing of its internals). */
-export function viewMetrics(reconciler: Reconciler, config: ProviderConfig): ViewMetrics {
-  const snapshot = reconciler.snapshot();
-  const canAct = reconciler.settled && reconciler.fresh;
+/** The gauges' numbers from the reconciler's snapshot and the configured bounds. */
+export function viewMetrics(snapshot: ReconcilerSnapshot, config: ProviderConfig): ViewMetrics {
   const byName = new Map(config.nodeGroups.map((g) => [g.name, g]));
   return {
-    viewAgeSeconds: reconciler.viewAgeSeconds,
+    viewAgeSeconds: snapshot.viewAgeSeconds ?? Infinity,
     maxViewAgeSeconds: config.maxViewAgeSeconds,
-    groups: snapshot.groups.map((g) => {
-      const servers: Record<ServerState, number> = { running: 0, creating: 0, deleting: 0, failed: 0 };
-      for (const i of reconciler.nodes(g.name)) servers[i.error ? "failed" : i.state]++;
-      const waiting = g.pending.filter((p) => p.state === "queued" || p.state === "creating" || p.state === "verifying");
-      const cfg = byName.get(g.name);
-      return {
-        name: g.name,
-        min: cfg?.min ?? 0,
-        max: cfg?.max ?? 0,
-        targetSize: g.targetSize,
-        servers,
-        pending: waiting.length,
-        held: canAct ? 0 : waiting.filter((p) => p.state === "queued").length,
-      };
-    }),
+    groups: snapshot.groups.map(({ lastError: _, ...g }) => ({ ...g, min: byName.get(g.name)?.min ?? 0, max: byName.get(g.name)?.max ?? 0 })),
   };
 }
 
@@ -248,7 +225,7 @@ let started = false;
  */
 export function startMetrics(view: () => ViewMetrics, groups: string[]): void {
   viewSource = view;
-  for (const group of groups) for (const code of CREATE_ERROR_CODES) createFailures.inc({ group, code }, 0);
+  for (const group of groups) for (const code of Object.values(CREATE_ERROR_CODES)) createFailures.inc({ group, code }, 0);
   if (started) return;
   started = true;
   const all = new Registry();

@@ -28,16 +28,20 @@
 // 12. A delete the cloud refuses while the server is still changing (booting) is
 //     tried again until the server is deleted; it counts as deleting meanwhile,
 //     and after a bound it is given up and the server counts again.
-// 12. A delete the cloud refuses while the server is still changing (booting) is
-//     tried again until the server is deleted, or given up after a bound.
+// 13. Creations held by rule 8 or 11 never wait for CA's next Refresh: once the
+//     grace is over the provider lists by itself (sharing a list under way, one
+//     list at a time), and again with a bounded backoff while listing fails; the
+//     hold is logged once with its reason, and again when it ends.
 import { Code, ConnectError } from "@connectrpc/connect";
 import { CloudscaleError, type Cloudscale } from "./cloudscale";
 import { CreateQueue, cancellable, queuedOverMax } from "./create-queue";
 import { Deleter, belowMin, confirmOwnership, mapBounded, planDeletion, serverTargets, type NodeRef } from "./deletion";
-import { log } from "./log";
+import { log, redact } from "./log";
+import { listMetrics } from "./metrics";
 import { CLUSTER_TAG, GROUP_TAG, type Clock, type CreateServerRequest, type NodeGroupConfig, type ProviderConfig, type Server } from "./types";
 import {
   CountingMap,
+  countStates,
   deleteMarkDone,
   emptyView,
   existing,
@@ -46,7 +50,6 @@ import {
   newcomers,
   pendingFate,
   pendingOf,
-  serversOf,
   targetSize,
   viewOfList,
   type InstanceView,
@@ -54,10 +57,52 @@ import {
   type ListRules,
   type Marks,
   type PendingCreate,
+  type ServerState,
   type View,
 } from "./view";
 
 export type { InstanceView } from "./view";
+
+/** Why accepted creations wait: the startup grace (rule 8) or a stale view (rule 11). */
+export type HoldReason = "startup-grace" | "stale-view";
+
+/** The last thing that went wrong, for operators (status, logs). `at` in ms since the epoch. */
+export interface LastError {
+  code: string;
+  message: string;
+  at: number;
+}
+
+/** One group as an operator reads it. */
+export interface GroupSnapshot {
+  name: string;
+  targetSize: number;
+  /** Instances as CA sees them in NodeGroupNodes, by state; failed = a creation (or server) in error. */
+  servers: Record<ServerState, number>;
+  /** Accepted creations the cloud has not confirmed yet (queued, being sent, being verified). */
+  pending: number;
+  /** Of those, the queued ones that are held: they may not go out now (see `hold`). */
+  held: number;
+  /** The last failed creation or deletion of the group. */
+  lastError: LastError | null;
+}
+
+export interface ReconcilerSnapshot {
+  /** Seconds since the start of the last applied list; null before the first. */
+  viewAgeSeconds: number | null;
+  /** When the startup grace ends (ms since the epoch) and whether a list past it was applied. */
+  graceEndsAt: number;
+  settled: boolean;
+  /** Why creations are held, since when, in a sentence; null when none is. */
+  hold: { reason: HoldReason; since: number; detail: string } | null;
+  /** The last list that failed (Refresh's or the provider's own). */
+  lastListError: LastError | null;
+  groups: GroupSnapshot[];
+}
+
+/** First and longest wait between the provider's own lists while they fail and creations are held. */
+const SELF_LIST_FIRST_WAIT_MS = 5_000;
+const SELF_LIST_MAX_WAIT_MS = 60_000;
 
 /** Servers in one list above which a Refresh is followed by a full garbage collection. */
 const LARGE_LIST = 1000;
@@ -91,7 +136,8 @@ export const systemClock: Clock = {
 };
 
 const RANDOM_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
-function randomSuffix(): string {
+/** The random part of a server name: 8 of [a-z0-9]. */
+export function randomSuffix(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(8));
   let out = "";
   for (const b of bytes) out += RANDOM_ALPHABET[b % RANDOM_ALPHABET.length];
@@ -114,6 +160,14 @@ export class Reconciler {
   private lastGoodAt = -Infinity;
   private inflightList: Promise<void> | null = null;
   private readonly settledAfter: number;
+  private stopped = false;
+  /** The hold under way (rule 13): logged when it starts and when it ends. */
+  private hold: { reason: HoldReason; since: number; creates: number } | null = null;
+  private holdCheckQueued = false;
+  /** Counts holds: the provider's own lists serve the hold they were started for. */
+  private holdEpoch = 0;
+  private readonly lastErrors = new Map<string, LastError>();
+  private lastListError: LastError | null = null;
   private readonly creates: CreateQueue;
   private readonly deleter: Deleter;
   readonly stats = { lists: 0, listFailures: 0, creates: 0, createFailures: 0, deletes: 0 };
@@ -136,9 +190,18 @@ export class Reconciler {
       verifyDelayMs,
       maxAttempts: deps.maxCreateAttempts ?? 3,
       mayCreate: () => this.canAct,
+      onHeld: () => this.scheduleHoldCheck(),
+      onFailed: (p) => this.recordError(p.group, p.error!.code, p.error!.message),
       stats: this.stats,
     });
-    this.deleter = new Deleter({ cloud: deps.cloud, marks: this.marks, clock: this.clock, busyRetryMs: deps.busyDeleteRetryMs ?? 15 * 60_000, stats: this.stats });
+    this.deleter = new Deleter({
+      cloud: deps.cloud,
+      marks: this.marks,
+      clock: this.clock,
+      busyRetryMs: deps.busyDeleteRetryMs ?? 15 * 60_000,
+      stats: this.stats,
+      onError: (group, message) => this.recordError(group, "DELETE_FAILED", message),
+    });
   }
 
   /**
@@ -230,13 +293,17 @@ export class Reconciler {
 
   private async listAndApply(): Promise<void> {
     const startedAt = this.clock.now();
+    const timer = performance.now();
     let list: Server[];
     try {
       this.stats.lists++;
       list = await this.deps.cloud.listServers({ [CLUSTER_TAG]: this.deps.config.clusterName });
+      listMetrics.done((performance.now() - timer) / 1000, true);
     } catch (e) {
+      listMetrics.done((performance.now() - timer) / 1000, false);
       this.stats.listFailures++;
       const err = e instanceof CloudscaleError ? e : new CloudscaleError("network", String(e));
+      this.lastListError = { code: err.kind, message: redact(err.message).slice(0, 1000), at: this.clock.now() };
       const age = this.viewAgeSeconds;
       if (age <= this.deps.config.maxViewAgeSeconds) {
         log.warn("listing servers failed; serving the last good view", { error: err.message, viewAgeSeconds: Math.round(age) });
@@ -290,6 +357,7 @@ export class Reconciler {
     }
     if (this.settled) this.trimToMax();
     this.creates.pump();
+    this.checkHold();
   }
 
   /**
@@ -322,17 +390,126 @@ export class Reconciler {
     return groupForNode(this.view, this.marks, providerID, name);
   }
 
-  /** Everything the provider knows, for logs, the demo and debugging. */
-  snapshot() {
+  /** What an operator reads (status, metrics, logs): counts, not the servers themselves. */
+  snapshot(): ReconcilerSnapshot {
+    const reason = this.holdReason();
+    const age = this.viewAgeSeconds;
     return {
-      viewAgeSeconds: Number.isFinite(this.viewAgeSeconds) ? Math.round(this.viewAgeSeconds * 10) / 10 : null,
-      groups: [...this.groups.keys()].map((g) => ({
-        name: g,
-        targetSize: targetSize(this.view, this.marks, g),
-        servers: serversOf(this.view, g).map((s) => ({ name: s.name, uuid: s.uuid, status: s.status, deleting: this.marks.deleting.has(s.uuid) })),
-        pending: pendingOf(this.marks, g).map((p) => ({ name: p.name, state: p.state, uuid: p.uuid, error: p.error?.message })),
-      })),
+      viewAgeSeconds: Number.isFinite(age) ? Math.round(age * 10) / 10 : null,
+      graceEndsAt: this.settledAfter,
+      settled: this.settled,
+      hold: reason ? { reason, since: this.hold?.since ?? this.clock.now(), detail: this.holdDetail(reason) } : null,
+      lastListError: this.lastListError,
+      groups: [...this.groups.keys()].map((g) => {
+        const pending = pendingOf(this.marks, g);
+        const queued = pending.filter((p) => p.state === "queued").length;
+        return {
+          name: g,
+          targetSize: targetSize(this.view, this.marks, g),
+          servers: countStates(instances(this.view, this.marks, g)),
+          pending: pending.filter((p) => p.state === "queued" || p.state === "creating" || p.state === "verifying").length,
+          held: reason ? queued : 0,
+          lastError: this.lastErrors.get(g) ?? null,
+        };
+      }),
     };
+  }
+
+  private recordError(group: string, code: string, message: string): void {
+    this.lastErrors.set(group, { code, message: redact(message).slice(0, 1000), at: this.clock.now() });
+  }
+
+  // ------------------------------------------------------------ held creates
+
+  /** Why queued creations may not go out now, or null when they may (or none is queued). */
+  private holdReason(): HoldReason | null {
+    if (this.canAct || this.heldCreates() === 0) return null;
+    return this.settled ? "stale-view" : "startup-grace";
+  }
+
+  private holdDetail(reason: HoldReason): string {
+    if (reason === "startup-grace") {
+      const until = new Date(this.settledAfter).toISOString();
+      const grace = `startupGrace ${Math.round((this.deps.startupGraceMs ?? 0) / 1000)}s after the start`;
+      if (this.clock.now() < this.settledAfter) return `requests a previous instance sent may still land until ${until} (${grace}); creations go out after a list that starts past then`;
+      return `the startup grace ended at ${until} (${grace}) and no list since has succeeded; creations go out after one does`;
+    }
+    const age = Number.isFinite(this.viewAgeSeconds) ? `${Math.round(this.viewAgeSeconds)}s old` : "not loaded";
+    return `the view of the cloud is ${age} (limit ${this.deps.config.maxViewAgeSeconds}s); creations go out after the next good list`;
+  }
+
+  private heldCreates(): number {
+    let n = 0;
+    for (const p of this.marks.pending.values()) if (p.state === "queued") n++;
+    return n;
+  }
+
+  /** Called by the queue when creations stay queued: one check after the current event (an IncreaseSize accepts several). */
+  private scheduleHoldCheck(): void {
+    if (this.holdCheckQueued) return;
+    this.holdCheckQueued = true;
+    queueMicrotask(() => {
+      this.holdCheckQueued = false;
+      this.checkHold();
+    });
+  }
+
+  /** Logs a hold when it starts (and its reason changes) and when it ends; starts the provider's own lists (rule 13). */
+  private checkHold(): void {
+    if (this.stopped) return;
+    const reason = this.holdReason();
+    const now = this.clock.now();
+    if (reason && (!this.hold || this.hold.reason !== reason)) {
+      const creates = this.heldCreates();
+      const fields = { creates, reason, groups: this.heldByGroup() };
+      if (reason === "startup-grace") log.info(`creations are held: ${this.holdDetail(reason)} (the provider lists by itself then)`, fields);
+      else log.warn(`creations are held: ${this.holdDetail(reason)} (the provider lists by itself until one succeeds)`, fields);
+      if (!this.hold) void this.listWhileHeld(++this.holdEpoch);
+      this.hold = { reason, since: this.hold?.since ?? now, creates };
+    } else if (reason && this.hold) {
+      this.hold.creates = Math.max(this.hold.creates, this.heldCreates());
+    } else if (!reason && this.hold) {
+      const heldSeconds = Math.round((now - this.hold.since) / 100) / 10;
+      if (this.canAct) log.info("held creations released: they go out now", { creates: this.hold.creates, heldSeconds });
+      else log.info("no creation is held any more: the held ones were cancelled", { heldSeconds });
+      this.hold = null;
+    }
+  }
+
+  private heldByGroup(): string {
+    const counts = new Map<string, number>();
+    for (const p of this.marks.pending.values()) if (p.state === "queued") counts.set(p.group, (counts.get(p.group) ?? 0) + 1);
+    return [...counts].map(([g, n]) => `${g}=${n}`).join(",");
+  }
+
+  /**
+   * Lists while creations are held, so they never wait for CA's next Refresh (rule 13): at the
+   * end of the startup grace, then at once when a list that started inside the grace landed,
+   * else after a backoff (5 s doubling to 60 s) while listing fails. Each list is Refresh's own
+   * (one at a time: a list under way is shared).
+   */
+  private async listWhileHeld(epoch: number): Promise<void> {
+    // A hold that ends and a new one that starts while this one sleeps start lists of their own.
+    const current = () => epoch === this.holdEpoch && !this.stopped && this.holdReason() !== null;
+    let wait = SELF_LIST_FIRST_WAIT_MS;
+    while (current()) {
+      const now = this.clock.now();
+      if (now < this.settledAfter) {
+        await this.clock.sleep(this.settledAfter - now);
+        continue;
+      }
+      const applied = this.appliedListStartedAt;
+      log.debug("listing servers to release held creations", { reason: this.holdReason() });
+      let failed: Error | undefined;
+      await this.refresh().catch((e: Error) => (failed = e));
+      if (!current()) return;
+      // A list that started inside the grace landed (a Refresh under way was shared): list again now.
+      if (this.appliedListStartedAt > applied && this.appliedListStartedAt < this.settledAfter) continue;
+      // (A failure while the view is fresh was logged by the list itself.)
+      if (failed) log.warn("cannot list servers to release the held creations; trying again", { error: failed.message, inSeconds: wait / 1000 });
+      await this.clock.sleep(wait);
+      wait = Math.min(wait * 2, SELF_LIST_MAX_WAIT_MS);
+    }
   }
 
   // --------------------------------------------------------------- scale up
@@ -386,6 +563,7 @@ export class Reconciler {
     }
     for (const p of candidates.slice(0, -delta)) this.marks.pending.delete(p.name);
     log.info("target size decreased", { group: groupId, delta, targetSize: targetSize(this.view, this.marks, groupId) });
+    this.checkHold();
   }
 
   /**
@@ -420,6 +598,7 @@ export class Reconciler {
   }
 
   stop(): void {
+    this.stopped = true;
     this.creates.stop();
     this.deleter.stop();
   }

@@ -195,8 +195,8 @@ export async function startGrpcServer(opts: ServerOptions): Promise<RunningServe
   };
 }
 
-/** Plain HTTP health endpoints: /healthz (process up), /readyz (view of the cloud fresh) and /metrics (Prometheus). */
-export function startHealthServer(host: string, port: number, ready: () => { ok: boolean; detail: string }) {
+/** Plain HTTP health endpoints: /healthz (process up), /readyz (view of the cloud fresh), /metrics (Prometheus) and /status (JSON for `status`). */
+export function startHealthServer(host: string, port: number, ready: () => { ok: boolean; detail: string }, status: () => unknown) {
   return Bun.serve({
     hostname: host,
     port,
@@ -208,6 +208,7 @@ export function startHealthServer(host: string, port: number, ready: () => { ok:
         return new Response(`${r.detail}\n`, { status: r.ok ? 200 : 503 });
       }
       if (path === "/metrics") return metricsResponse();
+      if (path === "/status") return Response.json(status(), { headers: { "cache-control": "no-store" } });
       return new Response("not found\n", { status: 404 });
     },
   });

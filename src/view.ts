@@ -12,7 +12,17 @@ export const PENDING_ID_PREFIX = "cloudscale://pending/";
 export const OUT_OF_RESOURCES = 1;
 export const OTHER_ERROR = 99;
 
+/** The error codes a failed creation is shown to CA with (and counted by in the metrics). */
+export const CREATE_ERROR_CODES = {
+  quota: "QUOTA_EXCEEDED",
+  capacity: "OUT_OF_CAPACITY",
+  other: "CREATE_FAILED",
+} as const;
+
 export type InstanceState = "running" | "creating" | "deleting";
+/** An instance as an operator counts it: CA's state, or failed when it carries an error. */
+export type ServerState = InstanceState | "failed";
+export const SERVER_STATES: readonly ServerState[] = ["running", "creating", "deleting", "failed"];
 
 export interface InstanceView {
   id: string;
@@ -174,6 +184,13 @@ export function instances(view: View, marks: Marks, group: string): InstanceView
     if (p.uuid && marks.deleting.has(p.uuid)) out.push({ id, state: "deleting" });
     else out.push(p.state === "failed" ? { id, state: "creating", error: p.error } : { id, state: "creating" });
   }
+  return out;
+}
+
+/** Instances by the state an operator counts them in. */
+export function countStates(list: InstanceView[]): Record<ServerState, number> {
+  const out: Record<ServerState, number> = { running: 0, creating: 0, deleting: 0, failed: 0 };
+  for (const i of list) out[i.error ? "failed" : i.state]++;
   return out;
 }
 

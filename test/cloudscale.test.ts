@@ -60,8 +60,19 @@ describe("DELETE of a server still being created", () => {
     const uuid = await seed("changing");
     const e = await client().deleteServer(uuid).catch((x) => x);
     expect({ kind: e.kind, status: e.status, ambiguous: e.ambiguous, retryable: e.retryable }).toEqual({ kind: "busy", status: 400, ambiguous: false, retryable: false });
+    expect(e.body).toEqual({ detail: expect.stringContaining("changing") }); // the API's answer as it came (check compares its shape)
     expect(sim.count("DELETE /v1/servers/:uuid")).toBe(1);
     await control("/_sim/clock", { advanceSeconds: 6 });
     expect(await client().deleteServer(uuid)).toBe("deleted");
+  });
+});
+
+describe("error answers", () => {
+  test("a proxy's HTML page becomes one line of the message; the body is kept as it came", async () => {
+    await control("/_sim/faults", { rules: [{ method: "GET", path: "/v1/servers", action: "error", status: 502 }] });
+    const e = await createClient({ url: sim.apiUrl, token: "t", attempts: 1 }).listServers({}).catch((x) => x);
+    expect(e.message).toMatch(/^listing servers: HTTP 502: <html> <head><title>502 Bad Gateway<\/title><\/head> <body>/);
+    expect(e.message).not.toContain("\n");
+    expect(e.body).toContain("\r\n");
   });
 });

@@ -56,17 +56,20 @@ describe("CreateQueue", () => {
     expect(cloud.count("create")).toBe(5);
   });
 
-  test("nothing goes out while creations may not; a pump after that sends them", async () => {
+  test("nothing goes out while creations may not (the owner is told they are held); a pump after that sends them", async () => {
     may = false;
-    const { q, pending } = queue();
+    let held = 0;
+    const { q, pending } = queue({ onHeld: () => held++ });
     q.accept("a", "c-a-1");
     await settle();
     expect(cloud.count("create")).toBe(0);
     expect(pending.get("c-a-1")?.state).toBe("queued");
+    expect(held).toBe(1);
     may = true;
     q.pump();
     await q.whenIdle();
     expect(pending.get("c-a-1")).toMatchObject({ state: "created", attempts: 1 });
+    expect(held).toBe(1);
   });
 
   test("cancelQueued takes the newest waiting ones, never one on its way", async () => {
@@ -87,7 +90,9 @@ describe("CreateQueue", () => {
   });
 
   test("failures: quota and capacity are OutOfResources, others Other; a bad request body fails without a call", async () => {
+    const failed: string[] = [];
     const { q, pending } = queue({
+      onFailed: (p) => failed.push(`${p.name} ${p.error?.code}`),
       createRequest: (g, name) => {
         if (name === "c-a-bad") throw new Error("user-data cannot be patched");
         return { name, flavor: g.flavor, image: g.image, volume_size_gb: 10, ssh_keys: [], tags: {} };
@@ -110,6 +115,7 @@ describe("CreateQueue", () => {
       ["c-a-v", "failed", "CREATE_FAILED", 99],
       ["c-a-bad", "failed", "CREATE_FAILED", 99],
     ]);
+    expect(failed).toEqual(["c-a-q QUOTA_EXCEEDED", "c-a-c OUT_OF_CAPACITY", "c-a-v CREATE_FAILED", "c-a-bad CREATE_FAILED"]);
     expect(cloud.count("create")).toBe(3);
   });
 });

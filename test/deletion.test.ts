@@ -99,6 +99,18 @@ describe("confirmOwnership", () => {
     expect(e.code).toBe(Code.Unavailable);
     expect(e.message).toContain(`cannot read server ${a1.uuid}`);
   });
+
+  test("a read cut short by the caller's deadline says so: DeadlineExceeded, not the API's failure", async () => {
+    const a1 = cloud.add("c-a-1", ours("a"));
+    cloud.hold("get");
+    const caller = new AbortController();
+    const confirming = confirmOwnership(cloud, [{ kind: "server", uuid: a1.uuid, label: "c-a-1" }], "c", "a", caller.signal).catch((x) => x);
+    caller.abort();
+    cloud.waiting("get")[0]!.fail(new CloudscaleError("timeout", "reading server: the operation timed out"));
+    const e = await confirming;
+    expect(e.code).toBe(Code.DeadlineExceeded);
+    expect(e.message).toContain("nothing deleted: the caller's deadline passed");
+  });
 });
 
 describe("Deleter", () => {

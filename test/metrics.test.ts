@@ -235,15 +235,20 @@ describe("/metrics of the compiled binary", () => {
     expect(v(m2, `${P}api_requests_total`, { ...series, status_class: "5xx" })).toBeGreaterThan(v(m1, `${P}api_requests_total`, { ...series, status_class: "5xx" }));
   });
 
-  test("a failed create: the API's 4xx is counted and CA's failed instance shows as state failed", async () => {
+  test("a failed create: the API's 4xx is counted, create_failures_total{code} goes up by one, CA's failed instance shows as state failed", async () => {
     const { c, health } = await serveWith();
     await c.call("Refresh");
+    const m0 = await get(health);
     await sim.control("/_sim/quota", { servers: 0 });
     await c.call("NodeGroupIncreaseSize", { id: "big", delta: 1 });
     const m = await until("the failed create shows", async () => {
       const x = await get(health);
       return v(x, `${P}servers`, { group: "big", state: "failed" }) === 1 && x;
     });
+    const failures = (x: Map<string, Family>, group: string, code: string) => v(x, `${P}create_failures_total`, { group, code });
+    expect(failures(m0, "big", "QUOTA_EXCEEDED")).toBe(0);
+    expect(failures(m, "big", "QUOTA_EXCEEDED")).toBe(1);
+    for (const [group, code] of [["big", "OUT_OF_CAPACITY"], ["big", "CREATE_FAILED"], ["pool", "QUOTA_EXCEEDED"]] as const) expect({ group, code, n: failures(m, group, code) }).toEqual({ group, code, n: 0 });
     expect(v(m, `${P}api_requests_total`, { method: "POST", endpoint: "/v1/servers", status_class: "4xx" })).toBe(1);
     expect(v(m, `${P}creates_pending`, { group: "big" })).toBe(0);
     expect(v(m, `${P}servers`, { group: "big", state: "creating" })).toBe(0);
@@ -261,5 +266,46 @@ describe("/metrics of the compiled binary", () => {
     expect(v(m, `${P}node_group_target_size`, { group: "pool" })).toBe(2);
     expect(v(m, `${P}api_requests_total`, { method: "POST", endpoint: "/v1/servers", status_class: "2xx" })).toBe(0);
     expect(await ours()).toHaveLength(0);
+  });
+
+  test("creates_held goes back to 0 once the provider's own list after the grace lands, with no Refresh from CA", async () => {
+    const { c, health } = await serveWith("startupGrace: 1s");
+    // Every list fails from now on: the creates stay held, however slow this machine is.
+    await sim.control("/_sim/faults", { rules: [{ method: "GET", path: "/v1/servers", action: "error", status: 503 }] });
+    await c.call("NodeGroupIncreaseSize", { id: "pool", delta: 2 });
+    const m0 = await until("the provider's own list failed", async () => {
+      const x = await get(health);
+      return v(x, `${P}list_duration_seconds_count`, { result: "error" }) >= 1 && x;
+    });
+    expect(v(m0, `${P}creates_held`, { group: "pool" })).toBe(2);
+    expect(v(m0, `${P}creates_pending`, { group: "pool" })).toBe(2);
+    await sim.control("/_sim/reset-faults", {});
+    const m1 = await until("the held creates went out", async () => {
+      const x = await get(health);
+      return v(x, `${P}api_requests_total`, { method: "POST", endpoint: "/v1/servers", status_class: "2xx" }) === 2 && x;
+    });
+    expect(v(m1, `${P}creates_held`, { group: "pool" })).toBe(0);
+    expect(v(m1, `${P}grpc_calls_total`, { method: "Refresh", code: "OK" })).toBe(0);
+    expect(await ours()).toHaveLength(2);
+  });
+
+  test("list_duration_seconds times the lists that rebuild the view, not the create queue's look-ups by name", async () => {
+    const { c, health } = await serveWith();
+    await c.call("Refresh");
+    const m0 = await get(health);
+    const series = { method: "GET", endpoint: "/v1/servers", status_class: "2xx" };
+    // The create takes effect but its answer is lost: the queue looks for it by its name (one list).
+    await sim.control("/_sim/faults", { rules: [{ method: "POST", path: "/v1/servers", action: "lost-response", count: 1 }] });
+    await c.call("NodeGroupIncreaseSize", { id: "pool", delta: 1 });
+    const m1 = await until("the look-up by name happened", async () => {
+      const x = await get(health);
+      return v(x, `${P}api_requests_total`, series) > v(m0, `${P}api_requests_total`, series) && x;
+    });
+    expect(v(m1, `${P}api_requests_total`, series) - v(m0, `${P}api_requests_total`, series)).toBe(1);
+    expect(v(m1, `${P}list_duration_seconds_count`, { result: "ok" })).toBe(v(m0, `${P}list_duration_seconds_count`, { result: "ok" }));
+    await c.call("Refresh");
+    const m2 = await get(health);
+    expect(v(m2, `${P}list_duration_seconds_count`, { result: "ok" }) - v(m0, `${P}list_duration_seconds_count`, { result: "ok" })).toBe(1);
+    expect(await ours()).toHaveLength(1);
   });
 });

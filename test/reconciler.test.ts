@@ -395,12 +395,12 @@ describe("9. a predecessor's creates that land after a restart fill the creation
     return { after, inFlight };
   }
 
-  test("the grace ends, then the old 7 land, then the first list past the grace: 17", async () => {
+  test("the old 7 land as the grace ends, then the first list past the grace (the provider's own, rule 13): 17", async () => {
     const { after, inFlight } = await crashWithSevenInFlight();
-    await clock.advance(GRACE);
+    await clock.advance(GRACE - 1);
     for (const c of inFlight) c.answer();
-    await after.refresh();
-    await settle();
+    await clock.advance(1); // the grace is over: the provider lists by itself, no Refresh needed
+    expect(cloud.count("list")).toBe(3);
     expect({ posts: posts(), servers: cloud.servers.size, targetSize: after.targetSize("pool") }).toEqual({ posts: 17, servers: 17, targetSize: 17 });
     await clock.advance(10_000);
     await after.refresh();
@@ -457,17 +457,25 @@ describe("11. nothing is created or deleted from a stale view", () => {
     r.increaseSize("pool", 3);
     await settle();
     expect(posts()).toBe(1); // one at a time; two wait
-    cloud.next("list", new CloudscaleError("server", "HTTP 503", 503));
+    cloud.hold("list");
     await clock.advance(121_000);
-    await expect(r.refresh()).rejects.toThrow(/cannot list servers/);
+    const refreshing = r.refresh();
+    cloud.waiting("list")[0]!.fail(new CloudscaleError("server", "HTTP 503", 503));
+    await expect(refreshing).rejects.toThrow(/cannot list servers/);
     cloud.waiting("create")[0]!.answer();
     await settle();
     expect(posts()).toBe(1); // the next one did not go out
     expect(await codeOf(() => r.increaseSize("pool", 1))).toBe(Code.Unavailable);
     expect(await codeOf(r.deleteNodes("pool", [node(a.uuid)]))).toBe(Code.Unavailable);
+    // The held two make the provider list by itself (rule 13); until that list lands nothing goes out.
+    expect(cloud.waiting("list")).toHaveLength(1);
+    expect(posts()).toBe(1);
+    cloud.waiting("list")[0]!.answer();
+    cloud.release("list");
     cloud.release("create");
-    await r.refresh();
     await settle();
+    for (const c of cloud.waiting("create")) c.answer();
+    await r.whenIdle();
     expect(posts()).toBe(3);
     expect(r.targetSize("pool")).toBe(4);
   });
@@ -563,5 +571,179 @@ describe("the generation: cached answers (service.ts) are kept only while it sta
     });
     // The observer is only as good as the events it saw change the answers.
     expect(moves.length).toBeGreaterThanOrEqual(7);
+  });
+});
+
+/** Log lines written while `fn` runs (info and above), as text. */
+async function logged(fn: () => Promise<void>): Promise<string[]> {
+  const lines: string[] = [];
+  const write = process.stderr.write;
+  configureLog({ level: "info", format: "text" });
+  process.stderr.write = ((chunk: string | Uint8Array) => {
+    lines.push(String(chunk));
+    return true;
+  }) as typeof process.stderr.write;
+  try {
+    await fn();
+  } finally {
+    process.stderr.write = write;
+    configureLog({ level: "error" });
+  }
+  return lines;
+}
+const holds = (lines: string[]) => lines.filter((l) => /creations are held/.test(l));
+const releases = (lines: string[]) => lines.filter((l) => /held creations released/.test(l));
+
+describe("13. held creations never wait for CA's next Refresh", () => {
+  const GRACE = 35_000;
+
+  test("after a start: IncreaseSize before any Refresh; the grace passes; the provider's own list lands; the creates go out", async () => {
+    const lines = await logged(async () => {
+      const r = await started({ startupGraceMs: GRACE }); // the start's own list; CA has not called Refresh
+      r.increaseSize("pool", 2);
+      await settle();
+      expect(posts()).toBe(0);
+      expect(r.snapshot().groups[0]).toMatchObject({ pending: 2, held: 2, targetSize: 2 });
+      expect(r.snapshot().hold?.reason).toBe("startup-grace");
+      cloud.hold("list");
+      await clock.advance(GRACE - 1);
+      expect(cloud.count("list")).toBe(1); // nothing before the grace ends
+      await clock.advance(1);
+      const own = cloud.waiting("list");
+      expect(own).toHaveLength(1); // the provider's own list, started as the grace ended
+      expect(own[0]!.startedAt).toBe(clock.now());
+      expect(posts()).toBe(0); // not before that list lands
+      own[0]!.answer();
+      await settle();
+      expect(posts()).toBe(2);
+      expect(r.snapshot().groups[0]).toMatchObject({ held: 0 });
+      expect(r.snapshot().hold).toBeNull();
+      await clock.advance(600_000);
+      expect(cloud.count("list")).toBe(2); // and then it stops listing
+    });
+    expect(holds(lines)).toHaveLength(1);
+    expect(holds(lines)[0]).toMatch(/may still land until 2026-12-01T00:00:35.000Z \(startupGrace 35s after the start\)/);
+    expect(holds(lines)[0]).toMatch(/creates=2 reason=startup-grace groups="pool=2"/);
+    expect(releases(lines)).toHaveLength(1);
+    expect(releases(lines)[0]).toMatch(/creates=2 heldSeconds=35/);
+  });
+
+  test("more creations while held are logged once; a Refresh under way past the grace is shared, not doubled", async () => {
+    const lines = await logged(async () => {
+      const r = await started({ startupGraceMs: GRACE });
+      r.increaseSize("pool", 1);
+      await clock.advance(10_000);
+      r.increaseSize("pool", 2);
+      await clock.advance(GRACE - 10_000 - 1);
+      cloud.hold("list");
+      const refresh = r.refresh(); // CA's Refresh, started 1 ms inside the grace
+      await clock.advance(1); // the grace ends while that list is under way
+      expect(cloud.waiting("list")).toHaveLength(1); // shared: one list at a time
+      cloud.waiting("list")[0]!.answerFromStart();
+      await refresh;
+      await settle();
+      // That list started inside the grace: the provider lists again at once, past it.
+      expect(cloud.waiting("list")).toHaveLength(1);
+      expect(posts()).toBe(0);
+      cloud.waiting("list")[0]!.answer();
+      await settle();
+      expect(posts()).toBe(3);
+      expect(cloud.count("list")).toBe(3);
+    });
+    expect(holds(lines)).toHaveLength(1);
+    expect(releases(lines)).toHaveLength(1);
+  });
+
+  test("while listing fails the provider tries again with a bounded backoff, then goes on", async () => {
+    const r = await started({ startupGraceMs: GRACE });
+    r.increaseSize("pool", 1);
+    cloud.hold("list");
+    await clock.advance(GRACE);
+    const starts: number[] = [];
+    // Ten minutes of a failing API: each of the provider's lists fails as soon as it is made.
+    for (let t = 0; t <= 600; t++) {
+      for (const c of cloud.waiting("list")) {
+        starts.push(c.startedAt);
+        c.fail(new CloudscaleError("server", "HTTP 503", 503));
+      }
+      await settle();
+      await clock.advance(1000);
+    }
+    const gaps = starts.slice(1).map((t, i) => (t - starts[i]!) / 1000);
+    expect(gaps.slice(0, 5)).toEqual([5, 10, 20, 40, 60]);
+    expect(Math.max(...gaps)).toBe(60);
+    expect(starts.length).toBeLessThanOrEqual(15); // not a hammering loop
+    expect(posts()).toBe(0);
+    // No list past the grace has landed, so the hold is still the grace's (the view is stale too by now).
+    expect(r.snapshot().hold?.reason).toBe("startup-grace");
+    await clock.advance(60_000);
+    cloud.waiting("list")[0]!.answer();
+    await settle();
+    expect(posts()).toBe(1);
+    expect(r.snapshot().hold).toBeNull();
+  });
+
+  test("a stale view with creations queued: the provider lists by itself and they go out, no Refresh needed", async () => {
+    const lines = await logged(async () => {
+      const r = await started({}, { ...config(), createConcurrency: 1 });
+      cloud.hold("create");
+      r.increaseSize("pool", 2);
+      await settle();
+      await clock.advance(121_000); // no Refresh for longer than maxViewAge: the view is stale
+      cloud.hold("list");
+      cloud.waiting("create")[0]!.answer();
+      await settle(); // the second may not go out from a stale view: it is held, and the provider lists at once
+      expect(r.snapshot().hold?.reason).toBe("stale-view");
+      expect(r.snapshot().groups[0]).toMatchObject({ held: 1, pending: 1 });
+      expect(cloud.waiting("list")).toHaveLength(1);
+      expect(posts()).toBe(1);
+      cloud.release("create");
+      cloud.waiting("list")[0]!.answer();
+      await settle();
+      expect(posts()).toBe(2);
+      expect(cloud.count("list")).toBe(2);
+    });
+    expect(holds(lines)).toHaveLength(1);
+    expect(holds(lines)[0]).toMatch(/WARN .*view of the cloud is 121s old \(limit 120s\).*reason=stale-view/);
+    expect(releases(lines)).toHaveLength(1);
+  });
+
+  test("held creations that CA cancels end the hold and the provider's lists", async () => {
+    const lines = await logged(async () => {
+      const r = await started({ startupGraceMs: GRACE });
+      r.increaseSize("pool", 2);
+      await settle();
+      r.decreaseTargetSize("pool", -2);
+      await clock.advance(10 * GRACE);
+      expect(cloud.count("list")).toBe(1);
+      expect(r.snapshot().hold).toBeNull();
+    });
+    expect(holds(lines)).toHaveLength(1);
+    expect(lines.filter((l) => /no creation is held any more: the held ones were cancelled/.test(l))).toHaveLength(1);
+    expect(releases(lines)).toHaveLength(0);
+  });
+
+  test("a hold that ends and a new one inside the grace: one list at its end, not one per hold", async () => {
+    const r = await started({ startupGraceMs: GRACE });
+    r.increaseSize("pool", 1);
+    await settle();
+    r.decreaseTargetSize("pool", -1);
+    await clock.advance(1000);
+    r.increaseSize("pool", 2);
+    await settle();
+    await clock.advance(GRACE);
+    expect(cloud.count("list")).toBe(2);
+    expect(posts()).toBe(2);
+    await clock.advance(10 * GRACE);
+    expect(cloud.count("list")).toBe(2);
+  });
+
+  test("a stopped provider makes no list of its own", async () => {
+    const r = await started({ startupGraceMs: GRACE });
+    r.increaseSize("pool", 1);
+    await settle();
+    r.stop();
+    await clock.advance(10 * GRACE);
+    expect(cloud.count("list")).toBe(1);
   });
 });

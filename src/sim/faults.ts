@@ -42,8 +42,9 @@ export interface FaultRule {
   status?: FaultStatus;
   /** Retry-After value in seconds for 429 (default 1) and, when set, for 503. */
   retryAfterSeconds?: number;
-  /** Replace the default error body (JSON). */
-  body?: Record<string, string>;
+  /** Replace the default error body: any JSON object (the real API's values are plain strings; other
+   *  shapes, such as Django REST framework's default lists, show how a client copes). */
+  body?: Record<string, unknown>;
   /** For "error"/"timeout"/"drop": let the request take effect before the fault is applied. */
   commit?: boolean;
   /** For "timeout": how long to hold before answering 504 if the client is still waiting (default and max
@@ -301,7 +302,6 @@ function validateRule(rule: FaultRule): FaultRule {
   if (r.mode !== undefined && r.mode !== "502" && r.mode !== "drop") throw new Error('rule.mode must be "502" or "drop"');
   if (r.body !== undefined) {
     if (typeof r.body !== "object" || r.body === null || Array.isArray(r.body)) throw new Error("rule.body must be an object");
-    for (const v of Object.values(r.body)) if (typeof v !== "string") throw new Error("rule.body values must be strings");
   }
   if (r.latencyMs === undefined && r.action === undefined) throw new Error("a rule needs latencyMs or action");
   if (r.method) r.method = r.method.toUpperCase();

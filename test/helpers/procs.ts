@@ -178,3 +178,20 @@ export async function until<T>(what: string, fn: () => Promise<T | undefined | f
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
 }
+
+/** Runs the binary to its end (without blocking this process: the simulator may be answering it); its output is recorded. */
+export async function runBin(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  requireBinary();
+  const proc = Bun.spawn([BIN, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp", ...env } });
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  record(stdout + stderr);
+  return { code, stdout, stderr };
+}
+
+/** A loopback port nothing listens on (it was free a moment ago). */
+export function closedPort(): number {
+  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = s.port;
+  s.stop(true);
+  return port;
+}
