@@ -6,6 +6,7 @@ import { CHECK_GROUP, runCheck } from "./check";
 import { configureLog, log, registerSecret, type LogLevel } from "./log";
 import { GROUP_TAG } from "./types";
 import { commit, version } from "./version";
+import type { ProviderConfig } from "./types";
 import { isLoopback, startGrpcServer, startHealthServer } from "./server";
 import { routes } from "./service";
 import { createProvider } from "./provider";
@@ -60,17 +61,23 @@ AUTOSCALER_CLOUDSCALE_HEALTH_LISTEN, AUTOSCALER_CLOUDSCALE_LOG_LEVEL and AUTOSCA
 
 const VALIDATE_USAGE = `Usage: autoscaler-cloudscale validate --config FILE [--token-file FILE] [--offline]
 
-Checks the configuration: every problem is listed with its path. With an API token
-(CLOUDSCALE_API_TOKEN or --token-file) it also checks against the API that each node group's
-flavor, image and zone exist and that the flavor is offered in the zone. --offline skips that.
+Checks the configuration: every problem is listed with its path. Prints the node groups CA
+will see (an entry with flavors/zones lists expands into one group per flavor × zone).
+With an API token (CLOUDSCALE_API_TOKEN or --token-file) it also checks against the API, for
+every node group: the zone exists, the flavor exists and is offered in the zone, the image
+exists and is available in the zone, the server groups exist (by UUID), are in the zone and
+have room for the group's max. --offline skips that.
 Exit code 0 when valid, 1 when not.
 `;
 
-const TEMPLATE_USAGE = `Usage: autoscaler-cloudscale template --config FILE GROUP [--output yaml|json] [--token-file FILE]
+const TEMPLATE_USAGE = `Usage: autoscaler-cloudscale template --config FILE [GROUP...] [--output yaml|json] [--token-file FILE]
 
-Prints the template node CA simulates a new node of GROUP with: capacity, allocatable
-(capacity minus reservations and eviction thresholds), labels and taints. Flavor details come
-from the API when a token is set, else from the flavor slug (flex-<memGB>-<vCPUs>, plus-…).
+Prints the template node CA simulates a new node of a group with: capacity, allocatable
+(capacity minus reservations and eviction thresholds), labels and taints. GROUP is a node
+group's name, or an entry's name for all the groups it expands to; none means every group.
+One group prints as a Node; several as a YAML stream of Nodes (JSON: a v1 List).
+Flavor details come from the API when a token is set, else from the flavor slug
+(flex-<memGB>-<vCPUs>, plus-…; GPU flavors need the API).
 `;
 
 const STATUS_USAGE = `Usage: autoscaler-cloudscale status [--health URL|HOST:PORT] [--json]
@@ -232,7 +239,7 @@ async function validate(argv: string[]): Promise<number> {
   if (values.help) return help(VALIDATE_USAGE);
   if (!values.config) throw new UsageError(`--config is required\n\n${VALIDATE_USAGE}`);
   const config = loadConfigFile(values.config);
-  process.stdout.write(`${values.config}: schema OK (cluster ${config.clusterName}, ${config.nodeGroups.length} node group${config.nodeGroups.length === 1 ? "" : "s"})\n`);
+  process.stdout.write(`${values.config}: schema OK (cluster ${config.clusterName}, ${config.nodeGroups.length} node group${config.nodeGroups.length === 1 ? "" : "s"})\n${describeGroups(config)}`);
   if (values.offline) return 0;
   let api;
   try {
@@ -247,7 +254,7 @@ async function validate(argv: string[]): Promise<number> {
     process.stdout.write(`${values.config}: ${problems.length} problem${problems.length === 1 ? "" : "s"} found against ${api.url}:\n${problems.map((p) => `  - ${p}`).join("\n")}\n`);
     return 1;
   }
-  process.stdout.write(`${values.config}: flavors, images, zones and server groups exist at ${api.url}\n`);
+  process.stdout.write(`${values.config}: flavors, images, zones and server groups exist at ${api.url}; every flavor and image is offered in its groups' zones\n`);
   return 0;
 }
 
@@ -340,10 +347,18 @@ async function check(argv: string[]): Promise<number> {
   }
 }
 
+/** The node groups CA will see, one line each: name, flavor, zone, size, and the entry it came from. */
+function describeGroups(config: ProviderConfig): string {
+  const width = Math.max(...config.nodeGroups.map((g) => g.name.length));
+  return config.nodeGroups
+    .map((g) => `  ${g.name.padEnd(width)}  ${g.flavor} in ${g.zone}, min ${g.min}, max ${g.max}${g.entry && g.entry !== g.name ? `  (from ${g.source?.path ?? g.entry})` : ""}\n`)
+    .join("");
+}
+
 async function template(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, { config: { type: "string" }, output: { type: "string", short: "o", default: "yaml" }, "token-file": { type: "string" } }, TEMPLATE_USAGE, true);
   if (values.help) return help(TEMPLATE_USAGE);
-  if (!values.config || positionals.length !== 1) throw new UsageError(`--config and exactly one GROUP are required\n\n${TEMPLATE_USAGE}`);
+  if (!values.config) throw new UsageError(`--config is required\n\n${TEMPLATE_USAGE}`);
   if (values.output !== "yaml" && values.output !== "json") throw new UsageError(`--output must be yaml or json`);
   const config = loadConfigFile(values.config);
   let cloud;
@@ -354,7 +369,7 @@ async function template(argv: string[]): Promise<number> {
   } catch {
     cloud = undefined;
   }
-  process.stdout.write(await renderTemplate(config, positionals[0]!, values.output, cloud));
+  process.stdout.write(await renderTemplate(config, positionals, values.output, cloud));
   return 0;
 }
 

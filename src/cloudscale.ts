@@ -230,7 +230,7 @@ export function createClient(opts: ClientOptions) {
     listRegions(signal?: AbortSignal): Promise<{ slug: string; zones: { slug: string }[] }[]> {
       return withRetry("listing regions", REGIONS, "/regions", { signal });
     },
-    listServerGroups(signal?: AbortSignal): Promise<{ uuid: string; name: string; zone: { slug: string } }[]> {
+    listServerGroups(signal?: AbortSignal): Promise<{ uuid: string; name: string; zone: { slug: string }; servers?: { uuid: string }[] }[]> {
       return withRetry("listing server groups", SERVER_GROUPS, "/server-groups", { signal });
     },
   };

@@ -32,8 +32,17 @@ export type Provider = ProviderApi & {
   flavor(slug: string): Flavor | undefined;
 };
 
+/**
+ * The flavor catalog (sizes, GPUs, zones) comes from the API's flavor list, read at the
+ * start and again by a Refresh once it is older than this. A failed read keeps the last
+ * list (and is tried again at the next Refresh); before any list, flavors are read from
+ * their slug (flavorFromSlug).
+ */
+export const FLAVOR_CATALOG_MAX_AGE_MS = 10 * 60_000;
+
 export function createProvider(deps: ProviderDeps): Provider {
   const { config, cloud } = deps;
+  const now = () => deps.clock?.now() ?? Date.now();
   const flavors = new Map<string, Flavor>();
   let flavorsLoadedAt = 0;
   let flavorLoad: Promise<void> | null = null;
@@ -51,8 +60,7 @@ export function createProvider(deps: ProviderDeps): Provider {
     };
     if (group.userDataFormat !== "none" && group.userData) {
       // The node that registers must be the node the template promised: same labels, same taints.
-      const f = flavor(group.flavor);
-      const labels = f ? nodeLabels(group, f) : group.labels;
+      const labels = nodeLabels(group, flavor(group.flavor));
       body.user_data = patchUserData(group.userDataFormat, group.userData, { hostname: name, labels, taints: group.taints });
     }
     if (group.serverGroups.length) body.server_groups = group.serverGroups;
@@ -75,11 +83,17 @@ export function createProvider(deps: ProviderDeps): Provider {
       flavorLoad = cloud
         .listFlavors()
         .then((list) => {
+          const first = flavorsLoadedAt === 0;
           flavors.clear();
           for (const f of list) flavors.set(f.slug, f);
-          flavorsLoadedAt = Date.now();
+          flavorsLoadedAt = now();
+          if (!first) return;
           for (const g of config.nodeGroups) {
-            if (!flavors.has(g.flavor)) log.warn("node group's flavor is not offered by the API", { group: g.name, flavor: g.flavor });
+            const f = flavors.get(g.flavor);
+            if (!f) log.warn("node group's flavor is not offered by the API", { group: g.name, flavor: g.flavor });
+            else if (f.zones?.length && !f.zones.some((z) => z.slug === g.zone)) {
+              log.warn("node group's flavor is not offered in its zone; its servers cannot be created", { group: g.name, flavor: g.flavor, zone: g.zone, zones: f.zones.map((z) => z.slug).join(",") });
+            }
           }
         })
         .finally(() => {
@@ -136,8 +150,8 @@ export function createProvider(deps: ProviderDeps): Provider {
       return id ? groupsByName.get(id) : undefined;
     },
     async refresh(signal, deadlineMs) {
-      // Flavors change rarely; re-read them every 10 minutes, never failing Refresh over it.
-      if (Date.now() - flavorsLoadedAt > 600_000) void loadFlavors().catch((e) => log.debug("flavor reload failed", { error: (e as Error).message }));
+      // Flavors change rarely; re-read them when the list is older than its bound, never failing Refresh over it.
+      if (now() - flavorsLoadedAt > FLAVOR_CATALOG_MAX_AGE_MS) void loadFlavors().catch((e) => log.debug("flavor reload failed", { error: (e as Error).message }));
       await reconciler.refresh(signal, deadlineMs);
     },
     generation: () => reconciler.generation,
@@ -158,7 +172,7 @@ export function createProvider(deps: ProviderDeps): Provider {
       }
       f ??= flavorFromSlug(group.flavor);
       if (!f) throw new ConnectError(`flavor "${group.flavor}" of node group "${groupId}" is unknown and the API's flavor list cannot be read`, Code.Unavailable);
-      const key = `${f.slug}:${f.vcpu_count}:${f.memory_gb}:${f.gpu?.count ?? 0}`;
+      const key = JSON.stringify([f.slug, f.vcpu_count, f.memory_gb, f.gpu?.count ?? 0, f.gpu?.name ?? ""]);
       const cached = templates.get(groupId);
       if (cached && cached.flavorKey === key) return cached;
       const node = templateNode(resolveGroup(group, f), config.clusterName);
@@ -167,11 +181,18 @@ export function createProvider(deps: ProviderDeps): Provider {
       return entry;
     },
     nodePrice(node, startSec, endSec) {
-      // A real node by providerID or name; a template node CA simulates by our group label.
-      const groupId = reconciler.groupForNode(node.providerID, node.name) || node.labels[NODE_GROUP_LABEL] || "";
-      const group = groupsByName.get(groupId);
-      // A node CA simulates (a template) or one outside our groups: price it by its instance-type label.
-      const slug = group?.flavor ?? node.labels["node.kubernetes.io/instance-type"] ?? node.labels["beta.kubernetes.io/instance-type"];
+      const instanceType = node.labels["node.kubernetes.io/instance-type"] ?? node.labels["beta.kubernetes.io/instance-type"];
+      // A real node by providerID or name; a template node CA simulates by our node-group label
+      // (the configuration entry) and its flavor: the entry's groups in other zones cost the same.
+      const realGroup = reconciler.groupForNode(node.providerID, node.name);
+      const entry = node.labels[NODE_GROUP_LABEL];
+      const group = realGroup
+        ? groupsByName.get(realGroup)
+        : entry !== undefined
+          ? config.nodeGroups.find((g) => (g.entry ?? g.name) === entry && g.flavor === instanceType) ?? groupsByName.get(entry)
+          : undefined;
+      // A node outside our groups: price it by its instance-type label.
+      const slug = group?.flavor ?? instanceType;
       if (!slug) throw new ConnectError(`cannot price node "${node.name.slice(0, 100)}": it is not in a node group and has no instance-type label`, Code.NotFound);
       return nodePrice(pricePerHour(group, slug), startSec, endSec);
     },

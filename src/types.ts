@@ -44,9 +44,36 @@ export interface NetworkInterface {
   addresses?: { subnet?: string; address?: string }[];
 }
 
-/** One node group, fully resolved (defaults applied, user-data file read). */
+/**
+ * Where an expanded group's settings are in the configuration file, so a problem
+ * found later (against the API) names the key to change, e.g. `nodeGroups[2].flavors[1]`.
+ */
+export interface GroupSource {
+  /** The entry: `nodeGroups[2]`. */
+  path: string;
+  /** `nodeGroups[2].flavor` or `nodeGroups[2].flavors[1]`. */
+  flavorPath: string;
+  /** `nodeGroups[2].zone`, `nodeGroups[2].zones[0]`, or `zone` (the top-level default). */
+  zonePath: string;
+  /** One path per entry of `serverGroups`: `nodeGroups[2].serverGroups[0]` or `nodeGroups[2].serverGroups.lpg1[0]`. */
+  serverGroupPaths: string[];
+}
+
+/**
+ * One node group as CA sees it, fully resolved (defaults applied, user-data file read).
+ * A configuration entry with `flavors`/`zones` lists expands into one of these per
+ * flavor × zone (see expansion.ts).
+ */
 export interface NodeGroupConfig {
   name: string;
+  /**
+   * Name of the configuration entry the group comes from, and the value of the node-group
+   * label. Groups expanded from one entry share it, so zone siblings' templates differ only
+   * in zone and region. Absent: the group's own name.
+   */
+  entry?: string;
+  /** Where its settings are in the file (absent for groups not read from a file). */
+  source?: GroupSource;
   flavor: string;
   image: string;
   zone: string;
@@ -150,7 +177,10 @@ export interface CreateServerRequest {
 export const CLUSTER_TAG = "autoscaler-cloudscale-cluster";
 export const GROUP_TAG = "autoscaler-cloudscale-group";
 
-/** Label on every node (template and real) naming its node group. */
+/**
+ * Label on every node (template and real) naming the configuration entry of its node
+ * group (NodeGroupConfig.entry): the group's name, unless the entry expands into several.
+ */
 export const NODE_GROUP_LABEL = "autoscaler-cloudscale/node-group";
 
 /**
@@ -159,6 +189,9 @@ export const NODE_GROUP_LABEL = "autoscaler-cloudscale/node-group";
  * also be on the real nodes (see `nodeLabels` in template.ts).
  */
 export const GPU_LABEL = "autoscaler-cloudscale/gpu-type";
+
+/** Servers an anti-affinity server group holds; the API refuses a 5th (cloudscale-api.md). */
+export const SERVER_GROUP_CAPACITY = 4;
 
 /** Extended resource name of NVIDIA GPUs (the device plugin's, and CA's default). */
 export const GPU_RESOURCE = "nvidia.com/gpu";

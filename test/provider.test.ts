@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { connect, expectCode, grpc, instances as instancesOf, targetSize as targetSizeOf, type Client } from "./helpers/grpc";
 import { makePki, type Pki } from "./helpers/certs";
 import { sleep, startServe, startSim, until, writeConfig, type ServeProc, type SimProc } from "./helpers/procs";
+import { TALOS_WORKER } from "./helpers/provider";
 
 const root = new protobuf.Root();
 root.resolvePath = (_origin, target) => join(import.meta.dir, "../proto", target);
@@ -13,14 +14,7 @@ root.loadSync("k8s.io/api/core/v1/generated.proto", { keepCase: true });
 const NodeType = root.lookupType("k8s.io.api.core.v1.Node");
 const PodType = root.lookupType("k8s.io.api.core.v1.Pod");
 
-const TALOS = `version: v1alpha1
-machine:
-  type: worker
-  token: abc.def
-cluster:
-  controlPlane:
-    endpoint: https://cp:6443
----
+const TALOS = `${TALOS_WORKER}---
 apiVersion: v1alpha1
 kind: HostnameConfig
 auto: stable

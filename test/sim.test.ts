@@ -140,6 +140,34 @@ describe("catalog", () => {
     expect(bad.status).toBe(400);
     expect(bad.body.name).toBe("This field may not be blank.");
   });
+
+  test("an anti-affinity server group holds 4 servers: a 5th is refused, and a deleted member makes room", async () => {
+    const g = await call("POST", "/server-groups", { name: "four", zone: "rma1" });
+    const made: string[] = [];
+    for (let i = 1; i <= 4; i++) {
+      const r = await call("POST", "/servers", req({ name: `m-${i}`, server_groups: [g.body.uuid] }));
+      expect(r.status).toBe(201);
+      made.push(r.body.uuid);
+    }
+    const fifth = await call("POST", "/servers", req({ name: "m-5", server_groups: [g.body.uuid] }));
+    expect(fifth.status).toBe(400);
+    expectStringMap(fifth.body);
+    expect(fifth.body.server_groups).toContain("at most 4");
+    await ctl("POST", `/servers/${made[0]}/status`, { status: "running" });
+    expect((await call("DELETE", `/servers/${made[0]}`)).status).toBe(204);
+    expect((await call("POST", "/servers", req({ name: "m-5", server_groups: [g.body.uuid] }))).status).toBe(201);
+  });
+
+  test("GPU flavors carry the gpu object and their zones", async () => {
+    const f = (await call("GET", "/flavors")).body as any[];
+    const gpus = f.filter((x) => x.gpu !== null);
+    expect(gpus.map((x) => [x.slug, x.gpu.count, x.gpu.total_vram_gb, x.zones.map((z: any) => z.slug)])).toEqual([
+      ["gpu2-128-16-1-200", 1, 96, ["rma1"]],
+      ["gpu2-256-32-2-400", 2, 192, ["rma1", "lpg1"]],
+      ["gpu2-512-64-4-800", 4, 384, ["lpg1"]],
+    ]);
+    for (const x of gpus) expect(Object.keys(x.gpu).sort()).toEqual(["count", "name", "total_vram_gb", "vram_per_gpu_gb"]);
+  });
 });
 
 describe("servers", () => {

@@ -4,6 +4,16 @@ import { connect, type Client, type ConnectOptions } from "./grpc";
 import type { Pki } from "./certs";
 import { startServe, writeConfig, type ServeProc } from "./procs";
 
+/** A minimal Talos worker machine configuration (v1alpha1), as user-data the provider patches per server. */
+export const TALOS_WORKER = `version: v1alpha1
+machine:
+  type: worker
+  token: abc.def
+cluster:
+  controlPlane:
+    endpoint: https://cp:6443
+`;
+
 /** One node group as a YAML flow mapping: `pool` of flex-4-2 in lpg1 unless told otherwise. */
 export function nodeGroup(o: { name?: string; flavor?: string; min?: number; max?: number; extra?: string } = {}): string {
   return `{name: ${o.name ?? "pool"}, flavor: ${o.flavor ?? "flex-4-2"}, image: debian-13, zone: lpg1, min: ${o.min ?? 0}, max: ${o.max ?? 20}${o.extra ? `, ${o.extra}` : ""}}`;
