@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Runs the Cluster Autoscaler client harnesses against the compiled binary:
-#   test/ca         CA 1.36.1's externalgrpc client (current wire), mTLS and h2c
-#   test/ca-legacy  CA 1.34.1's client (pre-1.35 wire), mTLS and h2c
-# Needs Go (1.26) and the Go module proxy; a missing `go` fails, it never skips.
+# Runs Cluster Autoscaler's own externalgrpc client against the compiled binary:
+#   test/ca         CA 1.36.1's cloudprovider/externalgrpc (current wire), mTLS and h2c
+#   test/ca-legacy  CA 1.34.1's (pre-1.35 wire), mTLS and h2c
+# Both compile CA's packages from ../shared/third_party (relative to the repo
+# root) and the shared sequence in test/ca/conformance. Needs Go (1.26) and the
+# Go module proxy; a missing `go` or CA tree fails, it never skips.
 #
 # Env: AUTOSCALER_CLOUDSCALE_BIN  the binary under test (default dist/autoscaler-cloudscale)
 #      CA_TEST_RUN                optional -run pattern passed to go test
@@ -28,6 +30,13 @@ if [ ! -x "$bin" ]; then
   exit 1
 fi
 export AUTOSCALER_CLOUDSCALE_BIN="$bin"
+for ver in 1.36.1 1.34.1; do
+  if [ ! -f "$root/../shared/third_party/cluster-autoscaler-$ver/go.mod" ]; then
+    echo "test-ca: FAILED: CA's source not found at $root/../shared/third_party/cluster-autoscaler-$ver (the test modules import it by relative path)" >&2
+    echo "test-ca: 0 passed, 1 failed"
+    exit 1
+  fi
+done
 # Modules come from the Go module proxy; go.sum is committed, -mod=mod lets a
 # cold machine fill in anything missing instead of failing.
 export GOFLAGS="-mod=mod -buildvcs=false"
@@ -40,7 +49,10 @@ status=0
 for dir in test/ca test/ca-legacy; do
   echo "test-ca: === $dir"
   start=$(date +%s)
-  args=(test -count=1 -v -timeout 15m)
+  # -tags externalgrpc as CA builds itself: 1.34.1's cloudprovider/builder
+  # (imported by its config/flags, our source of CA's defaults) otherwise
+  # wants every other provider, which the third_party trees leave out.
+  args=(test -tags externalgrpc -count=1 -v -timeout 15m)
   if [ -n "${CA_TEST_RUN:-}" ]; then args+=(-run "$CA_TEST_RUN"); fi
   (cd "$dir" && go "${args[@]}" ./...) 2>&1 | tee -a "$log"
   rc=${PIPESTATUS[0]}
