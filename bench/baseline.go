@@ -31,7 +31,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
-	"autoscaler-cloudscale/test/ca/internal/wire"
+	wire "k8s.io/autoscaler/cluster-autoscaler/cloudprovider/externalgrpc/protos"
 )
 
 // baselineData is what the benchmark writes for the baseline to load.

@@ -27,7 +27,7 @@ import (
 	"google.golang.org/grpc"
 
 	"autoscaler-cloudscale/test/ca/harness"
-	"autoscaler-cloudscale/test/ca/internal/wire"
+	wire "k8s.io/autoscaler/cluster-autoscaler/cloudprovider/externalgrpc/protos"
 )
 
 const (

@@ -11,7 +11,7 @@ import (
 	"sort"
 	"time"
 
-	"autoscaler-cloudscale/test/ca/internal/wire"
+	wire "k8s.io/autoscaler/cluster-autoscaler/cloudprovider/externalgrpc/protos"
 )
 
 type loopRun struct {
