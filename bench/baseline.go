@@ -4,9 +4,12 @@ package bench
 // stack. grpc-go, the same proto, the same TLS (mutual, client certificate
 // required, ALPN h2), every RPC answered from maps and messages built once at
 // start from the data the benchmark hands over (the provider's own groups,
-// the seeded servers, the provider's own template bytes). No cloud calls: its
-// Refresh does nothing. It runs as a separate process (this test binary
-// re-executed with BENCH_ROLE=baseline), like the provider.
+// the seeded servers, the provider's own template bytes). Its Refresh does
+// what any provider's Refresh must do and no more: GET the tag-filtered list
+// from the simulator, decode the fields a provider uses and index them (the
+// answers stay those built at start: the benchmark does not change the
+// servers while it times lookups). It runs as a separate process (this test
+// binary re-executed with BENCH_ROLE=baseline), like the provider.
 
 import (
 	"context"
@@ -14,7 +17,9 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -26,7 +31,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
-	"autoscaler-cloudscale/test/ca/internal/wire"
+	wire "k8s.io/autoscaler/cluster-autoscaler/cloudprovider/externalgrpc/protos"
 )
 
 // baselineData is what the benchmark writes for the baseline to load.
@@ -53,6 +58,15 @@ type seededServer struct {
 
 const providerIDPrefix = "cloudscale://"
 
+// listedServer is what any provider needs of a server in the API's list.
+type listedServer struct {
+	UUID      string            `json:"uuid"`
+	Name      string            `json:"name"`
+	Status    string            `json:"status"`
+	CreatedAt string            `json:"created_at"`
+	Tags      map[string]string `json:"tags"`
+}
+
 type baselineServer struct {
 	wire.UnimplementedCloudProviderServer
 	groups    *wire.NodeGroupsResponse
@@ -66,6 +80,8 @@ type baselineServer struct {
 	nodes     map[string]*wire.NodeGroupNodesResponse
 	templates map[string]*wire.NodeGroupTemplateNodeInfoResponse
 	gpuLabel  string
+	listURL   string // BENCH_BASELINE_LIST_URL: the simulator's tag-filtered list ("" = Refresh does nothing)
+	token     string
 }
 
 func newBaselineServer(d *baselineData) *baselineServer {
@@ -81,6 +97,8 @@ func newBaselineServer(d *baselineData) *baselineServer {
 		nodes:     map[string]*wire.NodeGroupNodesResponse{},
 		templates: map[string]*wire.NodeGroupTemplateNodeInfoResponse{},
 		gpuLabel:  d.GPULabel,
+		listURL:   os.Getenv("BENCH_BASELINE_LIST_URL"),
+		token:     os.Getenv("BENCH_BASELINE_TOKEN"),
 	}
 	for _, g := range d.Groups {
 		ng := &wire.NodeGroup{Id: g.ID, MinSize: g.Min, MaxSize: g.Max, Debug: g.Debug}
@@ -157,7 +175,35 @@ func (b *baselineServer) Cleanup(context.Context, *wire.CleanupRequest) (*wire.C
 	return &wire.CleanupResponse{}, nil
 }
 
-func (b *baselineServer) Refresh(context.Context, *wire.RefreshRequest) (*wire.RefreshResponse, error) {
+func (b *baselineServer) Refresh(ctx context.Context, _ *wire.RefreshRequest) (*wire.RefreshResponse, error) {
+	if b.listURL == "" {
+		return &wire.RefreshResponse{}, nil
+	}
+	req, err := http.NewRequestWithContext(ctx, "GET", b.listURL, nil)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "%v", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+b.token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "listing servers: %v", err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil || res.StatusCode != 200 {
+		return nil, status.Errorf(codes.Unavailable, "listing servers: HTTP %d, %v", res.StatusCode, err)
+	}
+	var list []listedServer
+	if err := json.Unmarshal(body, &list); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "decoding the list: %v", err)
+	}
+	byUUID, byName, perGroup := make(map[string]string, len(list)), make(map[string]string, len(list)), map[string]int{}
+	for _, s := range list {
+		g := s.Tags["autoscaler-cloudscale-group"]
+		byUUID[s.UUID], byName[s.Name] = g, g
+		perGroup[g]++
+	}
+	_, _, _ = byUUID, byName, perGroup
 	return &wire.RefreshResponse{}, nil
 }
 

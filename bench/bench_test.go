@@ -27,18 +27,28 @@ import (
 	"google.golang.org/grpc"
 
 	"autoscaler-cloudscale/test/ca/harness"
-	"autoscaler-cloudscale/test/ca/internal/wire"
+	wire "k8s.io/autoscaler/cluster-autoscaler/cloudprovider/externalgrpc/protos"
 )
 
 const (
 	clusterName = "bench"
 	clusterTag  = "autoscaler-cloudscale-cluster"
 	groupTag    = "autoscaler-cloudscale-group"
-	lookupP99X  = 1.5 // target: lookups p99 <= 1.5x the Go baseline
-	rssLimitMiB = 80
-	startLimit  = 100 * time.Millisecond
-	ackLimit    = time.Second
-	createsX    = 1.2
+	// Targets of issue 12, as ratios to the Go baseline in the same run.
+	loopX         = 1.3 // the CA loop's wall time
+	seqP50X       = 1.3 // sequential lookups, every RPC
+	seqP99X       = 2.0
+	c32P99X       = 2.0
+	c32Throughput = 0.5 // at least half of the baseline's calls per second
+	startX        = 2.0
+	// Memory at 5,000 servers (issue 12).
+	rssSettledLimitMiB = 80
+	rssPeakLimitMiB    = 100
+	anonSettledMiB     = 32
+	// Issue 6.
+	startLimit = 100 * time.Millisecond
+	ackLimit   = time.Second
+	createsX   = 1.2
 )
 
 type params struct {
@@ -51,6 +61,7 @@ type params struct {
 	Callers           int           `json:"concurrentCallers"`
 	PerCallerPerRound int           `json:"callsPerCallerPerRound"`
 	Warmup            int           `json:"warmupCalls"`
+	LoopRounds        int           `json:"caLoopRounds"`
 	Refreshes         int           `json:"refreshes"`
 	StartTrials       int           `json:"startTrials"`
 	StartTrialsFull   int           `json:"startTrialsAtScale"`
@@ -64,14 +75,14 @@ type params struct {
 func paramsFor(smoke bool) params {
 	p := params{
 		Mode: "full", Servers: 5000, Groups: 50, Foreign: 500,
-		Rounds: 4, SeqPerRound: 500, Callers: 32, PerCallerPerRound: 50, Warmup: 300,
+		Rounds: 4, SeqPerRound: 500, Callers: 32, PerCallerPerRound: 50, Warmup: 300, LoopRounds: 5,
 		Refreshes: 100, StartTrials: 10, StartTrialsFull: 3,
 		ScaleDelta: 50, PostLatency: 2 * time.Second, CreateConcurrency: 10, BlockLimit: 60 * time.Second,
 	}
 	if smoke {
 		p = params{
 			Mode: "smoke", Servers: 500, Groups: 50, Foreign: 50,
-			Rounds: 2, SeqPerRound: 25, Callers: 32, PerCallerPerRound: 1, Warmup: 20,
+			Rounds: 2, SeqPerRound: 25, Callers: 32, PerCallerPerRound: 1, Warmup: 20, LoopRounds: 1,
 			Refreshes: 20, StartTrials: 2, StartTrialsFull: 1,
 			ScaleDelta: 50, PostLatency: 500 * time.Millisecond, CreateConcurrency: 10, BlockLimit: 10 * time.Second,
 		}
@@ -112,7 +123,9 @@ type lookupResult struct {
 	Baseline latency `json:"baseline"`
 	P50X     float64 `json:"p50_ratio"`
 	P99X     float64 `json:"p99_ratio"`
-	Met      bool    `json:"p99_target_met"`
+	TputX    float64 `json:"throughput_ratio"`
+	Before   *latency `json:"before,omitempty"` // -before: the same figure of that binary, in the same rounds
+	Met      bool    `json:"targets_met"` // seq: p50 and p99; c32: throughput and p99 (issue 12)
 }
 
 type target struct {
@@ -130,6 +143,8 @@ type results struct {
 	StartedAt string           `json:"startedAt"`
 	Seconds   float64          `json:"durationSeconds"`
 	Lookups   []lookupResult   `json:"lookups"`
+	Before    string           `json:"before,omitempty"` // -before: that binary's version line
+	Loop      map[string]any   `json:"caLoop"`
 	Refresh   map[string]any   `json:"refresh"`
 	ScaleUp   map[string]any   `json:"scaleUp"`
 	Process   map[string]any   `json:"process"`
@@ -167,6 +182,8 @@ type env struct {
 	provPID  int
 	base     wire.CloudProviderClient
 	basePID  int
+	before   wire.CloudProviderClient // -before: the binary of the step before, served side by side
+	befPID   int
 	timeout  time.Duration
 	res      *results
 }
@@ -192,6 +209,7 @@ func TestBench(t *testing.T) {
 	e.setup()
 	e.checkAnswers()
 	e.lookups()
+	e.caLoop()
 	e.refreshes()
 	e.startTimes()
 	e.scaleUp()
@@ -290,6 +308,28 @@ func (e *env) setup() {
 	e.res.Process = map[string]any{"rssAfterStartAtScaleMiB": round(rssStart, 1), "rssPartsAfterStartAtScale": rssParts(pid), "apiCallsAtStart": counters}
 	logf("bench: provider up (pid %d, %s), RSS %.1f MiB after loading %d servers; API calls at start: %v", pid, srv.Addr, rssStart, p.Servers, counters)
 
+	if *flagBefore != "" {
+		before, err := filepath.Abs(*flagBefore)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bsrv := harness.StartServe(t, before, e.cfgPath, e.sim, e.certs)
+		if e.befPID, err = childPID("serve", bsrv.Addr); err != nil {
+			t.Fatal(err)
+		}
+		bcc := harness.CloudConfig(t, e.dir, "cloud-config-before.yaml", bsrv.Addr, e.certs, "10s")
+		bconn, _, err := dialAsCA(bcc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { bconn.Close() })
+		e.before = wire.NewCloudProviderClient(bconn)
+		if out, err := exec.Command(before, "version").Output(); err == nil {
+			e.res.Before = strings.TrimSpace(string(out)) + " (" + before + ")"
+		}
+		logf("bench: A/B: the -before binary serves too (pid %d, %s): %s", e.befPID, bsrv.Addr, e.res.Before)
+	}
+
 	cc := harness.CloudConfig(t, e.dir, "cloud-config.yaml", srv.Addr, e.certs, "10s")
 	conn, cfg2, err := dialAsCA(cc)
 	if err != nil {
@@ -330,6 +370,7 @@ func (e *env) setup() {
 	self, _ := os.Executable()
 	base := spawn(t, self, []string{"-test.run=^$"}, []string{
 		"BENCH_ROLE=baseline", "BENCH_BASELINE_DATA=" + dataPath, "BENCH_BASELINE_LISTEN=" + baseAddr,
+		"BENCH_BASELINE_LIST_URL=" + e.sim.API + "/servers?tag:" + clusterTag + "=" + clusterName, "BENCH_BASELINE_TOKEN=" + harness.Token,
 		"BENCH_TLS_CERT=" + e.certs.ServerCert, "BENCH_TLS_KEY=" + e.certs.ServerKey, "BENCH_TLS_CLIENT_CA=" + e.certs.CA,
 	}, func(line string) {
 		if strings.HasPrefix(line, "baseline: serving on") {
@@ -607,54 +648,85 @@ func (e *env) run(c wire.CloudProviderClient, pid int, r rpc, callers, perCaller
 	return out
 }
 
+// side is one server the rounds time: the provider, the Go baseline, and with -before that binary.
+type side struct {
+	c   wire.CloudProviderClient
+	pid int
+}
+
+func (e *env) sides() []side {
+	sides := []side{{e.provider, e.provPID}, {e.base, e.basePID}}
+	if e.before != nil {
+		sides = append(sides, side{e.before, e.befPID})
+	}
+	return sides
+}
+
+// turn is the side that goes k-th in a round: the order turns by one every round, so that each side
+// goes first equally often and drift hits every side alike (with two sides: A B, B A, A B, ...).
+func turn(k, round, n int) int {
+	return (k + round) % n
+}
+
 func (e *env) lookups() {
 	p := e.p
 	rpcs := e.rpcs()
-	// Warm up both servers on every RPC (JIT, connection windows, caches) before timing anything.
+	sides := e.sides()
+	// Warm up every server on every RPC (JIT, connection windows, caches) before timing anything.
 	for _, r := range rpcs {
-		for _, side := range []struct {
-			c   wire.CloudProviderClient
-			pid int
-		}{{e.provider, e.provPID}, {e.base, e.basePID}} {
-			e.run(side.c, side.pid, r, 1, p.Warmup, 0)
-			e.run(side.c, side.pid, r, p.Callers, max(1, p.Warmup/p.Callers), 0)
+		for _, sd := range sides {
+			e.run(sd.c, sd.pid, r, 1, p.Warmup, 0)
+			e.run(sd.c, sd.pid, r, p.Callers, max(1, p.Warmup/p.Callers), 0)
 		}
 	}
 	logf("bench: warmed up (%d calls per RPC and server); timing %d interleaved rounds per figure", p.Warmup*2, p.Rounds)
 	for _, mode := range []string{"seq", "c32"} {
 		for _, r := range rpcs {
-			var prov, base block
+			blocks := make([]block, len(sides))
 			for round := 0; round < p.Rounds; round++ {
-				order := []bool{true, false}
-				if round%2 == 1 {
-					order = []bool{false, true}
-				}
-				for _, isProv := range order {
-					c, pid, dst := e.base, e.basePID, &base
-					if isProv {
-						c, pid, dst = e.provider, e.provPID, &prov
-					}
+				for k := range sides {
+					i := turn(k, round, len(sides))
 					var b block
 					if mode == "seq" {
-						b = e.run(c, pid, r, 1, p.SeqPerRound, round*p.SeqPerRound)
+						b = e.run(sides[i].c, sides[i].pid, r, 1, p.SeqPerRound, round*p.SeqPerRound)
 					} else {
-						b = e.run(c, pid, r, p.Callers, p.PerCallerPerRound, round*p.Callers*p.PerCallerPerRound)
+						b = e.run(sides[i].c, sides[i].pid, r, p.Callers, p.PerCallerPerRound, round*p.Callers*p.PerCallerPerRound)
 					}
-					dst.add(b)
+					blocks[i].add(b)
 				}
 			}
+			prov, base := blocks[0], blocks[1]
 			lr := lookupResult{Key: r.key + "_" + mode, RPC: r.name, Mode: mode, Provider: prov.summary(), Baseline: base.summary()}
+			if e.before != nil {
+				b := blocks[2].summary()
+				lr.Before = &b
+				if b.Errors > 0 {
+					e.t.Errorf("%s %s: %d errors from the -before binary (%s)", r.name, mode, b.Errors, b.FirstError)
+				}
+			}
 			if lr.Baseline.P50us > 0 {
 				lr.P50X = round(lr.Provider.P50us/lr.Baseline.P50us, 2)
 				lr.P99X = round(lr.Provider.P99us/lr.Baseline.P99us, 2)
 			}
-			lr.Met = lr.Provider.Errors == 0 && lr.P99X > 0 && lr.P99X <= lookupP99X
+			if lr.Baseline.PerSecond > 0 {
+				lr.TputX = round(lr.Provider.PerSecond/lr.Baseline.PerSecond, 2)
+			}
+			if mode == "seq" {
+				lr.Met = lr.P50X <= seqP50X && lr.P99X <= seqP99X
+			} else {
+				lr.Met = lr.TputX >= c32Throughput && lr.P99X <= c32P99X
+			}
+			lr.Met = lr.Met && lr.Provider.Errors == 0 && lr.P99X > 0
 			if lr.Provider.Errors > 0 || lr.Baseline.Errors > 0 {
 				e.t.Errorf("%s %s: %d provider errors (%s), %d baseline errors (%s)", r.name, mode, lr.Provider.Errors, lr.Provider.FirstError, lr.Baseline.Errors, lr.Baseline.FirstError)
 			}
 			e.res.Lookups = append(e.res.Lookups, lr)
 			logf("bench: %-30s %-3s provider p50 %8.1f µs p99 %8.1f µs | Go %7.1f / %7.1f µs | x%.2f / x%.2f",
 				r.name, mode, lr.Provider.P50us, lr.Provider.P99us, lr.Baseline.P50us, lr.Baseline.P99us, lr.P50X, lr.P99X)
+			if lr.Before != nil {
+				logf("bench: %-30s %-3s before   p50 %8.1f µs p99 %8.1f µs CPU/call %.0f µs, %.0f calls/s | provider CPU/call %.0f µs, %.0f calls/s",
+					r.name, mode, lr.Before.P50us, lr.Before.P99us, lr.Before.CPUusCall, lr.Before.PerSecond, lr.Provider.CPUusCall, lr.Provider.PerSecond)
+			}
 		}
 	}
 	rss, _ := rssMiB(e.provPID)
@@ -679,7 +751,16 @@ func (e *env) refreshes() {
 	otherCalls := 0
 	rssAt := map[string]float64{}
 	settled := map[int]float64{}
+	settledAnon := map[int]float64{} // the anonymous part (heaps, stacks): RSS without the mapped executable
 	var rssSeries []float64
+	// -before: the same Refreshes against that binary, each right after the provider's, and its
+	// memory sampled in the same windows.
+	var befLat []time.Duration
+	befSettled, befAnon := map[int]float64{}, map[int]float64{}
+	befCPU0 := 0.0
+	if e.before != nil {
+		befCPU0 = cpuSeconds(e.befPID)
+	}
 	cpu0 := cpuSeconds(e.provPID)
 	for i := 1; i <= p.Refreshes; i++ {
 		e.sim.Control(t, "POST", "/_sim/counters/reset", nil)
@@ -699,6 +780,15 @@ func (e *env) refreshes() {
 				otherCalls += v
 			}
 		}
+		if e.before != nil {
+			ctx, cancel := e.ctx()
+			t0 := time.Now()
+			if _, err := e.before.Refresh(ctx, &wire.RefreshRequest{}); err != nil {
+				t.Errorf("Refresh %d of the -before binary: %v", i, err)
+			}
+			befLat = append(befLat, time.Since(t0))
+			cancel()
+		}
 		if i%10 == 0 || i == 1 {
 			rss, _ := rssMiB(e.provPID)
 			rssAt[strconv.Itoa(i)] = round(rss, 1)
@@ -707,14 +797,24 @@ func (e *env) refreshes() {
 		if i%10 == 0 {
 			// Right after a Refresh the parsed list's garbage is still there; settled = the least
 			// RSS over the next 2 s (sampled every 100 ms).
-			low := math.Inf(1)
+			low, lowAnon := math.Inf(1), math.Inf(1)
+			bLow, bAnon := math.Inf(1), math.Inf(1)
 			for k := 0; k < 20; k++ {
 				time.Sleep(100 * time.Millisecond)
-				if rss, err := rssMiB(e.provPID); err == nil {
-					low = math.Min(low, rss)
+				if parts := rssParts(e.provPID); parts["VmRSSMiB"] > 0 {
+					low = math.Min(low, parts["VmRSSMiB"])
+					lowAnon = math.Min(lowAnon, parts["RssAnonMiB"])
+				}
+				if e.before != nil {
+					if parts := rssParts(e.befPID); parts["VmRSSMiB"] > 0 {
+						bLow = math.Min(bLow, parts["VmRSSMiB"])
+						bAnon = math.Min(bAnon, parts["RssAnonMiB"])
+					}
 				}
 			}
 			settled[i] = round(low, 1)
+			settledAnon[i] = round(lowAnon, 1)
+			befSettled[i], befAnon[i] = round(bLow, 1), round(bAnon, 1)
 		}
 	}
 	cpu := cpuSeconds(e.provPID) - cpu0
@@ -764,24 +864,42 @@ func (e *env) refreshes() {
 		marks = append(marks, i)
 	}
 	k := max(1, len(marks)/3)
-	least := func(ms []int) float64 {
+	leastOf := func(of map[int]float64, ms []int) float64 {
 		v := math.Inf(1)
 		for _, m := range ms {
-			v = math.Min(v, settled[m])
+			v = math.Min(v, of[m])
 		}
 		return v
 	}
-	series := []float64{}
+	least := func(ms []int) float64 { return leastOf(settled, ms) }
+	series, anonSeries := []float64{}, []float64{}
 	for _, m := range marks {
 		series = append(series, settled[m])
+		anonSeries = append(anonSeries, settledAnon[m])
 	}
+	if e.before != nil {
+		bs, ba := []float64{}, []float64{}
+		for _, m := range marks {
+			bs, ba = append(bs, befSettled[m]), append(ba, befAnon[m])
+		}
+		bl := sortDurations(befLat)
+		e.res.Process["before"] = map[string]any{
+			"rssSettledEvery10thMiB": bs, "rssAnonSettledEvery10thMiB": ba,
+			"rssSettledAfterRefreshLastMiB": leastOf(befSettled, marks[len(marks)-k:]), "rssAnonSettledAfterRefreshLastMiB": leastOf(befAnon, marks[len(marks)-k:]),
+			"rssPeakMiB": rssParts(e.befPID)["VmHWMMiB"], "refreshCpuMs": round((cpuSeconds(e.befPID)-befCPU0)*1000/float64(p.Refreshes), 2),
+			"refresh_p50_ms": round(ms(pct(bl, 0.5)), 2),
+		}
+		logf("bench: -before binary: RSS settled %v MiB (anonymous %v MiB); peak %.1f MiB", bs, ba, rssParts(e.befPID)["VmHWMMiB"])
+	}
+	e.res.Process["rssAnonSettledEvery10thMiB"] = anonSeries
+	e.res.Process["rssAnonSettledAfterRefreshLastMiB"] = leastOf(settledAnon, marks[len(marks)-k:])
 	e.res.Process["rssSettledEvery10thMiB"] = series
 	e.res.Process["rssSettledAfterRefresh10MiB"] = least(marks[:k])
 	e.res.Process["rssSettledAfterRefreshLastMiB"] = least(marks[len(marks)-k:])
 	e.res.Process["rssSettledWindows"] = fmt.Sprintf("Refreshes %d..%d vs %d..%d", marks[0], marks[k-1], marks[len(marks)-k], marks[len(marks)-1])
 	e.res.Process["rssPeakMiB"] = rssParts(e.provPID)["VmHWMMiB"]
 	e.res.Process["rssPartsAfterRefreshes"] = rssParts(e.provPID)
-	logf("bench: RSS settled (least over 2 s) after every 10th Refresh: %v MiB; peak %.1f MiB", series, e.res.Process["rssPeakMiB"])
+	logf("bench: RSS settled (least over 2 s) after every 10th Refresh: %v MiB (anonymous %v MiB); peak %.1f MiB", series, anonSeries, e.res.Process["rssPeakMiB"])
 	logf("bench: Refresh x%d at %d servers: p50 %.1f ms p99 %.1f ms (the simulator's answer alone p50 %.1f ms, %d KiB; Go GET+decode+index p50 %.1f ms); %s; other API calls %d; RSS after 10th %.1f MiB, after %dth %.1f MiB",
 		p.Refreshes, p.Servers, ms(pct(s, 0.5)), ms(pct(s, 0.99)), ms(pct(fs, 0.5)), size/1024, ms(pct(ws, 0.5)), strings.Join(perRefresh, ", "), otherCalls, r10, p.Refreshes, r100)
 }
@@ -803,13 +921,7 @@ func (e *env) goList() (fetch, whole time.Duration, size int, err error) {
 		return 0, 0, 0, err
 	}
 	fetch = time.Since(t0)
-	var list []struct {
-		UUID      string            `json:"uuid"`
-		Name      string            `json:"name"`
-		Status    string            `json:"status"`
-		CreatedAt string            `json:"created_at"`
-		Tags      map[string]string `json:"tags"`
-	}
+	var list []listedServer
 	if err := json.Unmarshal(body, &list); err != nil {
 		return 0, 0, 0, err
 	}
@@ -1059,17 +1171,45 @@ func (e *env) scaleUp() {
 
 func (e *env) evaluate() {
 	r := e.res
-	worst := 0.0
-	worstKey := ""
-	allMet := true
-	for _, l := range r.Lookups {
-		if l.P99X > worst {
-			worst, worstKey = l.P99X, l.Key
+	// worst is the lookup with the largest (or, for throughput, the smallest) figure of a mode.
+	worst := func(mode string, of func(l lookupResult) float64, smallest bool) (float64, string) {
+		v, key := math.NaN(), ""
+		for _, l := range r.Lookups {
+			if l.Mode != mode {
+				continue
+			}
+			x := of(l)
+			if math.IsNaN(v) || (smallest && x < v) || (!smallest && x > v) {
+				v, key = x, l.Key
+			}
 		}
-		allMet = allMet && l.Met
+		return v, key
 	}
-	r.Targets = append(r.Targets, target{"lookups p99", fmt.Sprintf("<= %.1fx Go baseline (every lookup, seq and c32)", lookupP99X),
-		fmt.Sprintf("worst x%.2f (%s)", worst, worstKey), allMet})
+	loopRatio, _ := r.Loop["ratio"].(float64)
+	ps, _ := r.Loop["provider"].(map[string]any)
+	bs, _ := r.Loop["baseline"].(map[string]any)
+	r.Targets = append(r.Targets, target{"CA loop", fmt.Sprintf("<= %.1fx Go baseline (wall time)", loopX),
+		fmt.Sprintf("x%.2f (%.0f / %.0f ms)", loopRatio, ps["wall_median_ms"], bs["wall_median_ms"]), loopRatio > 0 && loopRatio <= loopX && ps["errors"] == 0 && ps["wrongAnswers"] == 0})
+	v, k := worst("seq", func(l lookupResult) float64 { return l.P50X }, false)
+	r.Targets = append(r.Targets, target{"lookups seq p50", fmt.Sprintf("<= %.1fx Go baseline (every RPC)", seqP50X), fmt.Sprintf("worst x%.2f (%s)", v, k), v <= seqP50X})
+	v, k = worst("seq", func(l lookupResult) float64 { return l.P99X }, false)
+	r.Targets = append(r.Targets, target{"lookups seq p99", fmt.Sprintf("<= %.1fx Go baseline (every RPC)", seqP99X), fmt.Sprintf("worst x%.2f (%s)", v, k), v <= seqP99X})
+	v, k = worst("c32", func(l lookupResult) float64 { return l.TputX }, true)
+	r.Targets = append(r.Targets, target{"lookups c32 throughput", fmt.Sprintf(">= %.1fx Go baseline (every RPC)", c32Throughput), fmt.Sprintf("worst x%.2f (%s)", v, k), v >= c32Throughput})
+	v, k = worst("c32", func(l lookupResult) float64 { return l.P99X }, false)
+	r.Targets = append(r.Targets, target{"lookups c32 p99", fmt.Sprintf("<= %.1fx Go baseline (every RPC)", c32P99X), fmt.Sprintf("worst x%.2f (%s)", v, k), v <= c32P99X})
+	settled := r.Process["rssSettledAfterRefreshLastMiB"].(float64)
+	peak, _ := r.Process["rssPeakMiB"].(float64)
+	anon := r.Process["rssAnonSettledAfterRefreshLastMiB"].(float64)
+	r.Targets = append(r.Targets, target{fmt.Sprintf("RSS settled at %d servers", e.p.Servers), fmt.Sprintf("<= %d MiB", rssSettledLimitMiB), fmt.Sprintf("%.1f MiB", settled), settled <= rssSettledLimitMiB})
+	r.Targets = append(r.Targets, target{fmt.Sprintf("RSS peak at %d servers", e.p.Servers), fmt.Sprintf("<= %d MiB (VmHWM)", rssPeakLimitMiB), fmt.Sprintf("%.1f MiB", peak), peak <= rssPeakLimitMiB})
+	r.Targets = append(r.Targets, target{fmt.Sprintf("anonymous memory settled at %d servers", e.p.Servers), fmt.Sprintf("<= %d MiB (RssAnon)", anonSettledMiB), fmt.Sprintf("%.1f MiB", anon), anon <= anonSettledMiB})
+	st := r.Process["startEmpty_p50_ms"].(float64)
+	goStart := r.Process["baselineStart_ms"].(float64)
+	r.Targets = append(r.Targets, target{"start to first served call", fmt.Sprintf("<= %.0fx Go baseline", startX),
+		fmt.Sprintf("x%.2f (%.1f / %.1f ms)", st/goStart, st, goStart), st <= startX*goStart})
+	r.Targets = append(r.Targets, target{"start to first served call (issue 6)", fmt.Sprintf("<= %d ms", startLimit.Milliseconds()),
+		fmt.Sprintf("%.1f ms (p50; %.1f ms with %d servers)", st, r.Process["startAtScale_p50_ms"], e.p.Servers), st <= float64(startLimit.Milliseconds())})
 	one, _ := r.Refresh["exactlyOneListCall"].(bool)
 	r.Targets = append(r.Targets, target{"list calls per Refresh", "exactly 1", strings.Join(r.Refresh["listCallsPerRefresh"].([]string), ", "), one})
 	ack := r.ScaleUp["ack_ms"].(float64)
@@ -1079,11 +1219,6 @@ func (e *env) evaluate() {
 	r.Targets = append(r.Targets, target{"all created", fmt.Sprintf("<= %.1fx ideal (%.1f s)", createsX, r.ScaleUp["ideal_s"]),
 		fmt.Sprintf("%.2f s (x%.2f)", r.ScaleUp["allCreated_s"], ratio), ratio <= createsX && r.ScaleUp["newServers"].(int) == e.p.ScaleDelta})
 	rss := r.Process["rssAfterRefreshLastMiB"].(float64)
-	r.Targets = append(r.Targets, target{fmt.Sprintf("RSS at %d servers", e.p.Servers), fmt.Sprintf("<= %d MiB (after %d Refreshes)", rssLimitMiB, e.p.Refreshes),
-		fmt.Sprintf("%.1f MiB", rss), rss <= rssLimitMiB})
-	st := r.Process["startEmpty_p50_ms"].(float64)
-	r.Targets = append(r.Targets, target{"start to first served call", fmt.Sprintf("<= %d ms", startLimit.Milliseconds()),
-		fmt.Sprintf("%.1f ms (p50; %.1f ms with %d servers)", st, r.Process["startAtScale_p50_ms"], e.p.Servers), st <= float64(startLimit.Milliseconds())})
 
 	// The summary line, in the order of the issue.
 	for _, l := range r.Lookups {
@@ -1091,7 +1226,14 @@ func (e *env) evaluate() {
 		r.fig(l.Key+"_p99_us", l.Provider.P99us)
 		r.fig(l.Key+"_p50_x", l.P50X)
 		r.fig(l.Key+"_p99_x", l.P99X)
+		if l.Mode == "c32" {
+			r.fig(l.Key+"_tput_x", l.TputX)
+		}
 	}
+	r.fig("loop", loopRatio)
+	r.fig("loop_ms", ps["wall_median_ms"])
+	r.fig("loop_go_ms", bs["wall_median_ms"])
+	r.fig("loop_without_refresh_x", r.Loop["withoutRefreshRatio"])
 	r.fig("refresh_p50_ms", r.Refresh["p50_ms"])
 	r.fig("refresh_p99_ms", r.Refresh["p99_ms"])
 	r.fig("refresh_list_fetch_ms", r.Refresh["listFetchFloor_p50_ms"])
@@ -1106,11 +1248,13 @@ func (e *env) evaluate() {
 	r.fig("scaleup_ideal_s", r.ScaleUp["ideal_s"])
 	r.fig("scaleup_x", ratio)
 	r.fig("start_ms", st)
+	r.fig("start_x", round(st/goStart, 2))
 	r.fig("start_at_scale_ms", r.Process["startAtScale_p50_ms"])
 	r.fig("rss_idle_mib", r.Process["rssIdleMiB"])
 	r.fig("rss_mib", rss)
 	r.fig("rss_settled_mib", r.Process["rssSettledAfterRefreshLastMiB"])
 	r.fig("rss_peak_mib", r.Process["rssPeakMiB"])
+	r.fig("rss_anon_settled_mib", anon)
 	growth := round(r.Process["rssSettledAfterRefreshLastMiB"].(float64)-r.Process["rssSettledAfterRefresh10MiB"].(float64), 1)
 	r.fig("rss_growth_10_to_last_mib", growth)
 	grew := "no"
@@ -1130,6 +1274,9 @@ func (e *env) evaluate() {
 	r.fig("commit", r.Commit)
 }
 
+// notesMarker starts the part of results.md that a run keeps.
+const notesMarker = "<!-- notes: kept by bench runs -->"
+
 func (e *env) report() {
 	r := e.res
 	var b strings.Builder
@@ -1137,13 +1284,42 @@ func (e *env) report() {
 	fmt.Fprintf(&b, "Machine: %v cores, %v, %v; load average %v at start, %v at end. Commit %s; %s.\n",
 		r.Machine["cores"], r.Machine["cpuModel"], r.Machine["kernel"], r.Machine["loadavgStart"], r.Machine["loadavgEnd"], r.Commit, r.Binary)
 	fmt.Fprintf(&b, "Scale: %d servers in %d node groups + %d foreign; client grpc-go (CA's stack), mTLS, one connection; c32 = 32 concurrent callers.\n\n", r.Params.Servers, r.Params.Groups, r.Params.Foreign)
-	fmt.Fprintf(&b, "| figure | mode | calls | provider p50 | provider p99 | Go p50 | Go p99 | p50 ratio | p99 ratio | CPU/call provider / Go |\n")
-	fmt.Fprintf(&b, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "| figure | mode | calls | provider p50 | provider p99 | Go p50 | Go p99 | p50 ratio | p99 ratio | calls/s ratio | CPU/call provider / Go |\n")
+	fmt.Fprintf(&b, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, l := range r.Lookups {
-		fmt.Fprintf(&b, "| %s | %s | %d | %.0f µs | %.0f µs | %.0f µs | %.0f µs | %.2f× | %.2f× | %.0f / %.0f µs |\n",
-			l.RPC, l.Mode, l.Provider.Calls, l.Provider.P50us, l.Provider.P99us, l.Baseline.P50us, l.Baseline.P99us, l.P50X, l.P99X, l.Provider.CPUusCall, l.Baseline.CPUusCall)
+		fmt.Fprintf(&b, "| %s | %s | %d | %.0f µs | %.0f µs | %.0f µs | %.0f µs | %.2f× | %.2f× | %.2f× | %.0f / %.0f µs |\n",
+			l.RPC, l.Mode, l.Provider.Calls, l.Provider.P50us, l.Provider.P99us, l.Baseline.P50us, l.Baseline.P99us, l.P50X, l.P99X, l.TputX, l.Provider.CPUusCall, l.Baseline.CPUusCall)
+	}
+	if r.Before != "" {
+		fmt.Fprintf(&b, "\nA/B in the same rounds: before = %s.\n\n", r.Before)
+		fmt.Fprintf(&b, "| figure | mode | p50 before → after | p99 before → after | CPU/call before → after | calls/s after ÷ before |\n|---|---|---:|---:|---:|---:|\n")
+		for _, l := range r.Lookups {
+			if l.Before == nil {
+				continue
+			}
+			tput := 0.0
+			if l.Before.PerSecond > 0 {
+				tput = l.Provider.PerSecond / l.Before.PerSecond
+			}
+			fmt.Fprintf(&b, "| %s | %s | %.0f → %.0f µs | %.0f → %.0f µs | %.0f → %.0f µs | %.2f× |\n",
+				l.RPC, l.Mode, l.Before.P50us, l.Provider.P50us, l.Before.P99us, l.Provider.P99us, l.Before.CPUusCall, l.Provider.CPUusCall, tput)
+		}
+		if bf, ok := r.Loop["before"].(map[string]any); ok {
+			lp := r.Loop["provider"].(map[string]any)
+			fmt.Fprintf(&b, "| CA loop (median wall) | seq | %.0f → %.0f ms | | %.0f → %.0f ms per loop | |\n", bf["wall_median_ms"], lp["wall_median_ms"], bf["cpuMsPerLoop"], lp["cpuMsPerLoop"])
+		}
+		if bm, ok := r.Process["before"].(map[string]any); ok {
+			fmt.Fprintf(&b, "\n| memory and Refresh at %d servers | before | after |\n|---|---:|---:|\n", r.Params.Servers)
+			fmt.Fprintf(&b, "| RSS settled (last windows) | %.1f MiB | %.1f MiB |\n", bm["rssSettledAfterRefreshLastMiB"], r.Process["rssSettledAfterRefreshLastMiB"])
+			fmt.Fprintf(&b, "| anonymous memory settled | %.1f MiB | %.1f MiB |\n", bm["rssAnonSettledAfterRefreshLastMiB"], r.Process["rssAnonSettledAfterRefreshLastMiB"])
+			fmt.Fprintf(&b, "| RSS peak (VmHWM) | %.1f MiB | %.1f MiB |\n", bm["rssPeakMiB"], r.Process["rssPeakMiB"])
+			fmt.Fprintf(&b, "| Refresh p50 / CPU per Refresh | %.1f / %.1f ms | %.1f / %.1f ms |\n", bm["refresh_p50_ms"], bm["refreshCpuMs"], r.Refresh["p50_ms"], r.Refresh["serverCpuMsPerRefresh"])
+		}
 	}
 	fmt.Fprintf(&b, "\n| figure | value |\n|---|---|\n")
+	lp, lb := r.Loop["provider"].(map[string]any), r.Loop["baseline"].(map[string]any)
+	fmt.Fprintf(&b, "| CA loop: %s (median of %d) | provider %.0f ms %v (Refresh %.0f ms, CPU %.0f ms); Go %.0f ms %v (Refresh %.0f ms, CPU %.0f ms); ratio %.2f× (%.2f× without Refresh) |\n",
+		r.Loop["what"], r.Loop["rounds"], lp["wall_median_ms"], lp["wall_ms"], lp["refresh_median_ms"], lp["cpuMsPerLoop"], lb["wall_median_ms"], lb["wall_ms"], lb["refresh_median_ms"], lb["cpuMsPerLoop"], r.Loop["ratio"], r.Loop["withoutRefreshRatio"])
 	fmt.Fprintf(&b, "| Refresh at %d servers (%d calls, simulator adds no latency) | p50 %.1f ms, p99 %.1f ms, CPU %.1f ms per Refresh |\n", r.Params.Servers, r.Params.Refreshes, r.Refresh["p50_ms"], r.Refresh["p99_ms"], r.Refresh["serverCpuMsPerRefresh"])
 	fmt.Fprintf(&b, "| the same list from the simulator (%d KiB): GET until the body is read / Go GET + decode + index | p50 %.1f ms / %.1f ms |\n", r.Refresh["listResponseBytes"].(int)/1024, r.Refresh["listFetchFloor_p50_ms"], r.Refresh["goListDecodeIndex_p50_ms"])
 	fmt.Fprintf(&b, "| API calls per Refresh | %s; other calls: %v |\n", strings.Join(r.Refresh["listCallsPerRefresh"].([]string), ", "), r.Refresh["otherApiCalls"])
@@ -1158,6 +1334,8 @@ func (e *env) report() {
 		r.Params.Servers, r.Process["rssAfterStartAtScaleMiB"], r.Process["rssAfterLookupsMiB"], r.Params.Refreshes, r.Process["rssAfterRefresh10MiB"], r.Process["rssAfterRefreshLastMiB"],
 		r.Process["rssSettledEvery10thMiB"], r.Process["rssSettledWindows"], r.Process["rssSettledAfterRefresh10MiB"], r.Process["rssSettledAfterRefreshLastMiB"],
 		r.Process["rssSettledAfterRefreshLastMiB"].(float64)-r.Process["rssSettledAfterRefresh10MiB"].(float64), r.Process["rssGrewBetween10thAndLast"], r.Process["rssPeakMiB"])
+	fmt.Fprintf(&b, "| anonymous memory (RssAnon) at %d servers, settled as above | %v MiB; last windows %.1f MiB |\n",
+		r.Params.Servers, r.Process["rssAnonSettledEvery10thMiB"], r.Process["rssAnonSettledAfterRefreshLastMiB"])
 	fmt.Fprintf(&b, "\n| target | wanted | measured | |\n|---|---|---|---|\n")
 	for _, tg := range r.Targets {
 		v := "missed"
@@ -1184,7 +1362,16 @@ func (e *env) report() {
 	if err := os.WriteFile(out, append(raw, '\n'), 0o644); err != nil {
 		e.t.Errorf("writing %s: %v", out, err)
 	}
-	if err := os.WriteFile(strings.TrimSuffix(out, ".json")+".md", []byte(b.String()), 0o644); err != nil {
+	// The table replaces the last one; notes kept below the marker (the steps of issue 12, each
+	// with its A/B figures) stay.
+	mdPath := strings.TrimSuffix(out, ".json") + ".md"
+	md := b.String()
+	if old, err := os.ReadFile(mdPath); err == nil {
+		if i := bytes.Index(old, []byte(notesMarker)); i >= 0 {
+			md += "\n" + string(old[i:])
+		}
+	}
+	if err := os.WriteFile(mdPath, []byte(md), 0o644); err != nil {
 		e.t.Errorf("writing the table: %v", err)
 	}
 	fmt.Printf("\nbench: results in %s\n", out)

@@ -16,6 +16,7 @@ var (
 	flagRounds   = flag.Int("rounds", 0, "override the number of interleaved provider/baseline rounds per lookup figure")
 	flagWindow   = flag.Int("client-window", 0, "experiment: HTTP/2 flow-control window (bytes) the client announces; 0 = grpc-go's default, as CA dials")
 	flagServeLog = flag.String("serve-log", "", "write everything the provider under test printed to this file at the end")
+	flagBefore   = flag.String("before", "", "A/B: serve this binary too (the step before) against the same simulator, timed in the same interleaved rounds as the provider and Go (lookups and the CA loop)")
 )
 
 // summaryLine is printed after the test framework's own PASS/FAIL, so that

@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# Runs the Cluster Autoscaler client harnesses against the compiled binary:
-#   test/ca         CA 1.36.1's externalgrpc client (current wire), mTLS and h2c
-#   test/ca-legacy  CA 1.34.1's client (pre-1.35 wire), mTLS and h2c
-# Needs Go (1.26) and the Go module proxy; a missing `go` fails, it never skips.
+# Runs the Go test modules that drive Cluster Autoscaler's own code (from ../shared/third_party,
+# relative to the repo root, built with -tags externalgrpc as CA builds itself) against the
+# compiled binary:
+#   ./scripts/test-ca.sh [MODULE_DIR...]
+#   test/ca            CA 1.36.1's cloudprovider/externalgrpc (current wire), mTLS and h2c
+#   test/ca-legacy     CA 1.34.1's (pre-1.35 wire), mTLS and h2c
+#   test/nodegroupset  CA 1.36.1's balancing (processors/nodegroupset), binpacking estimator and
+#                      expanders over the templates and prices the binary serves
+# (default: all three). Needs Go (1.26) and the Go module proxy; a missing `go`, binary or CA
+# tree fails, it never skips. The last line is "N passed, N failed" (go test's --- PASS /
+# --- FAIL lines, subtests included); a build failure with no test result counts as failed.
 #
 # Env: AUTOSCALER_CLOUDSCALE_BIN  the binary under test (default dist/autoscaler-cloudscale)
 #      CA_TEST_RUN                optional -run pattern passed to go test
@@ -10,41 +17,45 @@ set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+modules=("$@")
+[ ${#modules[@]} -gt 0 ] || modules=(test/ca test/ca-legacy test/nodegroupset)
 
+fail() {
+  echo "test-ca: FAILED: $*" >&2
+  echo "0 passed, 1 failed"
+  exit 1
+}
 if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
   export PATH="$PATH:/usr/local/go/bin"
 fi
-if ! command -v go >/dev/null 2>&1; then
-  echo "test-ca: FAILED: the Go toolchain (go) is not installed or not on PATH; the CA client harnesses (test/ca, test/ca-legacy) need Go >= 1.26" >&2
-  echo "test-ca: 0 passed, 1 failed"
-  exit 1
-fi
-
+command -v go >/dev/null 2>&1 || fail "the Go toolchain (go) is not installed or not on PATH; ${modules[*]} need Go >= 1.26"
 bin=${AUTOSCALER_CLOUDSCALE_BIN:-dist/autoscaler-cloudscale}
 case "$bin" in /*) ;; *) bin="$root/$bin" ;; esac
-if [ ! -x "$bin" ]; then
-  echo "test-ca: FAILED: binary under test not found or not executable: $bin (build it with 'bun run build' or set AUTOSCALER_CLOUDSCALE_BIN)" >&2
-  echo "test-ca: 0 passed, 1 failed"
-  exit 1
-fi
+[ -x "$bin" ] || fail "binary under test not found or not executable: $bin (build it with 'bun run build' or set AUTOSCALER_CLOUDSCALE_BIN)"
+for ver in 1.36.1 1.34.1; do
+  [ -f "$root/../shared/third_party/cluster-autoscaler-$ver/go.mod" ] ||
+    fail "CA's source not found at $root/../shared/third_party/cluster-autoscaler-$ver (the test modules import it by relative path)"
+done
 export AUTOSCALER_CLOUDSCALE_BIN="$bin"
-# Modules come from the Go module proxy; go.sum is committed, -mod=mod lets a
-# cold machine fill in anything missing instead of failing.
-export GOFLAGS="-mod=mod -buildvcs=false"
+# The trees keep only the externalgrpc cloud provider: CA 1.34.1's cloudprovider/builder (which
+# its config/flags, our source of CA's defaults, imports) wants every other provider without the
+# tag. go.sum is committed; -mod=mod lets a cold machine fill in anything missing from the proxy.
+export GOFLAGS="-mod=mod -buildvcs=false -tags=externalgrpc"
 export GOTOOLCHAIN=local
 
 echo "test-ca: $(go version); binary $bin"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-for dir in test/ca test/ca-legacy; do
+for dir in "${modules[@]}"; do
   echo "test-ca: === $dir"
   start=$(date +%s)
-  args=(test -count=1 -v -timeout 15m)
+  args=(test -count=1 -v -timeout 20m)
   if [ -n "${CA_TEST_RUN:-}" ]; then args+=(-run "$CA_TEST_RUN"); fi
-  (cd "$dir" && go "${args[@]}" ./...) 2>&1 | tee -a "$log"
+  # CA's packages log through klog to stderr; keep only the tests' own lines.
+  (cd "$dir" && go "${args[@]}" ./... 2>&1) | grep -Ev '^[IWE][0-9]{4} ' | tee -a "$log"
   rc=${PIPESTATUS[0]}
-  echo "test-ca: $dir: go test exit $rc after $(( $(date +%s) - start ))s"
+  echo "test-ca: $dir: go test exit $rc after $(($(date +%s) - start))s"
   [ "$rc" -eq 0 ] || status=1
 done
 
@@ -53,5 +64,5 @@ failed=$(grep -cE '^\s*--- FAIL:' "$log" || true)
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
   failed=1 # a build or setup failure with no test result
 fi
-echo "test-ca: $passed passed, $failed failed"
+echo "$passed passed, $failed failed"
 exit "$status"

@@ -5,10 +5,6 @@
 # packaging tools from Debian, Go modules from the module proxy), checks the generated code,
 # builds the binary, then runs each suite. The last line is "N passed, N failed".
 set -uo pipefail
-cd "$(dirname "$0")/.."
-ROOT="$PWD"
-LOGDIR="${TEST_LOG_DIR:-$ROOT/.cache/test-logs}"
-mkdir -p "$LOGDIR"
 passed=0
 failed=0
 suites_failed=()
@@ -30,6 +26,22 @@ count_go() { # file suite
   echo "$2: $p passed, $f failed"
 }
 fail_suite() { suites_failed+=("$1"); failed=$((failed + 1)); echo "$1: FAILED ($2)"; }
+# Runs one `bun test` suite, shows and counts its result. A run that ends without bun's
+# summary line (a crash, a kill, a module that fails to load) is a failed suite, not 0 failed.
+bun_suite() { # name logfile bun-test-arguments...
+  local name=$1 log=$2
+  shift 2
+  bun test "$@" 2>&1 | tee "$log"
+  count_bun "$log" "$name"
+  if ! grep -Eq '^ *[0-9]+ pass$' "$log"; then fail_suite "$name" "no summary line"; fi
+}
+# test/test-script.test.ts sources this file for the functions above.
+if [ "${TEST_SH_FUNCTIONS_ONLY:-}" = 1 ]; then return 0 2>/dev/null || exit 0; fi
+
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+LOGDIR="${TEST_LOG_DIR:-$ROOT/.cache/test-logs}"
+mkdir -p "$LOGDIR"
 
 step "bootstrap"
 if ! ./scripts/bootstrap.sh; then fail_suite bootstrap "could not install Bun or the packages"; echo "$passed passed, $failed failed"; exit 1; fi
@@ -56,14 +68,10 @@ if ! bun run scripts/build.ts; then fail_suite build "bun build --compile failed
 step "unit and integration tests (bun test, against dist/autoscaler-cloudscale)"
 export TEST_PROC_LOG="$LOGDIR/processes.log"
 : >"$TEST_PROC_LOG"
-bun test --timeout 60000 test/*.test.ts 2>&1 | tee "$LOGDIR/bun-test.log"
-count_bun "$LOGDIR/bun-test.log" "bun test"
-if ! grep -Eq '^ *[0-9]+ pass$' "$LOGDIR/bun-test.log"; then fail_suite "bun test" "no summary line"; fi
+bun_suite "bun test" "$LOGDIR/bun-test.log" --timeout 60000 test/*.test.ts
 
 step "fault injection (bun test test/faults: crash trials, lost responses, outages, hostile input, transport, secrets)"
-bun test --timeout 600000 test/faults/ 2>&1 | tee "$LOGDIR/faults.log"
-count_bun "$LOGDIR/faults.log" "faults"
-if ! grep -Eq '^ *[0-9]+ pass$' "$LOGDIR/faults.log"; then fail_suite "faults" "no summary line"; fi
+bun_suite faults "$LOGDIR/faults.log" --timeout 600000 test/faults/
 
 # The API token the tests hand to the provider must never appear in anything any process printed.
 if [ -s "$TEST_PROC_LOG" ] && ! grep -q "test-token-7f3a9c2e51b84d06" "$TEST_PROC_LOG"; then
@@ -75,17 +83,14 @@ fi
 if [ -d test/packaging ] && ls test/packaging/*.test.ts >/dev/null 2>&1; then
   step "packaging proofs (bun test test/packaging)"
   if [ -x scripts/packaging-deps.sh ]; then ./scripts/packaging-deps.sh >"$LOGDIR/packaging-deps.log" 2>&1 || echo "packaging-deps.sh failed; see $LOGDIR/packaging-deps.log"; fi
-  bun test --timeout 300000 test/packaging 2>&1 | tee "$LOGDIR/packaging.log"
-  count_bun "$LOGDIR/packaging.log" "packaging"
+  bun_suite packaging "$LOGDIR/packaging.log" --timeout 300000 test/packaging
 fi
 
-if [ -x scripts/test-ca.sh ]; then
-  step "CA client harnesses (Go: grpc-go and k8s.io/api at the versions CA 1.36.1 and 1.34.1 pin)"
-  AUTOSCALER_CLOUDSCALE_BIN="$ROOT/dist/autoscaler-cloudscale" ./scripts/test-ca.sh 2>&1 | tee "$LOGDIR/ca.log"
-  rc=${PIPESTATUS[0]}
-  count_go "$LOGDIR/ca.log" "CA client"
-  if [ "$rc" -ne 0 ] && ! grep -q -- '--- FAIL' "$LOGDIR/ca.log"; then fail_suite "CA client" "exit code $rc without a failing test (build or setup problem; see above)"; fi
-fi
+step "Cluster Autoscaler's own code (Go, from ../shared/third_party): externalgrpc conformance of CA 1.36.1 and 1.34.1; CA 1.36.1's balancing, estimator and expanders over our templates"
+AUTOSCALER_CLOUDSCALE_BIN="$ROOT/dist/autoscaler-cloudscale" ./scripts/test-ca.sh 2>&1 | tee "$LOGDIR/ca.log"
+rc=${PIPESTATUS[0]}
+count_go "$LOGDIR/ca.log" "CA conformance"
+if [ "$rc" -ne 0 ] && ! grep -q -- '--- FAIL' "$LOGDIR/ca.log"; then fail_suite "CA conformance" "exit code $rc without a failing test (build or setup problem; see above)"; fi
 
 step "benchmark smoke run (bun run bench:smoke; figures are printed, not asserted)"
 if AUTOSCALER_CLOUDSCALE_BIN="$ROOT/dist/autoscaler-cloudscale" ./scripts/bench.sh --smoke >"$LOGDIR/bench-smoke.log" 2>&1; then

@@ -1,15 +1,20 @@
 // Sub-commands: serve, validate, template, sim, demo, version. Every one has
 // --help; unknown flags and missing values are reported plainly.
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { ConfigError, apiSettings, loadConfigFile } from "./config";
+import { ConfigError, apiSettings, loadConfigFile, parseDuration } from "./config";
+import { CHECK_GROUP, runCheck } from "./check";
 import { configureLog, log, registerSecret, type LogLevel } from "./log";
+import { GROUP_TAG } from "./types";
 import { commit, version } from "./version";
+import type { ProviderConfig } from "./types";
 import { isLoopback, startGrpcServer, startHealthServer } from "./server";
 import { routes } from "./service";
 import { createProvider } from "./provider";
 import { createClient } from "./cloudscale";
 import { validateAgainstApi } from "./validate";
 import { renderTemplate } from "./template-output";
+import { startMetrics, viewMetrics } from "./metrics";
+import { DEFAULT_HEALTH, StatusError, fetchStatus, renderStatus, statusReport, statusUrl } from "./status";
 
 const USAGE = `autoscaler-cloudscale ${version} — Cluster Autoscaler externalgrpc provider for cloudscale.ch
 
@@ -17,7 +22,9 @@ Usage: autoscaler-cloudscale <command> [flags]
 
 Commands:
   serve      Serve the CloudProvider gRPC API that Cluster Autoscaler calls
+  status     Show a running provider's node groups, servers, held creations and last errors
   validate   Check a configuration file (and, with an API token, the flavors, images and zones it names)
+  check      Before enabling autoscaling: create and delete one small server per zone (--live --yes)
   template   Print the template node CA will simulate for a node group
   sim        Run the built-in cloudscale.ch API simulator (for tests and trying things out)
   demo       Simulator + provider + a scripted autoscaler: scale a group from zero for 50 pods, then back
@@ -39,7 +46,7 @@ Flags:
   --tls-key FILE           server private key (PEM)
   --tls-client-ca FILE     CA bundle that signs CA's client certificate (PEM)
   --insecure-plaintext     serve h2c without TLS (only for loopback or a trusted pod network)
-  --health-listen HOST:PORT  serve /healthz and /readyz over plain HTTP here       [default off]
+  --health-listen HOST:PORT  serve /healthz, /readyz, /metrics and /status over plain HTTP  [default off]
   --token-file FILE        read the API token from FILE instead of CLOUDSCALE_API_TOKEN
   --shutdown-grace SECONDS how long SIGTERM waits for in-flight calls               [default 20]
   --log-level LEVEL        debug, info, warn or error                               [default info]
@@ -54,17 +61,68 @@ AUTOSCALER_CLOUDSCALE_HEALTH_LISTEN, AUTOSCALER_CLOUDSCALE_LOG_LEVEL and AUTOSCA
 
 const VALIDATE_USAGE = `Usage: autoscaler-cloudscale validate --config FILE [--token-file FILE] [--offline]
 
-Checks the configuration: every problem is listed with its path. With an API token
-(CLOUDSCALE_API_TOKEN or --token-file) it also checks against the API that each node group's
-flavor, image and zone exist and that the flavor is offered in the zone. --offline skips that.
+Checks the configuration: every problem is listed with its path. Prints the node groups CA
+will see (an entry with flavors/zones lists expands into one group per flavor × zone).
+With an API token (CLOUDSCALE_API_TOKEN or --token-file) it also checks against the API, for
+every node group: the zone exists, the flavor exists and is offered in the zone, the image
+exists and is available in the zone, the server groups exist (by UUID), are in the zone and
+have room for the group's max. --offline skips that.
 Exit code 0 when valid, 1 when not.
 `;
 
-const TEMPLATE_USAGE = `Usage: autoscaler-cloudscale template --config FILE GROUP [--output yaml|json] [--token-file FILE]
+const TEMPLATE_USAGE = `Usage: autoscaler-cloudscale template --config FILE [GROUP...] [--output yaml|json] [--token-file FILE]
 
-Prints the template node CA simulates a new node of GROUP with: capacity, allocatable
-(capacity minus reservations and eviction thresholds), labels and taints. Flavor details come
-from the API when a token is set, else from the flavor slug (flex-<memGB>-<vCPUs>, plus-…).
+Prints the template node CA simulates a new node of a group with: capacity, allocatable
+(capacity minus reservations and eviction thresholds), labels and taints. GROUP is a node
+group's name, or an entry's name for all the groups it expands to; none means every group.
+One group prints as a Node; several as a YAML stream of Nodes (JSON: a v1 List).
+Flavor details come from the API when a token is set, else from the flavor slug
+(flex-<memGB>-<vCPUs>, plus-…; GPU flavors need the API).
+`;
+
+const STATUS_USAGE = `Usage: autoscaler-cloudscale status [--health URL|HOST:PORT] [--json]
+
+Asks a running provider (its health listener's /status) and prints one table, a line per node
+group: flavor, zone, min/target/max, servers by state (running, creating, deleting, failed),
+accepted creations not yet confirmed (pending) and those held back (held), the view's age, and
+the group's last error with its time. Below the table: why creations are held, and the last
+failed list of servers, if any.
+
+Flags:
+  --health URL|HOST:PORT   the provider's --health-listen address     [default AUTOSCALER_CLOUDSCALE_HEALTH_LISTEN, else ${DEFAULT_HEALTH}]
+  --json                   print the raw JSON answer instead of the table
+  -h, --help               show this help
+
+Exit code 0 when the provider answered (ready or not), 1 when it cannot be reached.
+`;
+
+const CHECK_USAGE = `Usage: autoscaler-cloudscale check --config FILE --live [--yes] [flags]
+
+For an operator with a real API token, before enabling autoscaling: proves that the account and
+the API behave as the provider expects. In each zone the configuration names it creates one
+server of the smallest flavor offered there (the zone's first node group's image and root volume,
+no user-data), tagged as the provider's (cluster tag, group tag "${CHECK_GROUP}"), waits until it
+runs, finds it through the provider's own tag-filtered list, deletes it and waits until it is gone.
+It prints each step's time and every API answer that differs from what the provider expects
+(error shapes, status names, units). On every path, Ctrl-C included, it deletes what it created;
+servers an earlier, killed check left (group "${CHECK_GROUP}") are deleted too.
+
+Without --yes it only reads (flavors, the provider's list) and explains what it would do: no
+server is created, nothing costs anything.
+
+Flags:
+  --config FILE            the provider configuration (YAML)                       [required]
+  --live                   talk to the real API (this command has no offline mode) [required]
+  --yes                    really create and delete the servers
+  --image SLUG             image of the servers             [default: the zone's first node group's]
+  --wait-running DURATION  how long to wait for a server to run                    [default 5m]
+  --wait-delete DURATION   how long to keep deleting (the API refuses while changing) [default 5m]
+  --poll DURATION          how often to ask the API while waiting                  [default 2s]
+  --token-file FILE        read the API token from FILE instead of CLOUDSCALE_API_TOKEN
+  -h, --help               show this help
+
+Exit code 0 when every step passed and every answer was as expected, 1 when not (or when a
+server could not be deleted: the last line names it), 130 when interrupted (after cleaning up).
 `;
 
 const VERSION_USAGE = `Usage: autoscaler-cloudscale version\n\nPrints the version and the commit it was built from.\n`;
@@ -139,7 +197,11 @@ async function serve(argv: string[]): Promise<number> {
   await provider.start();
   const server = await startGrpcServer({ host: listen.host, port: listen.port, tls, routes: routes(provider) });
   const health = values["health-listen"] ? splitHostPort(values["health-listen"], "--health-listen") : undefined;
-  const healthServer = health ? startHealthServer(health.host, health.port, () => provider.readiness()) : undefined;
+  // Metrics are read on the health listener only; without it nothing is sampled.
+  if (health) startMetrics(() => viewMetrics(provider.reconciler.snapshot(), config), config.nodeGroups.map((g) => g.name));
+  const healthServer = health
+    ? startHealthServer(health.host, health.port, () => provider.readiness(), () => statusReport(provider.reconciler.snapshot(), config, provider.readiness()))
+    : undefined;
   log.info("serving gRPC", {
     listen: `${listen.host}:${server.port}`,
     tls: tls ? "mutual TLS" : "plaintext h2c",
@@ -177,7 +239,7 @@ async function validate(argv: string[]): Promise<number> {
   if (values.help) return help(VALIDATE_USAGE);
   if (!values.config) throw new UsageError(`--config is required\n\n${VALIDATE_USAGE}`);
   const config = loadConfigFile(values.config);
-  process.stdout.write(`${values.config}: schema OK (cluster ${config.clusterName}, ${config.nodeGroups.length} node group${config.nodeGroups.length === 1 ? "" : "s"})\n`);
+  process.stdout.write(`${values.config}: schema OK (cluster ${config.clusterName}, ${config.nodeGroups.length} node group${config.nodeGroups.length === 1 ? "" : "s"})\n${describeGroups(config)}`);
   if (values.offline) return 0;
   let api;
   try {
@@ -192,14 +254,111 @@ async function validate(argv: string[]): Promise<number> {
     process.stdout.write(`${values.config}: ${problems.length} problem${problems.length === 1 ? "" : "s"} found against ${api.url}:\n${problems.map((p) => `  - ${p}`).join("\n")}\n`);
     return 1;
   }
-  process.stdout.write(`${values.config}: flavors, images, zones and server groups exist at ${api.url}\n`);
+  process.stdout.write(`${values.config}: flavors, images, zones and server groups exist at ${api.url}; every flavor and image is offered in its groups' zones\n`);
   return 0;
+}
+
+async function status(argv: string[]): Promise<number> {
+  const { values } = parse(argv, { health: { type: "string", default: process.env.AUTOSCALER_CLOUDSCALE_HEALTH_LISTEN || DEFAULT_HEALTH }, json: { type: "boolean" } }, STATUS_USAGE);
+  if (values.help) return help(STATUS_USAGE);
+  let url: string;
+  try {
+    url = statusUrl(values.health!);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  try {
+    const { body, report } = await fetchStatus(url);
+    process.stdout.write(values.json ? (body.endsWith("\n") ? body : `${body}\n`) : renderStatus(report));
+    return 0;
+  } catch (e) {
+    if (!(e instanceof StatusError)) throw e;
+    process.stderr.write(`autoscaler-cloudscale status: ${e.message}\n`);
+    return 1;
+  }
+}
+
+function durationFlag(value: string, flag: string): number {
+  const s = parseDuration(value);
+  if (s === undefined || s <= 0) throw new UsageError(`${flag} must be a duration such as 90s or 5m (got "${value}")`);
+  return s * 1000;
+}
+
+async function check(argv: string[]): Promise<number> {
+  const { values } = parse(argv, {
+    config: { type: "string" },
+    live: { type: "boolean" },
+    yes: { type: "boolean" },
+    image: { type: "string" },
+    "wait-running": { type: "string", default: "5m" },
+    "wait-delete": { type: "string", default: "5m" },
+    poll: { type: "string", default: "2s" },
+    "token-file": { type: "string" },
+  }, CHECK_USAGE);
+  if (values.help) return help(CHECK_USAGE);
+  if (!values.config) throw new UsageError(`--config is required\n\n${CHECK_USAGE}`);
+  if (!values.live) throw new UsageError(`check talks to the real API: pass --live (and --yes to create and delete servers)\n\n${CHECK_USAGE}`);
+  const waitRunningMs = durationFlag(values["wait-running"]!, "--wait-running");
+  const waitDeleteMs = durationFlag(values["wait-delete"]!, "--wait-delete");
+  const pollMs = durationFlag(values.poll!, "--poll");
+  const config = loadConfigFile(values.config);
+  if (config.nodeGroups.some((g) => g.name === CHECK_GROUP)) {
+    throw new ConfigError([`nodeGroups: a node group is named "${CHECK_GROUP}", the group tag of check's own servers; rename it to run check`]);
+  }
+  let api;
+  try {
+    api = apiSettings(process.env, values["token-file"]);
+  } catch (e) {
+    if (values.yes || values["token-file"]) throw e;
+  }
+  if (api) registerSecret(api.token);
+  const cloud = api ? createClient({ ...api, timeoutMs: config.apiTimeoutSeconds * 1000 }) : undefined;
+  // Ctrl-C (or SIGTERM): stop and delete what was created; a second one exits at once.
+  const interrupt = new AbortController();
+  const onSignal = (signal: string) => {
+    if (!interrupt.signal.aborted) {
+      process.stderr.write(`\n${signal}: stopping; deleting what the check created (${signal === "SIGINT" ? "Ctrl-C" : signal} again to exit at once)\n`);
+      interrupt.abort();
+      return;
+    }
+    process.stderr.write(`exiting without cleaning up: servers named ${config.clusterName}-${CHECK_GROUP}-* (tag ${GROUP_TAG}=${CHECK_GROUP}) may be left; the next check deletes them\n`);
+    process.exit(130);
+  };
+  const sigint = () => onSignal("SIGINT");
+  const sigterm = () => onSignal("SIGTERM");
+  process.on("SIGINT", sigint);
+  process.on("SIGTERM", sigterm);
+  try {
+    return await runCheck({
+      config,
+      cloud,
+      apiUrl: api?.url ?? process.env.CLOUDSCALE_API_URL ?? "https://api.cloudscale.ch/v1",
+      yes: !!values.yes,
+      image: values.image,
+      waitRunningMs,
+      waitDeleteMs,
+      pollMs,
+      signal: interrupt.signal,
+      print: (line) => process.stdout.write(`${line}\n`),
+    });
+  } finally {
+    process.off("SIGINT", sigint);
+    process.off("SIGTERM", sigterm);
+  }
+}
+
+/** The node groups CA will see, one line each: name, flavor, zone, size, and the entry it came from. */
+function describeGroups(config: ProviderConfig): string {
+  const width = Math.max(...config.nodeGroups.map((g) => g.name.length));
+  return config.nodeGroups
+    .map((g) => `  ${g.name.padEnd(width)}  ${g.flavor} in ${g.zone}, min ${g.min}, max ${g.max}${g.entry && g.entry !== g.name ? `  (from ${g.source?.path ?? g.entry})` : ""}\n`)
+    .join("");
 }
 
 async function template(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, { config: { type: "string" }, output: { type: "string", short: "o", default: "yaml" }, "token-file": { type: "string" } }, TEMPLATE_USAGE, true);
   if (values.help) return help(TEMPLATE_USAGE);
-  if (!values.config || positionals.length !== 1) throw new UsageError(`--config and exactly one GROUP are required\n\n${TEMPLATE_USAGE}`);
+  if (!values.config) throw new UsageError(`--config is required\n\n${TEMPLATE_USAGE}`);
   if (values.output !== "yaml" && values.output !== "json") throw new UsageError(`--output must be yaml or json`);
   const config = loadConfigFile(values.config);
   let cloud;
@@ -210,7 +369,7 @@ async function template(argv: string[]): Promise<number> {
   } catch {
     cloud = undefined;
   }
-  process.stdout.write(await renderTemplate(config, positionals[0]!, values.output, cloud));
+  process.stdout.write(await renderTemplate(config, positionals, values.output, cloud));
   return 0;
 }
 
@@ -233,6 +392,10 @@ export async function main(argv: string[]): Promise<number> {
         return await serve(rest);
       case "validate":
         return await validate(rest);
+      case "status":
+        return await status(rest);
+      case "check":
+        return await check(rest);
       case "template":
         return await template(rest);
       case "sim": {

@@ -1,9 +1,11 @@
 // The cloudscale.ch API client: the few calls the provider makes, with the
-// retry rules that keep them safe. Reads retry on 429/5xx/network errors; a
+// retry rules that keep them safe. Reads and deletes retry on 429/5xx (the API
+// answers 503 during maintenance)/network errors, honouring Retry-After; a
 // create is never re-sent blindly (the caller decides after checking the cloud),
 // except on 429, which the API answers before doing anything.
 import { ofetch, FetchError } from "ofetch";
 import { redact } from "./log";
+import { apiMetrics, type HttpMethod } from "./metrics";
 import type { CreateServerRequest, Flavor, Server } from "./types";
 
 export type ErrorKind =
@@ -15,7 +17,8 @@ export type ErrorKind =
   | "rate-limit" // 429
   | "server" // 5xx
   | "network" // connection refused/reset, DNS, TLS
-  | "timeout"; // no answer in time
+  | "timeout" // no answer in time
+  | "busy"; // 400 to a DELETE: the server cannot be deleted in its current state (still changing); try later
 
 export class CloudscaleError extends Error {
   constructor(
@@ -23,6 +26,8 @@ export class CloudscaleError extends Error {
     message: string,
     readonly status?: number,
     readonly retryAfterSeconds?: number,
+    /** The API's error body as it came (parsed JSON, or text), for `check` to compare with what we expect. */
+    readonly body?: unknown,
   ) {
     super(message);
     this.name = "CloudscaleError";
@@ -57,7 +62,8 @@ function describeBody(data: unknown): string {
       .join("; ");
     return redact(text).slice(0, 500);
   }
-  return typeof data === "string" ? redact(data).slice(0, 200) : "";
+  // A proxy's HTML page on one line: messages end up in logs and in CA's events.
+  return typeof data === "string" ? redact(data).replace(/\s+/g, " ").trim().slice(0, 200) : "";
 }
 
 export function classify(e: unknown, what: string): CloudscaleError {
@@ -71,17 +77,17 @@ export function classify(e: unknown, what: string): CloudscaleError {
     }
     const detail = describeBody(e.data);
     const text = `${what}: HTTP ${status}${detail ? `: ${detail}` : ""}`;
-    if (status === 401) return new CloudscaleError("auth", `${what}: the API token was refused (HTTP 401)`, status);
-    if (status === 403) return new CloudscaleError(/quota/i.test(detail) ? "quota" : "auth", text, status);
-    if (status === 404) return new CloudscaleError("not-found", text, status);
-    if (status === 429) {
-      const ra = Number(e.response?.headers.get("retry-after"));
-      return new CloudscaleError("rate-limit", text, status, Number.isFinite(ra) ? ra : undefined);
-    }
-    if (status >= 500) return new CloudscaleError("server", text, status);
-    if (/quota/i.test(detail)) return new CloudscaleError("quota", text, status);
-    if (/capacity|insufficient|not enough|no more|unavailable in/i.test(detail)) return new CloudscaleError("capacity", text, status);
-    return new CloudscaleError("validation", text, status);
+    const answer = (kind: ErrorKind, message = text, retryAfterSeconds?: number) => new CloudscaleError(kind, message, status, retryAfterSeconds, e.data);
+    if (status === 401) return answer("auth", `${what}: the API token was refused (HTTP 401)`);
+    if (status === 403) return answer(/quota/i.test(detail) ? "quota" : "auth");
+    if (status === 404) return answer("not-found");
+    const retryAfter = e.response?.headers.get("retry-after");
+    const ra = retryAfter ? Number(retryAfter) : Number.NaN;
+    if (status === 429) return answer("rate-limit", text, Number.isFinite(ra) ? ra : undefined);
+    if (status >= 500) return answer("server", text, status === 503 && Number.isFinite(ra) ? ra : undefined);
+    if (/quota/i.test(detail)) return answer("quota");
+    if (/capacity|insufficient|not enough|no more|unavailable in/i.test(detail)) return answer("capacity");
+    return answer("validation");
   }
   const err = e as Error;
   if (err?.name === "AbortError" || err?.name === "TimeoutError") return new CloudscaleError("timeout", `${what}: ${err.message}`);
@@ -105,6 +111,27 @@ function parseBody(text: string): unknown {
 
 export type Cloudscale = ReturnType<typeof createClient>;
 
+/** An API call as the metrics name it: the endpoint is a template, never a UUID. */
+interface Route {
+  method: HttpMethod;
+  endpoint: string;
+}
+const LIST_SERVERS: Route = { method: "GET", endpoint: "/v1/servers" };
+const CREATE_SERVER: Route = { method: "POST", endpoint: "/v1/servers" };
+const GET_SERVER: Route = { method: "GET", endpoint: "/v1/servers/{uuid}" };
+const DELETE_SERVER: Route = { method: "DELETE", endpoint: "/v1/servers/{uuid}" };
+const FLAVORS: Route = { method: "GET", endpoint: "/v1/flavors" };
+const IMAGES: Route = { method: "GET", endpoint: "/v1/images" };
+const CUSTOM_IMAGES: Route = { method: "GET", endpoint: "/v1/custom-images" };
+const REGIONS: Route = { method: "GET", endpoint: "/v1/regions" };
+const SERVER_GROUPS: Route = { method: "GET", endpoint: "/v1/server-groups" };
+
+interface RequestOptions {
+  query?: Record<string, string>;
+  body?: CreateServerRequest;
+  signal?: AbortSignal;
+}
+
 export function createClient(opts: ClientOptions) {
   const attempts = opts.attempts ?? 4;
   const maxBackoffMs = opts.maxBackoffMs ?? 5000;
@@ -119,18 +146,35 @@ export function createClient(opts: ClientOptions) {
     parseResponse: parseBody,
   });
 
-  /** Runs an idempotent call with retries on rate limits and transient failures. */
-  async function withRetry<T>(what: string, call: () => Promise<T>, signal?: AbortSignal, retryOn: (e: CloudscaleError) => boolean = (e) => e.retryable): Promise<T> {
+  /** One attempt, counted and timed by method, endpoint template and status class. */
+  async function request<T>(route: Route, path: string, options: RequestOptions): Promise<T> {
+    const started = performance.now();
+    let outcome = "2xx";
+    try {
+      return await api<T>(path, { ...options, method: route.method });
+    } catch (e) {
+      const err = classify(e, "");
+      outcome = err.status !== undefined ? `${Math.floor(err.status / 100)}xx` : err.kind; // "network" or "timeout": no answer
+      throw e;
+    } finally {
+      apiMetrics.request(route.method, route.endpoint, outcome, (performance.now() - started) / 1000);
+    }
+  }
+
+  /** Runs a call with retries on rate limits and transient failures (by default; creates pass `retryOn`). */
+  async function withRetry<T>(what: string, route: Route, path: string, options: RequestOptions, retryOn: (e: CloudscaleError) => boolean = (e) => e.retryable): Promise<T> {
+    const signal = options.signal;
     let last: CloudscaleError | undefined;
     for (let attempt = 1; attempt <= attempts; attempt++) {
       try {
-        return await call();
+        return await request<T>(route, path, options);
       } catch (e) {
         last = classify(e, what);
         if (!retryOn(last) || attempt === attempts || signal?.aborted) throw last;
         const backoff = last.retryAfterSeconds !== undefined
           ? Math.min(last.retryAfterSeconds * 1000, maxBackoffMs * 4)
           : Math.min(maxBackoffMs, 200 * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
+        apiMetrics.retry(route.method, route.endpoint, last.kind);
         await sleep(backoff, signal);
       }
     }
@@ -138,16 +182,16 @@ export function createClient(opts: ClientOptions) {
   }
 
   return {
-    listServers(tags: Record<string, string>, signal?: AbortSignal): Promise<Server[]> {
+    async listServers(tags: Record<string, string>, signal?: AbortSignal): Promise<Server[]> {
       const query: Record<string, string> = {};
       for (const [k, v] of Object.entries(tags)) query[`tag:${k}`] = v;
-      return withRetry("listing servers", () => api<Server[]>("/servers", { query, signal }), signal);
+      return withRetry<Server[]>("listing servers", LIST_SERVERS, "/servers", { query, signal });
     },
 
     /** The server, or null when it does not exist. */
     async getServer(uuid: string, signal?: AbortSignal): Promise<Server | null> {
       try {
-        return await withRetry(`reading server ${uuid}`, () => api<Server>(`/servers/${encodeURIComponent(uuid)}`, { signal }), signal);
+        return await withRetry<Server>(`reading server ${uuid}`, GET_SERVER, `/servers/${encodeURIComponent(uuid)}`, { signal });
       } catch (e) {
         if (e instanceof CloudscaleError && e.kind === "not-found") return null;
         throw e;
@@ -156,35 +200,38 @@ export function createClient(opts: ClientOptions) {
 
     /** One create attempt (retried only on 429, which the API answers before acting). */
     createServer(body: CreateServerRequest, signal?: AbortSignal): Promise<Server> {
-      return withRetry(`creating server ${body.name}`, () => api<Server>("/servers", { method: "POST", body, signal }), signal, (e) => e.kind === "rate-limit");
+      return withRetry<Server>(`creating server ${body.name}`, CREATE_SERVER, "/servers", { body, signal }, (e) => e.kind === "rate-limit");
     },
 
-    /** Deletes a server; "gone" when it was already deleted. */
+    /** Deletes a server; "gone" when it was already deleted. A server still `changing` fails as "busy". */
     async deleteServer(uuid: string, signal?: AbortSignal): Promise<"deleted" | "gone"> {
       try {
-        await withRetry(`deleting server ${uuid}`, () => api(`/servers/${encodeURIComponent(uuid)}`, { method: "DELETE", signal }), signal);
+        await withRetry(`deleting server ${uuid}`, DELETE_SERVER, `/servers/${encodeURIComponent(uuid)}`, { signal });
         return "deleted";
       } catch (e) {
         // A DELETE whose earlier response was lost answers 404 on the next try: that is success.
         if (e instanceof CloudscaleError && e.kind === "not-found") return "gone";
+        // A DELETE has no body to be wrong: a 400 is the API refusing it in the server's
+        // current state (it answers so while the server is still being created).
+        if (e instanceof CloudscaleError && e.status === 400) throw new CloudscaleError("busy", e.message, 400, undefined, e.body);
         throw e;
       }
     },
 
     listFlavors(signal?: AbortSignal): Promise<Flavor[]> {
-      return withRetry("listing flavors", () => api<Flavor[]>("/flavors", { signal }), signal);
+      return withRetry<Flavor[]>("listing flavors", FLAVORS, "/flavors", { signal });
     },
     listImages(signal?: AbortSignal): Promise<{ slug: string; zones?: { slug: string }[] }[]> {
-      return withRetry("listing images", () => api("/images", { signal }), signal);
+      return withRetry("listing images", IMAGES, "/images", { signal });
     },
     listCustomImages(signal?: AbortSignal): Promise<{ uuid: string; slug: string; zones?: { slug: string }[] }[]> {
-      return withRetry("listing custom images", () => api("/custom-images", { signal }), signal);
+      return withRetry("listing custom images", CUSTOM_IMAGES, "/custom-images", { signal });
     },
     listRegions(signal?: AbortSignal): Promise<{ slug: string; zones: { slug: string }[] }[]> {
-      return withRetry("listing regions", () => api("/regions", { signal }), signal);
+      return withRetry("listing regions", REGIONS, "/regions", { signal });
     },
-    listServerGroups(signal?: AbortSignal): Promise<{ uuid: string; name: string; zone: { slug: string } }[]> {
-      return withRetry("listing server groups", () => api("/server-groups", { signal }), signal);
+    listServerGroups(signal?: AbortSignal): Promise<{ uuid: string; name: string; zone: { slug: string }; servers?: { uuid: string }[] }[]> {
+      return withRetry("listing server groups", SERVER_GROUPS, "/server-groups", { signal });
     },
   };
 }

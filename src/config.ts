@@ -6,9 +6,10 @@ import { parse as parseYaml, YAMLParseError } from "yaml";
 import { dirname, resolve } from "node:path";
 import { readFileSync } from "node:fs";
 import { detectUserDataFormat, forbiddenNodeLabels } from "./talos";
+import { regionOfZone } from "./template";
 import { isValidQuantity, parseBytes, parseCpuMillis } from "./quantity";
-import { GPU_LABEL, NODE_GROUP_LABEL } from "./template";
-import type { GroupOptions, NodeGroupConfig, ProviderConfig, Reservations, UserDataFormat } from "./types";
+import { MAX_HOSTNAME, SERVER_NAME_SUFFIX, combinations, longestGroupName, overrideProblems, repeats, serverGroupCapacityProblems, sizeOf, type Combination } from "./expansion";
+import { GPU_LABEL, NODE_GROUP_LABEL, type GroupOptions, type NodeGroupConfig, type ProviderConfig, type Reservations, type UserDataFormat } from "./types";
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -19,8 +20,9 @@ export class ConfigError extends Error {
 
 // A DNS label: server names are `<cluster>-<group>-<8 chars>` and become host names.
 const dnsLabel = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
-const SERVER_NAME_SUFFIX = 9; // "-" + 8 random characters
-const MAX_HOSTNAME = 63;
+// Every cloudscale flavor slug has this form (flex-8-2, plus-32-8, gpu2-128-16-1-200); it
+// also keeps expanded group names (`<name>-<flavor>-<zone>`) valid DNS labels.
+const flavorSlugPattern = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
 
 /** "90s", "15m", "1h30m", "500ms" -> seconds. Bare numbers are seconds. */
 export function parseDuration(text: string): number | undefined {
@@ -94,20 +96,44 @@ const interfaceSchema = v.strictObject({
 const count = (what: string) =>
   v.pipe(v.number(`${what} must be a number`), v.integer(`${what} must be a whole number`), v.minValue(0, `${what} must not be negative`), v.maxValue(1000, `${what} must be at most 1000`));
 
+const flavorSlug = v.pipe(
+  v.string("must be a flavor slug such as flex-8-2"),
+  v.check((s) => flavorSlugPattern.test(s), (issue) => `${String(issue.input)} is not a flavor (flavor slugs are lower-case letters, digits and '-', such as flex-8-2)`),
+);
+const zoneSlug = v.pipe(v.string("must be a zone slug such as lpg1 or rma1"), v.regex(/^[a-z]+\d+$/, "must be a zone slug such as lpg1 or rma1"));
+// Servers join server groups by UUID (the create call refuses a name).
+const serverGroupList = v.array(
+  v.pipe(v.string("must be a server group UUID"), v.uuid("must be a server group's UUID (servers join server groups by UUID, not by name)")),
+  "must be a list of server group UUIDs",
+);
+
+/** A change of min/max for some flavor × zone combinations of an entry (see expansion.ts). */
+const overrideSchema = v.strictObject({
+  flavor: v.optional(flavorSlug),
+  zone: v.optional(zoneSlug),
+  min: v.optional(count("min")),
+  max: v.optional(count("max")),
+});
+
 const nodeGroupSchema = v.strictObject({
   name: v.pipe(v.string("is required"), v.regex(dnsLabel, "must be lower-case letters, digits and '-', starting and ending with a letter or digit")),
-  flavor: v.pipe(v.string("is required (a flavor slug such as flex-8-2)"), v.minLength(1, "must not be empty")),
+  // One of flavor/flavors and at most one of zone/zones (checked in entryKeyProblems).
+  flavor: v.optional(flavorSlug),
+  flavors: v.optional(v.pipe(v.array(flavorSlug, "must be a list of flavor slugs"), v.minLength(1, "must list at least one flavor"))),
   image: v.pipe(v.string("is required (an image slug such as debian-13 or custom:talos-1.13.2)"), v.minLength(1, "must not be empty")),
-  zone: v.optional(v.pipe(v.string(), v.regex(/^[a-z]+\d+$/, "must be a zone slug such as lpg1 or rma1"))),
+  zone: v.optional(zoneSlug),
+  zones: v.optional(v.pipe(v.array(zoneSlug, "must be a list of zone slugs"), v.minLength(1, "must list at least one zone"))),
   min: count("min"),
   max: count("max"),
+  overrides: v.optional(v.array(overrideSchema, "must be a list of {flavor, zone, min, max}")),
   volumeSizeGb: v.optional(v.pipe(v.number(), v.integer("must be a whole number"), v.minValue(10, "must be at least 10 (cloudscale's minimum root volume)"))),
   userData: v.optional(v.string("must be a string")),
   userDataFile: v.optional(v.string("must be a file path")),
   userDataFormat: v.optional(v.picklist(["auto", "talos", "cloud-init", "none"], "must be auto, talos, cloud-init or none")),
   labels: v.optional(v.record(labelKey, labelValue)),
   taints: v.optional(v.array(taintSchema)),
-  serverGroups: v.optional(v.array(v.string())),
+  // A list for every group of the entry, or per zone (server groups are zonal).
+  serverGroups: v.optional(v.union([serverGroupList, v.record(zoneSlug, serverGroupList)], "must be a list of server group UUIDs, or a mapping of zone to such a list")),
   interfaces: v.optional(v.array(interfaceSchema)),
   sshKeys: v.optional(v.array(v.string())),
   tags: v.optional(v.record(v.string(), v.string("tag values must be strings"))),
@@ -132,7 +158,7 @@ const configSchema = v.strictObject({
 
 type RawReservations = v.InferOutput<typeof reservationsSchema>;
 
-/** Overrides of the flavor-derived default reservations; merged in template.ts. */
+/** Overrides of the flavor-derived default reservations; merged in resolved-group.ts. */
 export function reservationOverrides(raw: RawReservations | undefined, path: string, problems: string[]): Partial<Reservations> {
   const out: Partial<Reservations> = {};
   if (!raw) return out;
@@ -180,6 +206,77 @@ function describeIssue(issue: v.BaseIssue<unknown>): string {
   return `${path}: ${msg}`;
 }
 
+const flavorOf = (c: Combination) => c.flavor;
+const zoneOf = (c: Combination) => c.zone;
+/** Labels that describe where a group's servers are and what they are, with the group's value of each. */
+const placementLabels: [string, (c: Combination) => string][] = [
+  ["topology.kubernetes.io/zone", zoneOf],
+  ["failure-domain.beta.kubernetes.io/zone", zoneOf],
+  ["topology.kubernetes.io/region", (c) => regionOfZone(c.zone)],
+  ["failure-domain.beta.kubernetes.io/region", (c) => regionOfZone(c.zone)],
+  ["node.kubernetes.io/instance-type", flavorOf],
+  ["beta.kubernetes.io/instance-type", flavorOf],
+];
+
+/**
+ * Which of flavor/flavors and zone/zones an entry gives, read from the raw YAML so these
+ * are reported together with every schema problem: exactly one of flavor and flavors,
+ * at most one of zone and zones.
+ */
+function entryKeyProblems(raw: object): string[] {
+  const entries = (raw as { nodeGroups?: unknown }).nodeGroups;
+  if (!Array.isArray(entries)) return [];
+  const problems: string[] = [];
+  entries.forEach((e, i) => {
+    if (e === null || typeof e !== "object" || Array.isArray(e)) return;
+    const has = (k: string) => k in e;
+    if (!has("flavor") && !has("flavors")) problems.push(`nodeGroups[${i}].flavor: is required (a flavor slug such as flex-8-2, or flavors: [...] for several)`);
+    if (has("flavor") && has("flavors")) problems.push(`nodeGroups[${i}]: set either flavor or flavors, not both`);
+    if (has("zone") && has("zones")) problems.push(`nodeGroups[${i}]: set either zone or zones, not both`);
+  });
+  return problems;
+}
+
+/**
+ * The server groups of each zone of an entry. A list applies to every group of the entry;
+ * a mapping gives each zone its own list (server groups are zonal), and must name every
+ * zone of the entry and no other (`zone: []` for none).
+ */
+function serverGroupsByZone(
+  config: string[] | Record<string, string[]> | undefined,
+  zones: string[],
+  path: string,
+  problems: string[],
+): (zone: string) => { ids: string[]; paths: string[] } {
+  const at = `${path}.serverGroups`;
+  if (config === undefined) return () => ({ ids: [], paths: [] });
+  if (Array.isArray(config)) {
+    problems.push(...repeats(config, at, "server group"));
+    return () => ({ ids: config, paths: config.map((_, i) => `${at}[${i}]`) });
+  }
+  for (const zone of Object.keys(config)) {
+    if (!zones.includes(zone)) problems.push(`${at}.${zone}: ${zone} is not a zone of this entry (${zones.join(", ")})`);
+    else problems.push(...repeats(config[zone], `${at}.${zone}`, "server group"));
+  }
+  for (const zone of zones) {
+    if (!(zone in config)) problems.push(`${at}: no list for zone ${zone} (write ${zone}: [] for none)`);
+  }
+  return (zone) => {
+    const ids = config[zone] ?? [];
+    return { ids, paths: ids.map((_, i) => `${at}.${zone}[${i}]`) };
+  };
+}
+
+/** Host names allow 63 characters; a name cut short could collide, so a long name is an error, never truncated. */
+function nameTooLong(clusterName: string, entry: string, combo: Combination, path: string, longest: number): string {
+  const length = clusterName.length + 1 + combo.name.length + SERVER_NAME_SUFFIX;
+  const shape = combo.name === entry ? "<clusterName>-<name>-<8 random>" : "<clusterName>-<name>-<flavor>-<zone>-<8 random>";
+  const room = longest - (combo.name.length - entry.length);
+  const advice = room > 0 ? `shorten name to at most ${room} characters, or clusterName` : "shorten clusterName";
+  const which = combo.name === entry ? "" : ` (the longest this entry expands to)`;
+  return `${path}.name: server names "${shape}" of node group ${combo.name}${which} would be ${length} characters; host names allow ${MAX_HOSTNAME}: ${advice}`;
+}
+
 export interface LoadOptions {
   /** Directory user-data files are relative to (defaults to the config file's). */
   baseDir?: string;
@@ -199,24 +296,21 @@ export function parseConfig(text: string, opts: LoadOptions = {}): ProviderConfi
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
     throw new ConfigError(["the file must be a YAML mapping with clusterName and nodeGroups"]);
   }
+  const keyProblems = entryKeyProblems(raw);
   const result = v.safeParse(configSchema, raw, { abortEarly: false });
-  if (!result.success) throw new ConfigError(result.issues.map(describeIssue));
+  if (!result.success || keyProblems.length) throw new ConfigError([...(result.issues ?? []).map(describeIssue), ...keyProblems]);
   const c = result.output;
   const problems: string[] = [];
   const readFile = opts.readFile ?? ((p: string) => readFileSync(p, "utf8"));
   const baseDir = opts.baseDir ?? process.cwd();
   const defaultZone = c.zone ?? "lpg1";
   const globalReservations = reservationOverrides(c.reservations, "reservations", problems);
-  const seen = new Set<string>();
-  const groups: NodeGroupConfig[] = c.nodeGroups.map((g, i) => {
+  const longest = longestGroupName(c.clusterName);
+  const named = new Map<string, { entry: string; from: string }>(); // group name -> its entry and what it was expanded from
+  const groups: NodeGroupConfig[] = [];
+  c.nodeGroups.forEach((g, i) => {
     const p = `nodeGroups[${i}]`;
-    if (seen.has(g.name)) problems.push(`${p}.name: "${g.name}" is used by another node group; names must be unique`);
-    seen.add(g.name);
     if (g.min > g.max) problems.push(`${p}: min (${g.min}) must not be greater than max (${g.max})`);
-    const nameLength = c.clusterName.length + 1 + g.name.length + SERVER_NAME_SUFFIX;
-    if (nameLength > MAX_HOSTNAME) {
-      problems.push(`${p}.name: server names "<clusterName>-<name>-<8 characters>" would be ${nameLength} characters; host names allow ${MAX_HOSTNAME}, shorten clusterName or the group name`);
-    }
     let userData = g.userData ?? "";
     if (g.userData !== undefined && g.userDataFile !== undefined) {
       problems.push(`${p}: set either userData or userDataFile, not both`);
@@ -252,28 +346,64 @@ export function parseConfig(text: string, opts: LoadOptions = {}): ProviderConfi
           ignoreDaemonSetsUtilization: g.options.ignoreDaemonSetsUtilization,
         }
       : undefined;
-    return {
-      name: g.name,
-      flavor: g.flavor,
-      image: g.image,
-      zone: g.zone ?? defaultZone,
-      min: g.min,
-      max: g.max,
-      volumeSizeGb: g.volumeSizeGb ?? 10,
-      userData,
-      userDataFormat: format,
-      labels: g.labels ?? {},
-      taints: (g.taints ?? []).map((t) => ({ key: t.key, value: t.value ?? "", effect: t.effect })),
-      serverGroups: g.serverGroups ?? [],
-      interfaces: g.interfaces,
-      sshKeys: g.sshKeys ?? [],
-      tags: g.tags ?? {},
-      pricePerHour: g.pricePerHour,
-      options,
-      reservationOverrides: { ...globalReservations, ...reservationOverrides(g.reservations, `${p}.reservations`, problems) },
-      reservations: undefined as unknown as Reservations, // resolved against the flavor in provider.ts
-    } as NodeGroupConfig;
+    const reservations = { ...globalReservations, ...reservationOverrides(g.reservations, `${p}.reservations`, problems) };
+
+    // The flavor × zone expansion.
+    const combos = combinations(g, p, defaultZone);
+    const flavors = [...new Set(combos.map((x) => x.flavor))];
+    const zones = [...new Set(combos.map((x) => x.zone))];
+    problems.push(...repeats(g.flavors, `${p}.flavors`, "flavor"), ...repeats(g.zones, `${p}.zones`, "zone"));
+    const overrides = g.overrides ?? [];
+    if (overrides.length && g.flavors === undefined && g.zones === undefined) problems.push(`${p}.overrides: only an entry with flavors or zones has combinations to override`);
+    else problems.push(...overrideProblems(overrides, flavors, zones, p));
+    const serverGroupsFor = serverGroupsByZone(g.serverGroups, zones, p, problems);
+    // Zone, region and instance type are each group's own: a label may not say otherwise.
+    for (const [key, of] of placementLabels) {
+      const value = g.labels?.[key];
+      const own = [...new Set(combos.map(of))];
+      if (value !== undefined && own.some((x) => x !== value)) {
+        problems.push(`${p}.labels.${key}: is set from each group's ${of === flavorOf ? "flavor" : "zone"} (${own.join(", ")}); remove it`);
+      }
+    }
+    // One message for the entry, about its longest name.
+    const longestCombo = combos.reduce((a, b) => (b.name.length > a.name.length ? b : a));
+    if (longestCombo.name.length > longest) problems.push(nameTooLong(c.clusterName, g.name, longestCombo, p, longest));
+    for (const combo of combos) {
+      const from = combo.name === g.name ? p : `${p}: ${combo.flavor} in ${combo.zone}`;
+      const other = named.get(combo.name);
+      // (Within one entry only a repeated flavor or zone repeats a name; that has its own message.)
+      if (other !== undefined && other.entry !== p) problems.push(`${p}.name: "${combo.name}" is used by another node group (${other.from}); names must be unique`);
+      named.set(combo.name, { entry: p, from });
+      const size = sizeOf(combo, g, overrides, p);
+      if (size.min > size.max && (size.minFrom !== `${p}.min` || size.maxFrom !== `${p}.max`)) {
+        problems.push(`${from}: min (${size.min}, ${size.minFrom}) must not be greater than max (${size.max}, ${size.maxFrom})`);
+      }
+      const sg = serverGroupsFor(combo.zone);
+      groups.push({
+        name: combo.name,
+        entry: g.name,
+        source: { path: p, flavorPath: combo.flavorPath, zonePath: combo.zonePath, serverGroupPaths: sg.paths },
+        flavor: combo.flavor,
+        image: g.image,
+        zone: combo.zone,
+        min: size.min,
+        max: size.max,
+        volumeSizeGb: g.volumeSizeGb ?? 10,
+        userData,
+        userDataFormat: format,
+        labels: g.labels ?? {},
+        taints: (g.taints ?? []).map((t) => ({ key: t.key, value: t.value ?? "", effect: t.effect })),
+        serverGroups: sg.ids,
+        interfaces: g.interfaces,
+        sshKeys: g.sshKeys ?? [],
+        tags: g.tags ?? {},
+        pricePerHour: g.pricePerHour,
+        options,
+        reservationOverrides: reservations,
+      });
+    }
   });
+  problems.push(...serverGroupCapacityProblems(groups));
   if (problems.length) throw new ConfigError(problems);
   return {
     clusterName: c.clusterName,
@@ -304,17 +434,21 @@ export interface ApiSettings {
   url: string;
 }
 
-/** The API token from CLOUDSCALE_API_TOKEN or a token file; the URL from CLOUDSCALE_API_URL. */
+/**
+ * The API token and URL. The token comes from, in this order: the file given with
+ * --token-file (an explicit flag wins over the environment), CLOUDSCALE_API_TOKEN, the
+ * file named by CLOUDSCALE_API_TOKEN_FILE. The URL from CLOUDSCALE_API_URL.
+ */
 export function apiSettings(env: Record<string, string | undefined>, tokenFile?: string): ApiSettings {
-  let token = env.CLOUDSCALE_API_TOKEN?.trim() ?? "";
-  const file = tokenFile ?? env.CLOUDSCALE_API_TOKEN_FILE;
-  if (!token && file) {
+  const fromFile = (file: string) => {
     try {
-      token = readFileSync(file, "utf8").trim();
+      return readFileSync(file, "utf8").trim();
     } catch (e) {
       throw new ConfigError([`cannot read the API token file ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`]);
     }
-  }
+  };
+  let token = tokenFile ? fromFile(tokenFile) : (env.CLOUDSCALE_API_TOKEN?.trim() ?? "");
+  if (!tokenFile && !token && env.CLOUDSCALE_API_TOKEN_FILE) token = fromFile(env.CLOUDSCALE_API_TOKEN_FILE);
   if (!token) {
     throw new ConfigError(["no API token: set CLOUDSCALE_API_TOKEN, or pass --token-file FILE (or CLOUDSCALE_API_TOKEN_FILE)"]);
   }

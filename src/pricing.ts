@@ -9,11 +9,10 @@
 // merged over BUILTIN_PRICES, or `pricePerHour` on a node group, which wins over
 // both.
 
-import type { Flavor, NodeGroupConfig } from "./types";
+import { GPU_RESOURCE, type Flavor, type NodeGroupConfig } from "./types";
 import type { Pod } from "./gen/k8s.io/api/core/v1/generated_pb";
 import type { Quantity } from "./gen/k8s.io/apimachinery/pkg/api/resource/generated_pb";
 import { GiB, parseBytes, parseCpuMillis } from "./quantity";
-import { GPU_RESOURCE } from "./template";
 
 /** Date the estimate model was set. */
 export const PRICE_TABLE_DATE = "2026-11-25";

@@ -8,25 +8,18 @@ import { PodSchema, type Node, type Pod } from "./gen/k8s.io/api/core/v1/generat
 import { log } from "./log";
 import { Reconciler } from "./reconciler";
 import type { ProviderApi } from "./service";
-import { CLUSTER_TAG, GROUP_TAG, type CreateServerRequest, type Flavor, type NodeGroupConfig, type ProviderConfig } from "./types";
-import { GPU_LABEL, NODE_GROUP_LABEL, availableGpuTypes, defaultReservations, talosReservations, nodeLabels, templateNode, templateNodeBytes } from "./template";
-import { patchUserData, talosKubeletConfig } from "./talos";
+import { CLUSTER_TAG, GPU_LABEL, GROUP_TAG, NODE_GROUP_LABEL, type Clock, type CreateServerRequest, type Flavor, type NodeGroupConfig, type ProviderConfig } from "./types";
+import { availableGpuTypes, nodeLabels, templateNode, templateNodeBytes } from "./template";
+import { flavorFromSlug, resolveGroup } from "./resolved-group";
+import { patchUserData } from "./talos";
 import { nodePrice, podPrice, podRequests, pricePerHourFor } from "./pricing";
-
-/** Flavor details derived from the slug, for when the API's flavor list cannot be had. */
-export function flavorFromSlug(slug: string): Flavor | undefined {
-  const m = /^(flex|plus)-(\d+)-(\d+)$/.exec(slug);
-  if (!m) return undefined;
-  const name = `${m[1]![0]!.toUpperCase()}${m[1]!.slice(1)}-${m[2]}-${m[3]}`;
-  return { slug, name, memory_gb: Number(m[2]), vcpu_count: Number(m[3]), gpu: null, zones: [] };
-}
 
 export interface ProviderDeps {
   config: ProviderConfig;
-  cloud: Cloudscale;
+  cloud: Pick<Cloudscale, "listServers" | "createServer" | "getServer" | "deleteServer" | "listFlavors">;
   /** Reconciler tuning for tests. */
   verifyDelayMs?: number;
-  now?: () => number;
+  clock?: Clock;
 }
 
 export type Provider = ProviderApi & {
@@ -39,19 +32,21 @@ export type Provider = ProviderApi & {
   flavor(slug: string): Flavor | undefined;
 };
 
+/**
+ * The flavor catalog (sizes, GPUs, zones) comes from the API's flavor list, read at the
+ * start and again by a Refresh once it is older than this. A failed read keeps the last
+ * list (and is tried again at the next Refresh); before any list, flavors are read from
+ * their slug (flavorFromSlug).
+ */
+export const FLAVOR_CATALOG_MAX_AGE_MS = 10 * 60_000;
+
 export function createProvider(deps: ProviderDeps): Provider {
   const { config, cloud } = deps;
+  const now = () => deps.clock?.now() ?? Date.now();
   const flavors = new Map<string, Flavor>();
   let flavorsLoadedAt = 0;
   let flavorLoad: Promise<void> | null = null;
   const templates = new Map<string, { node: Node; bytes: Uint8Array; flavorKey: string }>();
-
-  function resolved(group: NodeGroupConfig, flavor: Flavor): NodeGroupConfig {
-    // A Talos worker reserves what its machine config says; for other images we cannot
-    // know the kubelet's settings and reserve conservatively.
-    const base = group.userDataFormat === "talos" ? talosReservations(talosKubeletConfig(group.userData)) : defaultReservations(flavor);
-    return { ...group, reservations: { ...base, ...group.reservationOverrides } };
-  }
 
   function createRequest(group: NodeGroupConfig, name: string): CreateServerRequest {
     const body: CreateServerRequest = {
@@ -65,8 +60,7 @@ export function createProvider(deps: ProviderDeps): Provider {
     };
     if (group.userDataFormat !== "none" && group.userData) {
       // The node that registers must be the node the template promised: same labels, same taints.
-      const f = flavor(group.flavor);
-      const labels = f ? nodeLabels(group, f) : group.labels;
+      const labels = nodeLabels(group, flavor(group.flavor));
       body.user_data = patchUserData(group.userDataFormat, group.userData, { hostname: name, labels, taints: group.taints });
     }
     if (group.serverGroups.length) body.server_groups = group.serverGroups;
@@ -80,7 +74,7 @@ export function createProvider(deps: ProviderDeps): Provider {
     createRequest,
     verifyDelayMs: deps.verifyDelayMs ?? config.createVerifyDelaySeconds * 1000,
     startupGraceMs: config.startupGraceSeconds * 1000,
-    now: deps.now,
+    clock: deps.clock,
   });
   const groupsByName = new Map(config.nodeGroups.map((g) => [g.name, g]));
 
@@ -89,11 +83,17 @@ export function createProvider(deps: ProviderDeps): Provider {
       flavorLoad = cloud
         .listFlavors()
         .then((list) => {
+          const first = flavorsLoadedAt === 0;
           flavors.clear();
           for (const f of list) flavors.set(f.slug, f);
-          flavorsLoadedAt = Date.now();
+          flavorsLoadedAt = now();
+          if (!first) return;
           for (const g of config.nodeGroups) {
-            if (!flavors.has(g.flavor)) log.warn("node group's flavor is not offered by the API", { group: g.name, flavor: g.flavor });
+            const f = flavors.get(g.flavor);
+            if (!f) log.warn("node group's flavor is not offered by the API", { group: g.name, flavor: g.flavor });
+            else if (f.zones?.length && !f.zones.some((z) => z.slug === g.zone)) {
+              log.warn("node group's flavor is not offered in its zone; its servers cannot be created", { group: g.name, flavor: g.flavor, zone: g.zone, zones: f.zones.map((z) => z.slug).join(",") });
+            }
           }
         })
         .finally(() => {
@@ -150,38 +150,49 @@ export function createProvider(deps: ProviderDeps): Provider {
       return id ? groupsByName.get(id) : undefined;
     },
     async refresh(signal, deadlineMs) {
-      // Flavors change rarely; re-read them every 10 minutes, never failing Refresh over it.
-      if (Date.now() - flavorsLoadedAt > 600_000) void loadFlavors().catch((e) => log.debug("flavor reload failed", { error: (e as Error).message }));
+      // Flavors change rarely; re-read them when the list is older than its bound, never failing Refresh over it.
+      if (now() - flavorsLoadedAt > FLAVOR_CATALOG_MAX_AGE_MS) void loadFlavors().catch((e) => log.debug("flavor reload failed", { error: (e as Error).message }));
       await reconciler.refresh(signal, deadlineMs);
     },
+    generation: () => reconciler.generation,
     targetSize: (g) => reconciler.targetSize(g),
     increaseSize: (g, delta) => void reconciler.increaseSize(g, delta),
     deleteNodes: (g, nodes, signal) => reconciler.deleteNodes(g, nodes, signal),
     decreaseTargetSize: (g, delta) => reconciler.decreaseTargetSize(g, delta),
     nodes: (g) => reconciler.nodes(g),
-    async templateNode(groupId) {
+    async templateNode(groupId, signal) {
       const group = reconciler.group(groupId);
       let f = flavors.get(group.flavor);
       if (!f && flavorsLoadedAt === 0) {
-        await loadFlavors().catch(() => {});
+        // The first load of the flavor list (retries included) can take far longer than
+        // CA's deadline: wait for it only until the caller gives up. It goes on, and its
+        // result serves the next call.
+        await untilAborted(loadFlavors().catch(() => {}), signal);
         f = flavors.get(group.flavor);
       }
       f ??= flavorFromSlug(group.flavor);
       if (!f) throw new ConnectError(`flavor "${group.flavor}" of node group "${groupId}" is unknown and the API's flavor list cannot be read`, Code.Unavailable);
-      const key = `${f.slug}:${f.vcpu_count}:${f.memory_gb}:${f.gpu?.count ?? 0}`;
+      const key = JSON.stringify([f.slug, f.vcpu_count, f.memory_gb, f.gpu?.count ?? 0, f.gpu?.name ?? ""]);
       const cached = templates.get(groupId);
       if (cached && cached.flavorKey === key) return cached;
-      const node = templateNode(resolved(group, f), f, config.clusterName);
+      const node = templateNode(resolveGroup(group, f), config.clusterName);
       const entry = { node, bytes: templateNodeBytes(node), flavorKey: key };
       templates.set(groupId, entry);
       return entry;
     },
     nodePrice(node, startSec, endSec) {
-      // A real node by providerID or name; a template node CA simulates by our group label.
-      const groupId = reconciler.groupForNode(node.providerID, node.name) || node.labels[NODE_GROUP_LABEL] || "";
-      const group = groupsByName.get(groupId);
-      // A node CA simulates (a template) or one outside our groups: price it by its instance-type label.
-      const slug = group?.flavor ?? node.labels["node.kubernetes.io/instance-type"] ?? node.labels["beta.kubernetes.io/instance-type"];
+      const instanceType = node.labels["node.kubernetes.io/instance-type"] ?? node.labels["beta.kubernetes.io/instance-type"];
+      // A real node by providerID or name; a template node CA simulates by our node-group label
+      // (the configuration entry) and its flavor: the entry's groups in other zones cost the same.
+      const realGroup = reconciler.groupForNode(node.providerID, node.name);
+      const entry = node.labels[NODE_GROUP_LABEL];
+      const group = realGroup
+        ? groupsByName.get(realGroup)
+        : entry !== undefined
+          ? config.nodeGroups.find((g) => (g.entry ?? g.name) === entry && g.flavor === instanceType) ?? groupsByName.get(entry)
+          : undefined;
+      // A node outside our groups: price it by its instance-type label.
+      const slug = group?.flavor ?? instanceType;
       if (!slug) throw new ConnectError(`cannot price node "${node.name.slice(0, 100)}": it is not in a node group and has no instance-type label`, Code.NotFound);
       return nodePrice(pricePerHour(group, slug), startSec, endSec);
     },
@@ -211,4 +222,14 @@ export function createProvider(deps: ProviderDeps): Provider {
     },
   };
   return provider;
+}
+
+/** Waits for `work` unless `signal` aborts first; then rejects as the caller's deadline. */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(new ConnectError("the caller gave up while the flavor list was loading", Code.DeadlineExceeded));
+  return new Promise<T>((resolve, reject) => {
+    const aborted = () => reject(new ConnectError("the caller gave up while the flavor list was loading", Code.DeadlineExceeded));
+    signal.addEventListener("abort", aborted, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", aborted));
+  });
 }

@@ -1,69 +1,119 @@
 // The one owner of the provider's view of the cloud. Refresh rebuilds it from a
-// single tag-filtered list; IncreaseSize, DeleteNodes and the background
-// creates change it. CA calls these concurrently, so every rule below is about
-// interleavings: a list that started before a create was accepted must not drop
-// that create, and a list that started before a delete must not bring the
-// server back. The cloud stays the source of truth: the only state kept beside
-// the list is what the list cannot show yet (accepted creates, issued deletes).
+// single tag-filtered list; IncreaseSize, DeleteNodes and the background creates
+// and deletes change it. The cloud stays the source of truth: the only state kept
+// beside the list is what the list cannot show yet (accepted creations, issued
+// deletions: the marks). The parts: view.ts (pure: a list and the marks make the
+// answers), create-queue.ts (creations), deletion.ts (deletions).
+//
+// CA calls concurrently, so the rules are about orders of events; each has a
+// test that forces its order with a fake clock and a fake cloud
+// (test/reconciler.test.ts):
+//  1. A list that started before a create was accepted does not drop the create.
+//  2. A list that started before a delete does not bring the server back.
+//  3. A list that finishes after a newer one was applied is ignored.
+//  4. An unanswered create is looked for by its name before it is sent again;
+//     a list that starts well after it and does not show it sends it again;
+//     a list that shows it, or the check, resolves it, whichever comes first.
+//  5. An unanswered delete is decided by the first list that starts after it.
+//  6. A created server that a later list no longer shows is forgotten.
+//  7. Two servers for one creation: the newer is deleted.
+//  8. After a start, nothing is created or deleted until a list that started
+//     after the startup grace is applied (a killed predecessor's requests may
+//     still land); creations accepted meanwhile wait.
+//  9. Servers of a group that appear after a start and that this process did
+//     not create are the predecessor's creates: they take the place of creations
+//     still waiting here, so the group ends at the size CA asked for.
+// 10. Waiting creations never take a group above its max.
+// 11. Nothing is created or deleted from a stale view; creations wait for a list.
+// 12. A delete the cloud refuses while the server is still changing (booting) is
+//     tried again until the server is deleted; it counts as deleting meanwhile,
+//     and after a bound it is given up and the server counts again.
+// 13. Creations held by rule 8 or 11 never wait for CA's next Refresh: once the
+//     grace is over the provider lists by itself (sharing a list under way, one
+//     list at a time), and again with a bounded backoff while listing fails; the
+//     hold is logged once with its reason, and again when it ends.
 import { Code, ConnectError } from "@connectrpc/connect";
 import { CloudscaleError, type Cloudscale } from "./cloudscale";
+import { CreateQueue, cancellable, queuedOverMax } from "./create-queue";
+import { Deleter, belowMin, confirmOwnership, mapBounded, planDeletion, serverTargets, type NodeRef } from "./deletion";
 import { log, redact } from "./log";
-import { CLUSTER_TAG, GROUP_TAG, type CreateServerRequest, type NodeGroupConfig, type ProviderConfig, type Server } from "./types";
+import { listMetrics } from "./metrics";
+import { CLUSTER_TAG, GROUP_TAG, type Clock, type CreateServerRequest, type NodeGroupConfig, type ProviderConfig, type Server } from "./types";
+import {
+  CountingMap,
+  countStates,
+  deleteMarkDone,
+  emptyView,
+  existing,
+  groupForNode,
+  instances,
+  newcomers,
+  pendingFate,
+  pendingOf,
+  targetSize,
+  viewOfList,
+  type InstanceView,
+  type DeleteMark,
+  type ListRules,
+  type Marks,
+  type PendingCreate,
+  type ServerState,
+  type View,
+} from "./view";
 
-export const PROVIDER_ID_PREFIX = "cloudscale://";
-/** Instance ids of creations that have no server UUID yet. */
-export const PENDING_ID_PREFIX = "cloudscale://pending/";
+export type { InstanceView } from "./view";
 
-export type InstanceState = "running" | "creating" | "deleting";
+/** Why accepted creations wait: the startup grace (rule 8) or a stale view (rule 11). */
+export type HoldReason = "startup-grace" | "stale-view";
 
-/** What the view keeps of a listed server. The list's other fields (flavor, image, volumes,
- *  interfaces, …; ~1.8 KB of JSON per server) are not kept, so they do not stay on the heap. */
-export type ServerView = Pick<Server, "uuid" | "name" | "status" | "tags" | "created_at">;
+/** The last thing that went wrong, for operators (status, logs). `at` in ms since the epoch. */
+export interface LastError {
+  code: string;
+  message: string;
+  at: number;
+}
+
+/** One group as an operator reads it. */
+export interface GroupSnapshot {
+  name: string;
+  targetSize: number;
+  /** Instances as CA sees them in NodeGroupNodes, by state; failed = a creation (or server) in error. */
+  servers: Record<ServerState, number>;
+  /** Accepted creations the cloud has not confirmed yet (queued, being sent, being verified). */
+  pending: number;
+  /** Of those, the queued ones that are held: they may not go out now (see `hold`). */
+  held: number;
+  /** The last failed creation or deletion of the group. */
+  lastError: LastError | null;
+}
+
+export interface ReconcilerSnapshot {
+  /** Seconds since the start of the last applied list; null before the first. */
+  viewAgeSeconds: number | null;
+  /** When the startup grace ends (ms since the epoch) and whether a list past it was applied. */
+  graceEndsAt: number;
+  settled: boolean;
+  /** Why creations are held, since when, in a sentence; null when none is. */
+  hold: { reason: HoldReason; since: number; detail: string } | null;
+  /** The last list that failed (Refresh's or the provider's own). */
+  lastListError: LastError | null;
+  groups: GroupSnapshot[];
+}
+
+/** First and longest wait between the provider's own lists while they fail and creations are held. */
+const SELF_LIST_FIRST_WAIT_MS = 5_000;
+const SELF_LIST_MAX_WAIT_MS = 60_000;
 
 /** Servers in one list above which a Refresh is followed by a full garbage collection. */
 const LARGE_LIST = 1000;
 
-export const OUT_OF_RESOURCES = 1;
-export const OTHER_ERROR = 99;
-
-export interface InstanceView {
-  id: string;
-  state: InstanceState;
-  error?: { code: string; message: string; errorClass: number };
-}
-
-type PendingState = "queued" | "creating" | "verifying" | "created" | "failed";
-
-interface PendingCreate {
-  name: string;
-  group: string;
-  acceptedAt: number;
-  state: PendingState;
-  attempts: number;
-  uuid?: string;
-  /** When the cloud confirmed the server (POST answered, or found by name). */
-  confirmedAt?: number;
-  /** When an ambiguous failure happened; a list started after it decides. */
-  uncertainSince?: number;
-  failedAt?: number;
-  error?: { code: string; message: string; errorClass: number };
-}
-
-interface DeleteMark {
-  group: string;
-  issuedAt: number;
-  /** When the DELETE call ended (answered or not). */
-  completedAt?: number;
-  /** The API confirmed the deletion. */
-  confirmed?: boolean;
-}
-
 export interface ReconcilerDeps {
   config: ProviderConfig;
-  cloud: Cloudscale;
+  cloud: Pick<Cloudscale, "listServers" | "createServer" | "getServer" | "deleteServer">;
   /** Builds the POST body for one server of a group (user-data patched for that server). */
   createRequest: (group: NodeGroupConfig, name: string) => CreateServerRequest;
-  now?: () => number;
+  /** Time and waiting; the system clock unless a test fakes it. */
+  clock?: Clock;
   /** Wait before checking whether an ambiguous create took effect (ms). */
   verifyDelayMs?: number;
   /** Create attempts per accepted server before it is reported as failed. */
@@ -74,48 +124,93 @@ export interface ReconcilerDeps {
    * server is created or deleted: the view cannot show what is still on its way.
    */
   startupGraceMs?: number;
+  /** How long a delete refused while the server is changing is tried again (ms; default 15 minutes, CA's max provision time). */
+  busyDeleteRetryMs?: number;
+  /** Random part of new server names (tests make it predictable). */
+  nameSuffix?: () => string;
 }
 
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+};
+
 const RANDOM_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
-function randomSuffix(): string {
+/** The random part of a server name: 8 of [a-z0-9]. */
+export function randomSuffix(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(8));
   let out = "";
   for (const b of bytes) out += RANDOM_ALPHABET[b % RANDOM_ALPHABET.length];
   return out;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-export function parseProviderId(providerID: string): { uuid?: string; pendingName?: string } | null {
-  if (!providerID.startsWith(PROVIDER_ID_PREFIX)) return null;
-  if (providerID.startsWith(PENDING_ID_PREFIX)) return { pendingName: providerID.slice(PENDING_ID_PREFIX.length) };
-  const uuid = providerID.slice(PROVIDER_ID_PREFIX.length).replace(/^\/+/, "");
-  return /^[0-9a-f-]{36}$/i.test(uuid) ? { uuid: uuid.toLowerCase() } : null;
-}
-
 export class Reconciler {
   private readonly groups: Map<string, NodeGroupConfig>;
-  private readonly now: () => number;
-  private servers = new Map<string, ServerView>();
-  private byName = new Map<string, ServerView>();
-  private byGroup = new Map<string, ServerView[]>();
-  private pending = new Map<string, PendingCreate>();
-  private deleting = new Map<string, DeleteMark>();
+  private readonly clock: Clock;
+  private readonly rules: ListRules;
+  private view: View;
+  /** Set once the first list is applied: what it shows is where this process starts from. */
+  private started = false;
+  private readonly marks: Marks & { pending: CountingMap<string, PendingCreate>; deleting: CountingMap<string, DeleteMark> } = {
+    pending: new CountingMap(),
+    deleting: new CountingMap(),
+  };
+  private views = 0;
   private appliedListStartedAt = -Infinity;
   private lastGoodAt = -Infinity;
   private inflightList: Promise<void> | null = null;
-  private queue: PendingCreate[] = [];
-  private activeCreates = 0;
-  private stopped = false;
-  private readonly idle = new Set<() => void>();
   private readonly settledAfter: number;
+  private stopped = false;
+  /** The hold under way (rule 13): logged when it starts and when it ends. */
+  private hold: { reason: HoldReason; since: number; creates: number } | null = null;
+  private holdCheckQueued = false;
+  /** Counts holds: the provider's own lists serve the hold they were started for. */
+  private holdEpoch = 0;
+  private readonly lastErrors = new Map<string, LastError>();
+  private lastListError: LastError | null = null;
+  private readonly creates: CreateQueue;
+  private readonly deleter: Deleter;
   readonly stats = { lists: 0, listFailures: 0, creates: 0, createFailures: 0, deletes: 0 };
 
   constructor(private readonly deps: ReconcilerDeps) {
     this.groups = new Map(deps.config.nodeGroups.map((g) => [g.name, g]));
-    this.now = deps.now ?? Date.now;
-    this.settledAfter = this.now() + (deps.startupGraceMs ?? 0);
-    for (const g of this.groups.keys()) this.byGroup.set(g, []);
+    this.clock = deps.clock ?? systemClock;
+    this.view = emptyView(this.groups.keys());
+    this.settledAfter = this.clock.now() + (deps.startupGraceMs ?? 0);
+    const verifyDelayMs = deps.verifyDelayMs ?? 5000;
+    this.rules = { verifyDelayMs, failedCreateTtlMs: deps.config.failedCreateTtlSeconds * 1000, deleteConfirmWindowMs: 120_000 };
+    this.creates = new CreateQueue({
+      clusterName: deps.config.clusterName,
+      groups: this.groups,
+      cloud: deps.cloud,
+      createRequest: deps.createRequest,
+      pending: this.marks.pending,
+      clock: this.clock,
+      concurrency: deps.config.createConcurrency,
+      verifyDelayMs,
+      maxAttempts: deps.maxCreateAttempts ?? 3,
+      mayCreate: () => this.canAct,
+      onHeld: () => this.scheduleHoldCheck(),
+      onFailed: (p) => this.recordError(p.group, p.error!.code, p.error!.message),
+      stats: this.stats,
+    });
+    this.deleter = new Deleter({
+      cloud: deps.cloud,
+      marks: this.marks,
+      clock: this.clock,
+      busyRetryMs: deps.busyDeleteRetryMs ?? 15 * 60_000,
+      stats: this.stats,
+      onError: (group, message) => this.recordError(group, "DELETE_FAILED", message),
+    });
+  }
+
+  /**
+   * Moves whenever targetSize() or nodes() may answer differently: a new view, an accepted or
+   * forgotten creation or deletion, a creation that got its server or failed. A sum of counters
+   * that only grow, so it never comes back to a value it had.
+   */
+  get generation(): number {
+    return this.views + this.marks.pending.changes + this.marks.deleting.changes + this.creates.changes;
   }
 
   /** A list that started after the startup grace window has been applied. */
@@ -135,7 +230,7 @@ export class Reconciler {
   }
 
   get viewAgeSeconds(): number {
-    return (this.now() - this.lastGoodAt) / 1000;
+    return (this.clock.now() - this.lastGoodAt) / 1000;
   }
 
   get fresh(): boolean {
@@ -197,14 +292,18 @@ export class Reconciler {
   }
 
   private async listAndApply(): Promise<void> {
-    const startedAt = this.now();
+    const startedAt = this.clock.now();
+    const timer = performance.now();
     let list: Server[];
     try {
       this.stats.lists++;
       list = await this.deps.cloud.listServers({ [CLUSTER_TAG]: this.deps.config.clusterName });
+      listMetrics.done((performance.now() - timer) / 1000, true);
     } catch (e) {
+      listMetrics.done((performance.now() - timer) / 1000, false);
       this.stats.listFailures++;
       const err = e instanceof CloudscaleError ? e : new CloudscaleError("network", String(e));
+      this.lastListError = { code: err.kind, message: redact(err.message).slice(0, 1000), at: this.clock.now() };
       const age = this.viewAgeSeconds;
       if (age <= this.deps.config.maxViewAgeSeconds) {
         log.warn("listing servers failed; serving the last good view", { error: err.message, viewAgeSeconds: Math.round(age) });
@@ -221,72 +320,44 @@ export class Reconciler {
 
   /** Rebuilds the view from a list that was requested at `startedAt`. */
   apply(list: Server[], startedAt: number): void {
-    if (startedAt < this.appliedListStartedAt) return; // an older list finished late
+    if (startedAt < this.appliedListStartedAt) return; // an older list finished late (rule 3)
     this.appliedListStartedAt = startedAt;
     this.lastGoodAt = Math.max(this.lastGoodAt, startedAt);
+    const { view, duplicates } = viewOfList(list, this.deps.config.clusterName, this.groups.keys());
+    const arrived = newcomers(this.started ? this.view : undefined, view, this.marks);
+    this.view = view;
+    this.views++;
+    this.started = true;
 
-    const servers = new Map<string, ServerView>();
-    const byName = new Map<string, ServerView>();
-    const byGroup = new Map<string, ServerView[]>();
-    for (const g of this.groups.keys()) byGroup.set(g, []);
-    const duplicates: ServerView[] = [];
-    for (const full of list) {
-      const s: ServerView = { uuid: full.uuid, name: full.name, status: full.status, tags: full.tags, created_at: full.created_at };
-      // Defence in depth: the API filtered by tag, but never trust a server without both of our tags.
-      if (s.tags?.[CLUSTER_TAG] !== this.deps.config.clusterName) continue;
-      if (!byGroup.has(s.tags?.[GROUP_TAG] ?? "")) continue; // ours, but of a group no longer configured: left alone
-      const twin = byName.get(s.name);
-      if (twin) {
-        // Two servers for one accepted creation (a create whose response was lost, then re-sent): keep the older.
-        const [older, newer] = twin.created_at <= s.created_at ? [twin, s] : [s, twin];
-        duplicates.push(newer);
-        byName.set(older.name, older);
-        continue;
-      }
-      byName.set(s.name, s);
-    }
-    for (const s of byName.values()) {
-      servers.set(s.uuid, s);
-      byGroup.get(s.tags[GROUP_TAG]!)!.push(s);
-    }
-    this.servers = servers;
-    this.byName = byName;
-    this.byGroup = byGroup;
-
-    const now = this.now();
-    for (const [name, p] of this.pending) {
-      const seen = (p.uuid && servers.has(p.uuid)) || byName.has(name);
-      if (seen) {
-        this.pending.delete(name);
-        continue;
-      }
-      if (p.state === "created" && p.confirmedAt !== undefined && p.confirmedAt < startedAt) {
+    const now = this.clock.now();
+    for (const [name, p] of this.marks.pending) {
+      const fate = pendingFate(p, (p.uuid !== undefined && view.servers.has(p.uuid)) || view.byName.has(name), startedAt, now, this.rules);
+      if (fate === "listed" || fate === "expired") this.marks.pending.delete(name);
+      else if (fate === "vanished") {
         log.warn("a server we created is gone from the cloud before it was listed; forgetting it", { server: name, uuid: p.uuid, group: p.group });
-        this.pending.delete(name);
-      } else if (p.state === "verifying" && p.uncertainSince !== undefined && p.uncertainSince + (this.deps.verifyDelayMs ?? 5000) < startedAt) {
-        // The list started well after the failed create and does not show it: it did not happen.
+        this.marks.pending.delete(name);
+      } else if (fate === "retry") {
         log.info("an unanswered create did not take effect; trying it again", { server: name, group: p.group });
-        p.state = "queued";
-        p.uncertainSince = undefined;
-        this.enqueue(p);
-      } else if (p.state === "failed" && p.failedAt !== undefined && now - p.failedAt > this.deps.config.failedCreateTtlSeconds * 1000) {
-        this.pending.delete(name);
+        this.creates.retry(p);
       }
     }
-    for (const [uuid, mark] of this.deleting) {
-      if (mark.completedAt === undefined || mark.completedAt >= startedAt) continue; // the list may predate the delete
-      const present = servers.has(uuid) || duplicates.some((d) => d.uuid === uuid);
-      // Gone: done. Still listed after an unanswered delete: it survived, count it again.
-      // Still listed long after a confirmed delete: believe the cloud.
-      if (!present || !mark.confirmed || now - mark.completedAt > 120_000) this.deleting.delete(uuid);
+    for (const [uuid, mark] of this.marks.deleting) {
+      const listed = view.servers.has(uuid) || duplicates.some((d) => d.uuid === uuid);
+      if (deleteMarkDone(mark, listed, startedAt, now, this.rules)) this.marks.deleting.delete(uuid);
     }
     for (const d of duplicates) {
-      if (this.deleting.has(d.uuid)) continue;
+      if (this.marks.deleting.has(d.uuid)) continue;
       log.warn("found two servers for one creation; deleting the newer one", { server: d.name, uuid: d.uuid });
-      void this.deleteOne(d.uuid, d.tags[GROUP_TAG]!).catch(() => {});
+      void this.deleter.deleteOne(d.uuid, d.tags[GROUP_TAG]!).catch(() => {});
+    }
+    // Rule 9: a predecessor's creates landing late fill the creations still waiting here.
+    for (const [g, n] of arrived) {
+      const filled = this.creates.cancelQueued(g, n);
+      if (filled) log.info("servers a previous process created have appeared; they take the place of creations still waiting", { group: g, servers: n, cancelled: filled });
     }
     if (this.settled) this.trimToMax();
-    this.pump();
+    this.creates.pump();
+    this.checkHold();
   }
 
   /**
@@ -295,97 +366,150 @@ export class Reconciler {
    */
   private trimToMax(): void {
     for (const g of this.groups.values()) {
-      const queued = this.pendingOf(g.name).filter((p) => p.state === "queued").sort((a, b) => b.acceptedAt - a.acceptedAt);
-      if (!queued.length) continue;
-      const room = g.max - this.existing(g.name) - this.pendingOf(g.name).filter((p) => p.state === "creating" || p.state === "verifying").length;
-      const excess = queued.length - Math.max(0, room);
+      const excess = queuedOverMax(pendingOf(this.marks, g.name), existing(this.view, this.marks, g.name), g.max);
       if (excess <= 0) continue;
-      for (const p of queued.slice(0, excess)) this.pending.delete(p.name);
+      this.creates.cancelQueued(g.name, excess);
       log.warn("cancelled queued creations that would take the group above its max", { group: g.name, cancelled: excess, max: g.max });
     }
   }
 
-  /** Servers of a group that exist in the cloud and are not being deleted (listed, or confirmed created). */
-  private existing(group: string): number {
-    let n = 0;
-    for (const s of this.serversOf(group)) if (!this.deleting.has(s.uuid)) n++;
-    for (const p of this.pending.values()) if (p.group === group && p.state === "created" && !(p.uuid && this.deleting.has(p.uuid))) n++;
-    return n;
-  }
-
   // ------------------------------------------------------------------ views
 
-  private serversOf(group: string): ServerView[] {
-    return this.byGroup.get(group) ?? [];
-  }
-
-  private pendingOf(group: string): PendingCreate[] {
-    const out: PendingCreate[] = [];
-    for (const p of this.pending.values()) if (p.group === group) out.push(p);
-    return out;
-  }
-
-  /** Servers that exist and are not being deleted, plus accepted creations not yet listed. */
   targetSize(groupId: string): number {
     this.group(groupId);
-    let n = 0;
-    for (const s of this.serversOf(groupId)) if (!this.deleting.has(s.uuid)) n++;
-    for (const p of this.pending.values()) if (p.group === groupId && !(p.uuid && this.deleting.has(p.uuid))) n++;
-    return n;
+    return targetSize(this.view, this.marks, groupId);
   }
 
   nodes(groupId: string): InstanceView[] {
     this.group(groupId);
-    const out: InstanceView[] = [];
-    for (const s of this.serversOf(groupId)) {
-      const id = PROVIDER_ID_PREFIX + s.uuid;
-      if (this.deleting.has(s.uuid)) out.push({ id, state: "deleting" });
-      else if (s.status === "error") {
-        out.push({ id, state: "creating", error: { code: "server-error", message: `server ${s.name} is in status error`, errorClass: OTHER_ERROR } });
-      } else if (s.status === "changing") out.push({ id, state: "creating" });
-      else out.push({ id, state: "running" });
-    }
-    for (const p of this.pendingOf(groupId)) {
-      const id = p.uuid ? PROVIDER_ID_PREFIX + p.uuid : PENDING_ID_PREFIX + p.name;
-      if (p.uuid && this.deleting.has(p.uuid)) out.push({ id, state: "deleting" });
-      else out.push(p.state === "failed" ? { id, state: "creating", error: p.error } : { id, state: "creating" });
-    }
-    return out;
+    return instances(this.view, this.marks, groupId);
   }
 
   /** The group of a node, or "" when it is not one of our servers. Never throws. */
   groupForNode(providerID: string, name: string): string {
-    if (providerID) {
-      const parsed = parseProviderId(providerID);
-      if (!parsed) return "";
-      if (parsed.pendingName !== undefined) return this.pending.get(parsed.pendingName)?.group ?? "";
-      const s = this.servers.get(parsed.uuid!);
-      if (s) return s.tags[GROUP_TAG]!;
-      return this.pendingWithUuid(parsed.uuid!)?.group ?? this.deleting.get(parsed.uuid!)?.group ?? "";
-    }
-    if (!name) return "";
-    const s = this.byName.get(name);
-    if (s) return s.tags[GROUP_TAG]!;
-    return this.pending.get(name)?.group ?? "";
+    return groupForNode(this.view, this.marks, providerID, name);
   }
 
-  /** An accepted creation the cloud has confirmed but no list has shown yet. */
-  private pendingWithUuid(uuid: string): PendingCreate | undefined {
-    for (const p of this.pending.values()) if (p.uuid === uuid) return p;
-    return undefined;
-  }
-
-  /** Everything the provider knows, for logs, the demo and debugging. */
-  snapshot() {
+  /** What an operator reads (status, metrics, logs): counts, not the servers themselves. */
+  snapshot(): ReconcilerSnapshot {
+    const reason = this.holdReason();
+    const age = this.viewAgeSeconds;
     return {
-      viewAgeSeconds: Number.isFinite(this.viewAgeSeconds) ? Math.round(this.viewAgeSeconds * 10) / 10 : null,
-      groups: [...this.groups.keys()].map((g) => ({
-        name: g,
-        targetSize: this.targetSize(g),
-        servers: this.serversOf(g).map((s) => ({ name: s.name, uuid: s.uuid, status: s.status, deleting: this.deleting.has(s.uuid) })),
-        pending: this.pendingOf(g).map((p) => ({ name: p.name, state: p.state, uuid: p.uuid, error: p.error?.message })),
-      })),
+      viewAgeSeconds: Number.isFinite(age) ? Math.round(age * 10) / 10 : null,
+      graceEndsAt: this.settledAfter,
+      settled: this.settled,
+      hold: reason ? { reason, since: this.hold?.since ?? this.clock.now(), detail: this.holdDetail(reason) } : null,
+      lastListError: this.lastListError,
+      groups: [...this.groups.keys()].map((g) => {
+        const pending = pendingOf(this.marks, g);
+        const queued = pending.filter((p) => p.state === "queued").length;
+        return {
+          name: g,
+          targetSize: targetSize(this.view, this.marks, g),
+          servers: countStates(instances(this.view, this.marks, g)),
+          pending: pending.filter((p) => p.state === "queued" || p.state === "creating" || p.state === "verifying").length,
+          held: reason ? queued : 0,
+          lastError: this.lastErrors.get(g) ?? null,
+        };
+      }),
     };
+  }
+
+  private recordError(group: string, code: string, message: string): void {
+    this.lastErrors.set(group, { code, message: redact(message).slice(0, 1000), at: this.clock.now() });
+  }
+
+  // ------------------------------------------------------------ held creates
+
+  /** Why queued creations may not go out now, or null when they may (or none is queued). */
+  private holdReason(): HoldReason | null {
+    if (this.canAct || this.heldCreates() === 0) return null;
+    return this.settled ? "stale-view" : "startup-grace";
+  }
+
+  private holdDetail(reason: HoldReason): string {
+    if (reason === "startup-grace") {
+      const until = new Date(this.settledAfter).toISOString();
+      const grace = `startupGrace ${Math.round((this.deps.startupGraceMs ?? 0) / 1000)}s after the start`;
+      if (this.clock.now() < this.settledAfter) return `requests a previous instance sent may still land until ${until} (${grace}); creations go out after a list that starts past then`;
+      return `the startup grace ended at ${until} (${grace}) and no list since has succeeded; creations go out after one does`;
+    }
+    const age = Number.isFinite(this.viewAgeSeconds) ? `${Math.round(this.viewAgeSeconds)}s old` : "not loaded";
+    return `the view of the cloud is ${age} (limit ${this.deps.config.maxViewAgeSeconds}s); creations go out after the next good list`;
+  }
+
+  private heldCreates(): number {
+    let n = 0;
+    for (const p of this.marks.pending.values()) if (p.state === "queued") n++;
+    return n;
+  }
+
+  /** Called by the queue when creations stay queued: one check after the current event (an IncreaseSize accepts several). */
+  private scheduleHoldCheck(): void {
+    if (this.holdCheckQueued) return;
+    this.holdCheckQueued = true;
+    queueMicrotask(() => {
+      this.holdCheckQueued = false;
+      this.checkHold();
+    });
+  }
+
+  /** Logs a hold when it starts (and its reason changes) and when it ends; starts the provider's own lists (rule 13). */
+  private checkHold(): void {
+    if (this.stopped) return;
+    const reason = this.holdReason();
+    const now = this.clock.now();
+    if (reason && (!this.hold || this.hold.reason !== reason)) {
+      const creates = this.heldCreates();
+      const fields = { creates, reason, groups: this.heldByGroup() };
+      if (reason === "startup-grace") log.info(`creations are held: ${this.holdDetail(reason)} (the provider lists by itself then)`, fields);
+      else log.warn(`creations are held: ${this.holdDetail(reason)} (the provider lists by itself until one succeeds)`, fields);
+      if (!this.hold) void this.listWhileHeld(++this.holdEpoch);
+      this.hold = { reason, since: this.hold?.since ?? now, creates };
+    } else if (reason && this.hold) {
+      this.hold.creates = Math.max(this.hold.creates, this.heldCreates());
+    } else if (!reason && this.hold) {
+      const heldSeconds = Math.round((now - this.hold.since) / 100) / 10;
+      if (this.canAct) log.info("held creations released: they go out now", { creates: this.hold.creates, heldSeconds });
+      else log.info("no creation is held any more: the held ones were cancelled", { heldSeconds });
+      this.hold = null;
+    }
+  }
+
+  private heldByGroup(): string {
+    const counts = new Map<string, number>();
+    for (const p of this.marks.pending.values()) if (p.state === "queued") counts.set(p.group, (counts.get(p.group) ?? 0) + 1);
+    return [...counts].map(([g, n]) => `${g}=${n}`).join(",");
+  }
+
+  /**
+   * Lists while creations are held, so they never wait for CA's next Refresh (rule 13): at the
+   * end of the startup grace, then at once when a list that started inside the grace landed,
+   * else after a backoff (5 s doubling to 60 s) while listing fails. Each list is Refresh's own
+   * (one at a time: a list under way is shared).
+   */
+  private async listWhileHeld(epoch: number): Promise<void> {
+    // A hold that ends and a new one that starts while this one sleeps start lists of their own.
+    const current = () => epoch === this.holdEpoch && !this.stopped && this.holdReason() !== null;
+    let wait = SELF_LIST_FIRST_WAIT_MS;
+    while (current()) {
+      const now = this.clock.now();
+      if (now < this.settledAfter) {
+        await this.clock.sleep(this.settledAfter - now);
+        continue;
+      }
+      const applied = this.appliedListStartedAt;
+      log.debug("listing servers to release held creations", { reason: this.holdReason() });
+      let failed: Error | undefined;
+      await this.refresh().catch((e: Error) => (failed = e));
+      if (!current()) return;
+      // A list that started inside the grace landed (a Refresh under way was shared): list again now.
+      if (this.appliedListStartedAt > applied && this.appliedListStartedAt < this.settledAfter) continue;
+      // (A failure while the view is fresh was logged by the list itself.)
+      if (failed) log.warn("cannot list servers to release the held creations; trying again", { error: failed.message, inSeconds: wait / 1000 });
+      await this.clock.sleep(wait);
+      wait = Math.min(wait * 2, SELF_LIST_MAX_WAIT_MS);
+    }
   }
 
   // --------------------------------------------------------------- scale up
@@ -401,127 +525,27 @@ export class Reconciler {
   increaseSize(groupId: string, delta: number): string[] {
     const g = this.group(groupId);
     if (!Number.isInteger(delta) || delta <= 0) throw new ConnectError(`delta must be positive, got ${delta}`, Code.InvalidArgument);
-    const target = this.targetSize(groupId);
+    const target = targetSize(this.view, this.marks, groupId);
     if (target + delta > g.max) {
       throw new ConnectError(`increasing node group "${groupId}" by ${delta} would make it ${target + delta}, above its max size ${g.max} (target size now ${target})`, Code.OutOfRange);
     }
     this.requireFresh("create servers");
+    const suffix = this.deps.nameSuffix ?? randomSuffix;
     const names: string[] = [];
     for (let i = 0; i < delta; i++) {
       let name: string;
-      do name = `${this.deps.config.clusterName}-${groupId}-${randomSuffix()}`;
-      while (this.pending.has(name) || this.byName.has(name));
-      const p: PendingCreate = { name, group: groupId, acceptedAt: this.now(), state: "queued", attempts: 0 };
-      this.pending.set(name, p);
-      this.enqueue(p);
+      do name = `${this.deps.config.clusterName}-${groupId}-${suffix()}`;
+      while (this.marks.pending.has(name) || this.view.byName.has(name));
+      this.creates.accept(groupId, name);
       names.push(name);
     }
     log.info("scale-up accepted", { group: groupId, delta, targetSize: target + delta });
     return names;
   }
 
-  private enqueue(p: PendingCreate): void {
-    this.queue.push(p);
-    this.pump();
-  }
-
-  private pump(): void {
-    // Queued creations wait while the view is stale or the startup grace has not passed;
-    // the next applied list pumps again.
-    while (!this.stopped && this.canAct && this.activeCreates < this.deps.config.createConcurrency && this.queue.length) {
-      const p = this.queue.shift()!;
-      if (this.pending.get(p.name) !== p || p.state !== "queued") continue; // cancelled meanwhile
-      this.activeCreates++;
-      void this.createOne(p).finally(() => {
-        this.activeCreates--;
-        this.pump();
-        if (this.activeCreates === 0 && this.queue.length === 0) for (const f of this.idle) f();
-      });
-    }
-  }
-
   /** Resolves when no creation is queued or running (tests, shutdown). */
   whenIdle(): Promise<void> {
-    if (this.activeCreates === 0 && this.queue.length === 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      const f = () => {
-        this.idle.delete(f);
-        resolve();
-      };
-      this.idle.add(f);
-    });
-  }
-
-  private fail(p: PendingCreate, err: CloudscaleError | Error): void {
-    const outOfResources = err instanceof CloudscaleError && (err.kind === "quota" || err.kind === "capacity");
-    p.state = "failed";
-    p.failedAt = this.now();
-    p.error = {
-      code: outOfResources ? (err as CloudscaleError).kind === "quota" ? "QUOTA_EXCEEDED" : "OUT_OF_CAPACITY" : "CREATE_FAILED",
-      message: redact(err.message).slice(0, 1000),
-      errorClass: outOfResources ? OUT_OF_RESOURCES : OTHER_ERROR,
-    };
-    this.stats.createFailures++;
-    log.warn("server creation failed", { group: p.group, server: p.name, errorClass: p.error.errorClass, error: err.message });
-  }
-
-  private async createOne(p: PendingCreate): Promise<void> {
-    const g = this.groups.get(p.group)!;
-    const maxAttempts = this.deps.maxCreateAttempts ?? 3;
-    let body: CreateServerRequest;
-    try {
-      body = this.deps.createRequest(g, p.name);
-    } catch (e) {
-      this.fail(p, e as Error);
-      return;
-    }
-    while (!this.stopped && this.pending.get(p.name) === p) {
-      if (!this.canAct) {
-        // The view went stale while this one waited: back to the queue until a list lands.
-        p.state = "queued";
-        this.queue.unshift(p);
-        return;
-      }
-      p.attempts++;
-      p.state = "creating";
-      try {
-        this.stats.creates++;
-        const server = await this.deps.cloud.createServer(body);
-        p.uuid = server.uuid;
-        p.state = "created";
-        p.confirmedAt = this.now();
-        log.info("server created", { group: p.group, server: p.name, uuid: server.uuid });
-        return;
-      } catch (e) {
-        const err = e instanceof CloudscaleError ? e : new CloudscaleError("network", String(e));
-        if (!err.ambiguous) return this.fail(p, err);
-        // The create may have happened. Never re-send blindly: look for it by its unique name first.
-        p.state = "verifying";
-        p.uncertainSince = this.now();
-        log.warn("create got no clear answer; checking whether the server exists", { server: p.name, error: err.message });
-        await sleep(this.deps.verifyDelayMs ?? 5000);
-        if (this.pending.get(p.name) !== p || p.state !== "verifying") return; // resolved by a Refresh meanwhile
-        let found: Server | undefined;
-        try {
-          const list = await this.deps.cloud.listServers({ [CLUSTER_TAG]: this.deps.config.clusterName, [GROUP_TAG]: p.group });
-          found = list.find((s) => s.name === p.name);
-        } catch (verifyErr) {
-          // Cannot tell now: stay "verifying"; the next successful Refresh decides.
-          log.warn("cannot check the unanswered create now; the next refresh decides", { server: p.name, error: (verifyErr as Error).message });
-          return;
-        }
-        if (this.pending.get(p.name) !== p || p.state !== "verifying") return;
-        if (found) {
-          p.uuid = found.uuid;
-          p.state = "created";
-          p.confirmedAt = this.now();
-          log.info("the unanswered create did take effect", { server: p.name, uuid: found.uuid });
-          return;
-        }
-        if (p.attempts >= maxAttempts) return this.fail(p, err);
-        p.uncertainSince = undefined;
-      }
-    }
+    return this.creates.whenIdle();
   }
 
   // ------------------------------------------------------------- scale down
@@ -530,156 +554,52 @@ export class Reconciler {
   decreaseTargetSize(groupId: string, delta: number): void {
     this.group(groupId);
     if (!Number.isInteger(delta) || delta >= 0) throw new ConnectError(`delta must be negative, got ${delta}`, Code.InvalidArgument);
-    const cancellable = this.pendingOf(groupId)
-      .filter((p) => p.state === "queued" || p.state === "failed")
-      .sort((a, b) => (a.state === b.state ? b.acceptedAt - a.acceptedAt : a.state === "failed" ? -1 : 1));
-    if (-delta > cancellable.length) {
+    const candidates = cancellable(pendingOf(this.marks, groupId));
+    if (-delta > candidates.length) {
       throw new ConnectError(
-        `cannot decrease node group "${groupId}" by ${-delta}: only ${cancellable.length} requested server(s) have not been created yet; existing servers are removed with DeleteNodes`,
+        `cannot decrease node group "${groupId}" by ${-delta}: only ${candidates.length} requested server(s) have not been created yet; existing servers are removed with DeleteNodes`,
         Code.FailedPrecondition,
       );
     }
-    for (const p of cancellable.slice(0, -delta)) this.pending.delete(p.name);
-    log.info("target size decreased", { group: groupId, delta, targetSize: this.targetSize(groupId) });
+    for (const p of candidates.slice(0, -delta)) this.marks.pending.delete(p.name);
+    log.info("target size decreased", { group: groupId, delta, targetSize: targetSize(this.view, this.marks, groupId) });
+    this.checkHold();
   }
 
   /**
    * Deletes the given nodes of a group. Every node must be ours and of this
    * group or nothing is deleted; the group never goes below its min size.
    */
-  async deleteNodes(groupId: string, nodes: { providerID: string; name: string }[], signal?: AbortSignal): Promise<void> {
+  async deleteNodes(groupId: string, nodes: NodeRef[], signal?: AbortSignal): Promise<void> {
     const g = this.group(groupId);
     if (nodes.length === 0) return;
     this.requireFresh("delete servers");
-    type Target = { kind: "server"; uuid: string; label: string } | { kind: "pending"; name: string } | { kind: "gone" } | { kind: "check"; uuid: string; label: string };
-    const targets: Target[] = [];
-    const problems: string[] = [];
-    for (const n of nodes) {
-      const label = (n.name || n.providerID).slice(0, 120);
-      if (n.providerID) {
-        const parsed = parseProviderId(n.providerID);
-        if (!parsed) {
-          problems.push(`node "${label}" has providerID "${n.providerID.slice(0, 120)}", which is not a cloudscale server`);
-          continue;
-        }
-        if (parsed.pendingName !== undefined) {
-          const p = this.pending.get(parsed.pendingName);
-          if (p && p.group !== groupId) problems.push(`node "${label}" belongs to node group "${p.group}", not "${groupId}"`);
-          else targets.push(p ? { kind: "pending", name: p.name } : { kind: "gone" });
-          continue;
-        }
-        const uuid = parsed.uuid!;
-        const s = this.servers.get(uuid);
-        const p = this.pendingWithUuid(uuid);
-        const owner = s?.tags[GROUP_TAG] ?? p?.group ?? this.deleting.get(uuid)?.group;
-        if (owner !== undefined && owner !== groupId) problems.push(`node "${label}" belongs to node group "${owner}", not "${groupId}"`);
-        else if (this.deleting.has(uuid)) targets.push({ kind: "gone" });
-        else if (s || p) targets.push({ kind: "server", uuid, label });
-        else targets.push({ kind: "check", uuid, label }); // unknown to the view: ask the cloud
-        continue;
-      }
-      const s = this.byName.get(n.name);
-      const p = this.pending.get(n.name);
-      if (s) {
-        if (s.tags[GROUP_TAG] !== groupId) problems.push(`node "${label}" belongs to node group "${s.tags[GROUP_TAG]}", not "${groupId}"`);
-        else targets.push(this.deleting.has(s.uuid) ? { kind: "gone" } : { kind: "server", uuid: s.uuid, label });
-      } else if (p) {
-        if (p.group !== groupId) problems.push(`node "${label}" belongs to node group "${p.group}", not "${groupId}"`);
-        else targets.push(p.uuid ? { kind: "server", uuid: p.uuid, label } : { kind: "pending", name: p.name });
-      } else problems.push(`node "${label}" is not a server of node group "${groupId}"`);
-    }
+    const { targets, problems } = planDeletion(this.view, this.marks, groupId, nodes);
     if (problems.length) throw new ConnectError(`nothing deleted: ${problems.slice(0, 5).join("; ")}${problems.length > 5 ? `; and ${problems.length - 5} more` : ""}`, Code.InvalidArgument);
-    const busy = targets.filter((t) => t.kind === "pending" && ["creating", "verifying"].includes(this.pending.get(t.name)?.state ?? ""));
-    if (busy.length) {
-      throw new ConnectError(`nothing deleted: server ${(busy[0] as { name: string }).name} is being created right now; try again once it exists`, Code.Unavailable);
+    const busy = targets.find((t) => t.kind === "pending" && ["creating", "verifying"].includes(this.marks.pending.get(t.name)?.state ?? ""));
+    if (busy) {
+      throw new ConnectError(`nothing deleted: server ${(busy as { name: string }).name} is being created right now; try again once it exists`, Code.Unavailable);
     }
-    if (!this.settled && targets.some((t) => t.kind === "server" || t.kind === "check")) {
+    const servers = serverTargets(targets);
+    if (!this.settled && servers.length) {
       throw new ConnectError(
         "nothing deleted: the provider has just started, and requests of a previous instance may still be landing in the cloud; deletions resume after the next Refresh past the startup grace",
         Code.Unavailable,
       );
     }
-
-    // Ask the cloud about every server first: it must exist with both of our tags. All or nothing.
-    const toCheck = targets.filter((t): t is Extract<Target, { uuid: string }> => t.kind === "server" || t.kind === "check");
-    const seen = new Set<string>();
-    const checked = await mapBounded(toCheck, 10, async (t) => {
-      if (seen.has(t.uuid)) return { t, verdict: "duplicate" as const };
-      seen.add(t.uuid);
-      let server: Server | null;
-      try {
-        server = await this.deps.cloud.getServer(t.uuid, signal);
-      } catch (e) {
-        throw new ConnectError(`nothing deleted: cannot read server ${t.uuid} to confirm it is ours: ${(e as Error).message}`, Code.Unavailable);
-      }
-      if (!server) return { t, verdict: "gone" as const };
-      if (server.tags?.[CLUSTER_TAG] !== this.deps.config.clusterName || server.tags?.[GROUP_TAG] !== groupId) {
-        return { t, verdict: "foreign" as const, server };
-      }
-      return { t, verdict: "ours" as const };
-    });
-    const foreign = checked.filter((c) => c.verdict === "foreign");
-    if (foreign.length) {
-      throw new ConnectError(
-        `nothing deleted: ${foreign.map((c) => `node "${c.t.label}" (server ${c.t.uuid}) does not carry this provider's tags for node group "${groupId}"`).slice(0, 5).join("; ")}`,
-        Code.PermissionDenied,
-      );
-    }
-    const ours = checked.filter((c) => c.verdict === "ours").map((c) => c.t.uuid);
-    const pendingNames = targets.filter((t): t is Extract<Target, { kind: "pending" }> => t.kind === "pending").map((t) => t.name);
+    const ours = await confirmOwnership(this.deps.cloud, servers, this.deps.config.clusterName, groupId, signal);
     // Min counts servers that exist, not creations still on their way (they may yet fail).
-    const existing = this.existing(groupId);
-    if (ours.length > 0 && existing - ours.length < g.min) {
-      throw new ConnectError(
-        `nothing deleted: removing ${ours.length} server(s) from "${groupId}" would leave ${existing - ours.length}, below its min size ${g.min}`,
-        Code.FailedPrecondition,
-      );
-    }
-    for (const name of pendingNames) this.pending.delete(name); // queued or failed: they never reached the cloud
-    const results = await mapBounded(ours, 10, (uuid) => this.deleteOne(uuid, groupId).then(() => null, (e: Error) => `${uuid}: ${e.message}`));
+    const tooFew = belowMin(groupId, existing(this.view, this.marks, groupId), ours.length, g.min);
+    if (tooFew) throw new ConnectError(`nothing deleted: ${tooFew}`, Code.FailedPrecondition);
+    for (const t of targets) if (t.kind === "pending") this.marks.pending.delete(t.name); // queued or failed: they never reached the cloud
+    const results = await mapBounded(ours, 10, (uuid) => this.deleter.deleteOne(uuid, groupId).then(() => null, (e: Error) => `${uuid}: ${e.message}`));
     const failures = results.filter((r): r is string => r !== null);
     if (failures.length) throw new ConnectError(`some deletions failed: ${failures.slice(0, 5).join("; ")}`, Code.Unavailable);
   }
 
-  private async deleteOne(uuid: string, group: string): Promise<void> {
-    this.deleting.set(uuid, { group, issuedAt: this.now() });
-    try {
-      this.stats.deletes++;
-      const outcome = await this.deps.cloud.deleteServer(uuid);
-      const mark = this.deleting.get(uuid);
-      if (mark) {
-        mark.completedAt = this.now();
-        mark.confirmed = true;
-      }
-      for (const [name, p] of this.pending) if (p.uuid === uuid) this.pending.delete(name);
-      log.info(outcome === "gone" ? "server was already gone" : "server deleted", { group, uuid });
-    } catch (e) {
-      const err = e as CloudscaleError;
-      if (!(err instanceof CloudscaleError) || !err.ambiguous) this.deleting.delete(uuid); // it still exists: count it again
-      else {
-        const mark = this.deleting.get(uuid);
-        if (mark) mark.completedAt = this.now(); // the next list decides
-      }
-      log.warn("server deletion failed", { group, uuid, error: err.message });
-      throw err;
-    }
-  }
-
   stop(): void {
     this.stopped = true;
-    this.queue.length = 0;
+    this.creates.stop();
+    this.deleter.stop();
   }
-}
-
-export async function mapBounded<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
 }

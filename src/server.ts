@@ -5,9 +5,11 @@
 import http2 from "node:http2";
 import { readFileSync, statSync } from "node:fs";
 import { createHash } from "node:crypto";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
+import { Code, ConnectError, createConnectRouter, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { log, redact } from "./log";
+import { grpcMetricsInterceptor, metricsResponse } from "./metrics";
+import { streamAdapter } from "./stream-adapter";
 
 export interface TlsFiles {
   cert: string;
@@ -77,10 +79,10 @@ function errorInterceptor(): Interceptor {
 }
 
 /** A gRPC "trailers-only" answer: one HEADERS frame carrying the status, ending the stream. */
-function trailersOnly(res: http2.Http2ServerResponse, code: Code, message: string) {
+function trailersOnly(stream: http2.ServerHttp2Stream, code: Code, message: string) {
   const headers = { ":status": 200, "content-type": "application/grpc", "grpc-status": String(code), "grpc-message": encodeURIComponent(message) };
-  if (res.stream && !res.stream.headersSent && !res.stream.destroyed) res.stream.respond(headers, { endStream: true });
-  else res.end();
+  if (!stream.headersSent && !stream.destroyed) stream.respond(headers, { endStream: true });
+  else if (!stream.destroyed) stream.end();
 }
 
 export async function startGrpcServer(opts: ServerOptions): Promise<RunningServer> {
@@ -88,23 +90,30 @@ export async function startGrpcServer(opts: ServerOptions): Promise<RunningServe
   let draining = false;
   const drained = new Set<() => void>();
   const shutdownController = new AbortController();
-  const handler = connectNodeAdapter({
-    routes: opts.routes,
+  // connect-es serves gRPC only; the universal handlers are what connect-node's adapter would
+  // serve, with the same options (and the same compressions it would accept by default).
+  const router = createConnectRouter({
     grpc: true,
     grpcWeb: false,
     connect: false,
     readMaxBytes: MAX_MESSAGE_BYTES,
     writeMaxBytes: MAX_MESSAGE_BYTES,
     shutdownSignal: shutdownController.signal,
-    interceptors: [errorInterceptor()],
+    interceptors: [grpcMetricsInterceptor(), errorInterceptor()],
+    acceptCompression: [compressionGzip, compressionBrotli],
+  });
+  opts.routes(router);
+  const serve = streamAdapter({
+    handlers: router.handlers,
     // An unknown method gets a proper gRPC UNIMPLEMENTED, not a bare HTTP 404.
-    fallback(req, res) {
-      const path = String(req.url ?? "").slice(0, 200);
-      trailersOnly(res as http2.Http2ServerResponse, Code.Unimplemented, `method ${path} is not implemented by autoscaler-cloudscale`);
+    fallback(stream, path) {
+      trailersOnly(stream, Code.Unimplemented, `method ${path.slice(0, 200)} is not implemented by autoscaler-cloudscale`);
     },
   });
-  const tracked = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
-    if (draining) return trailersOnly(res, Code.Unavailable, "the server is shutting down");
+  const tracked = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
+    // A stream the client resets with an error code emits "error"; the call's signal already says why.
+    stream.on("error", (e) => log.debug("HTTP/2 stream error", { error: e.message }));
+    if (draining) return trailersOnly(stream, Code.Unavailable, "the server is shutting down");
     inFlight++;
     let done = false;
     const finish = () => {
@@ -113,9 +122,9 @@ export async function startGrpcServer(opts: ServerOptions): Promise<RunningServe
       inFlight--;
       if (draining && inFlight === 0) for (const f of drained) f();
     };
-    res.once("finish", finish);
-    res.once("close", finish);
-    handler(req, res);
+    stream.once("finish", finish);
+    stream.once("close", finish);
+    serve(stream, headers);
   };
 
   let server: http2.Http2Server | http2.Http2SecureServer;
@@ -132,7 +141,6 @@ export async function startGrpcServer(opts: ServerOptions): Promise<RunningServe
         ALPNProtocols: ["h2"],
         minVersion: "TLSv1.2",
       },
-      tracked,
     );
     let seen = fingerprint(tls);
     certTimer = setInterval(() => {
@@ -150,8 +158,9 @@ export async function startGrpcServer(opts: ServerOptions): Promise<RunningServe
     }, opts.certCheckIntervalMs ?? 2000);
     certTimer.unref?.();
   } else {
-    server = http2.createServer({}, tracked);
+    server = http2.createServer({});
   }
+  server.on("stream", tracked);
   server.on("sessionError", (e) => log.debug("HTTP/2 session error", { error: (e as Error).message }));
   (server as http2.Http2SecureServer).on?.("tlsClientError", (e: Error) => log.warn("TLS handshake refused", { error: e.message }));
 
@@ -186,8 +195,8 @@ export async function startGrpcServer(opts: ServerOptions): Promise<RunningServe
   };
 }
 
-/** Plain HTTP health endpoints: /healthz (process up) and /readyz (view of the cloud fresh). */
-export function startHealthServer(host: string, port: number, ready: () => { ok: boolean; detail: string }) {
+/** Plain HTTP health endpoints: /healthz (process up), /readyz (view of the cloud fresh), /metrics (Prometheus) and /status (JSON for `status`). */
+export function startHealthServer(host: string, port: number, ready: () => { ok: boolean; detail: string }, status: () => unknown) {
   return Bun.serve({
     hostname: host,
     port,
@@ -198,6 +207,8 @@ export function startHealthServer(host: string, port: number, ready: () => { ok:
         const r = ready();
         return new Response(`${r.detail}\n`, { status: r.ok ? 200 : 503 });
       }
+      if (path === "/metrics") return metricsResponse();
+      if (path === "/status") return Response.json(status(), { headers: { "cache-control": "no-store" } });
       return new Response("not found\n", { status: 404 });
     },
   });

@@ -1,13 +1,19 @@
 // The CloudProvider gRPC service: a plain object of async functions, one per
 // RPC, each translating CA's request into a Provider call and the answer back
 // into the wire shape both CA 1.35+ and CA <= 1.34 read.
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { anyPack, type Any } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import {
   CloudProvider,
   InstanceStatus_InstanceState as State,
   NodeGroupAutoscalingOptionsSchema,
+  NodeGroupForNodeResponseSchema,
+  NodeGroupNodesResponseSchema,
+  NodeGroupsResponseSchema,
+  NodeGroupTargetSizeResponseSchema,
+  NodeGroupTemplateNodeInfoResponseSchema,
   type ExternalGrpcNode,
 } from "./gen/clusterautoscaler/cloudprovider/v1/externalgrpc/externalgrpc_pb";
 import type { Node, Pod } from "./gen/k8s.io/api/core/v1/generated_pb";
@@ -20,6 +26,8 @@ export interface ProviderApi {
   groups(): NodeGroupConfig[];
   groupForNode(node: { providerID: string; name: string }): NodeGroupConfig | undefined;
   refresh(signal: AbortSignal, deadlineMs?: number): Promise<void>;
+  /** Moves whenever targetSize() or nodes() may answer differently. */
+  generation(): number;
   targetSize(group: string): number;
   increaseSize(group: string, delta: number): void;
   deleteNodes(group: string, nodes: { providerID: string; name: string }[], signal: AbortSignal): Promise<void>;
@@ -101,6 +109,51 @@ function optionsMessage(o: GroupOptions, defaults: MessageInitShape<typeof NodeG
   });
 }
 
+/**
+ * An answer encoded once, for the RPCs CA asks over and over with the same answer until the view
+ * changes. `binary` carries the encoded bytes as a single unknown field: protobuf-es writes an
+ * unknown field as its tag followed by its data, so the first field's tag with all the bytes after
+ * it is the whole encoding again, copied instead of rebuilt field by field. JSON skips unknown
+ * fields, so `typed` stays beside it for application/grpc+json callers.
+ */
+interface Answer<T> {
+  typed: T;
+  binary: T;
+}
+
+function encodedOnce<Desc extends DescMessage>(schema: Desc, init: MessageInitShape<Desc>): Answer<MessageShape<Desc>> {
+  const typed = create(schema, init);
+  const bytes = toBinary(schema, typed);
+  if (bytes.length === 0) return { typed, binary: typed };
+  const reader = new BinaryReader(bytes);
+  const [no, wireType] = reader.tag();
+  const binary = create(schema);
+  binary.$unknown = [{ no, wireType, data: bytes.subarray(reader.pos) }];
+  // Should the runtime ever write unknown fields otherwise, the typed message is answered.
+  const again = toBinary(schema, binary);
+  const same = again.length === bytes.length && again.every((b, i) => b === bytes[i]);
+  return { typed, binary: same ? binary : typed };
+}
+
+const JSON_CODEC = /json/i;
+/** The answer in the codec the caller asked for (protobuf unless application/grpc+json). */
+function answer<T>(a: Answer<T>, ctx: HandlerContext): T {
+  return JSON_CODEC.test(ctx.requestHeader.get("content-type") ?? "") ? a.typed : a.binary;
+}
+
+/** Answers kept per key until the provider's view moves to another generation. */
+function perGeneration<T>(p: ProviderApi) {
+  const kept = new Map<string, { generation: number; answer: T }>();
+  return (key: string, make: () => T): T => {
+    const generation = p.generation();
+    const hit = kept.get(key);
+    if (hit && hit.generation === generation) return hit.answer;
+    const made = make(); // throws for an unknown group: nothing is kept for it
+    kept.set(key, { generation, answer: made });
+    return made;
+  };
+}
+
 export function cloudProviderService(p: ProviderApi): ServiceImpl<typeof CloudProvider> {
   const describe = (g: NodeGroupConfig) => ({
     id: g.name,
@@ -108,13 +161,25 @@ export function cloudProviderService(p: ProviderApi): ServiceImpl<typeof CloudPr
     maxSize: g.max,
     debug: `${g.name} (${g.flavor} in ${g.zone}, ${g.min}..${g.max})`,
   });
+  // The groups are the configuration's: their answers are encoded once (for the same objects).
+  let groupsAnswer: { of: NodeGroupConfig[]; answer: Answer<MessageShape<typeof NodeGroupsResponseSchema>> } | undefined;
+  const groupAnswers = new WeakMap<NodeGroupConfig, Answer<MessageShape<typeof NodeGroupForNodeResponseSchema>>>();
+  const noGroup = encodedOnce(NodeGroupForNodeResponseSchema, { nodeGroup: { id: "" } });
+  const targetSizes = perGeneration<Answer<MessageShape<typeof NodeGroupTargetSizeResponseSchema>>>(p);
+  const nodeLists = perGeneration<Answer<MessageShape<typeof NodeGroupNodesResponseSchema>>>(p);
+  const templates = new WeakMap<object, Answer<MessageShape<typeof NodeGroupTemplateNodeInfoResponseSchema>>>();
   return {
-    async nodeGroups() {
-      return { nodeGroups: p.groups().map(describe) };
+    async nodeGroups(_req, ctx) {
+      const groups = p.groups();
+      if (groupsAnswer?.of !== groups) groupsAnswer = { of: groups, answer: encodedOnce(NodeGroupsResponseSchema, { nodeGroups: groups.map(describe) }) };
+      return answer(groupsAnswer.answer, ctx);
     },
-    async nodeGroupForNode(req) {
+    async nodeGroupForNode(req, ctx) {
       const g = p.groupForNode(nodeRef(req.node));
-      return { nodeGroup: g ? describe(g) : { id: "" } };
+      if (!g) return answer(noGroup, ctx);
+      let a = groupAnswers.get(g);
+      if (!a) groupAnswers.set(g, (a = encodedOnce(NodeGroupForNodeResponseSchema, { nodeGroup: describe(g) })));
+      return answer(a, ctx);
     },
     async pricingNodePrice(req) {
       const { start, end } = timeRange(req.startTimestamp, req.endTimestamp, req.startTime, req.endTime);
@@ -143,8 +208,12 @@ export function cloudProviderService(p: ProviderApi): ServiceImpl<typeof CloudPr
       await p.refresh(ctx.signal, ctx.timeoutMs());
       return {};
     },
-    async nodeGroupTargetSize(req) {
-      return { targetSize: p.targetSize(groupId(req.id)) };
+    async nodeGroupTargetSize(req, ctx) {
+      const id = groupId(req.id);
+      return answer(
+        targetSizes(id, () => encodedOnce(NodeGroupTargetSizeResponseSchema, { targetSize: p.targetSize(id) })),
+        ctx,
+      );
     },
     async nodeGroupIncreaseSize(req) {
       p.increaseSize(groupId(req.id), req.delta);
@@ -160,20 +229,27 @@ export function cloudProviderService(p: ProviderApi): ServiceImpl<typeof CloudPr
       p.decreaseTargetSize(groupId(req.id), req.delta);
       return {};
     },
-    async nodeGroupNodes(req) {
-      const instances = p.nodes(groupId(req.id)).map((i) => ({
-        id: i.id,
-        status: {
-          instanceState: stateOf[i.state],
-          errorInfo: i.error ? { errorCode: i.error.code, errorMessage: i.error.message, instanceErrorClass: i.error.errorClass } : undefined,
-        },
-      }));
-      return { instances };
+    async nodeGroupNodes(req, ctx) {
+      const id = groupId(req.id);
+      const make = () => {
+        const instances = p.nodes(id).map((i) => ({
+          id: i.id,
+          status: {
+            instanceState: stateOf[i.state],
+            errorInfo: i.error ? { errorCode: i.error.code, errorMessage: i.error.message, instanceErrorClass: i.error.errorClass } : undefined,
+          },
+        }));
+        return encodedOnce(NodeGroupNodesResponseSchema, { instances });
+      };
+      return answer(nodeLists(id, make), ctx);
     },
     async nodeGroupTemplateNodeInfo(req, ctx) {
-      const { node, bytes } = await p.templateNode(groupId(req.id), ctx.signal);
+      // The provider hands out the same template object until the flavor changes.
+      const template = await p.templateNode(groupId(req.id), ctx.signal);
+      let a = templates.get(template);
       // Field 2 for CA 1.35+, the same Node embedded in field 1 for CA <= 1.34.
-      return { nodeBytes: bytes, nodeInfo: node };
+      if (!a) templates.set(template, (a = encodedOnce(NodeGroupTemplateNodeInfoResponseSchema, { nodeBytes: template.bytes, nodeInfo: template.node })));
+      return answer(a, ctx);
     },
     async nodeGroupGetOptions(req) {
       const g = p.groups().find((x) => x.name === groupId(req.id));

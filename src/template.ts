@@ -11,7 +11,7 @@
 // again; one that promises a little less only costs some packing efficiency.
 
 import { create, toBinary } from "@bufbuild/protobuf";
-import type { Flavor, NodeGroupConfig, Reservations } from "./types";
+import { GPU_LABEL, GPU_RESOURCE, NODE_GROUP_LABEL, type Flavor, type NodeGroupConfig, type Reservations, type ResolvedGroup } from "./types";
 import {
   NodeConditionSchema,
   NodeSchema,
@@ -26,28 +26,13 @@ import { QuantitySchema, type Quantity } from "./gen/k8s.io/apimachinery/pkg/api
 import { ObjectMetaSchema, TimeSchema } from "./gen/k8s.io/apimachinery/pkg/apis/meta/v1/generated_pb";
 import { GiB, MiB, formatBytes, formatCount, formatCpuMillis, isValidQuantity, parseBytes, parseCpuMillis } from "./quantity";
 
-/** Label on every node (template and real) naming its node group. */
-export const NODE_GROUP_LABEL = "autoscaler-cloudscale/node-group";
-
-/**
- * Label carrying the GPU type on GPU nodes, answered by the GPULabel RPC. CA
- * treats a node as a GPU node when this label is present (NodeHasGpu), so it must
- * also be on the real nodes (see `nodeLabels`).
- */
-export const GPU_LABEL = "autoscaler-cloudscale/gpu-type";
-
-/** Extended resource name of NVIDIA GPUs (the device plugin's, and CA's default). */
-export const GPU_RESOURCE = "nvidia.com/gpu";
-
 // ---------------------------------------------------------------------------
 // Sizes
 //
-// cloudscale's `memory_gb` and `volume_size_gb` are taken as GiB (2^30 bytes):
-// KVM guests get RAM and disks in whole MiB/GiB, and we assume a "Flex-8-2"
-// guest is given 8192 MiB (not measured on cloudscale). If the unit were decimal
-// GB the real node would be ~7% smaller, which the overheads below do not fully
-// absorb for memory; override `reservations` in the config if a measured node
-// disagrees.
+// cloudscale's `memory_gb` and `volume_size_gb` are GiB (2^30 bytes), verified
+// (cloudscale-api.md, "Units"): cloudscale's acceptance tests find exactly
+// 10·1024³ bytes in a 10 "GB" volume and 8 GiB in a flex-8-2. So a flavor's
+// memory_gb × 2^30 is what the guest is given, before the kernel's share below.
 
 /**
  * RAM the guest kernel never reports in MemTotal (which the kubelet takes as
@@ -229,8 +214,8 @@ export function talosReservations(kubeletConfig: Record<string, unknown> | undef
 // Labels
 
 /** Slugified GPU name for the GPU label: "NVIDIA RTX PRO 6000 Max-Q" → "nvidia-rtx-pro-6000-max-q" (a valid label value). */
-export function gpuType(flavor: Flavor): string | undefined {
-  if (!flavor.gpu || flavor.gpu.count <= 0) return undefined;
+export function gpuType(flavor: Flavor | undefined): string | undefined {
+  if (!flavor?.gpu || flavor.gpu.count <= 0) return undefined;
   const slug = flavor.gpu.name
     .toLowerCase()
     .replace(/[^a-z0-9]+/g, "-")
@@ -259,9 +244,14 @@ export function regionOfZone(zone: string): string {
  * the node-group label, the GPU label on GPU flavors, then the group's configured
  * labels (which win). Well-known labels the kubelet or CCM set themselves
  * (os, arch, hostname, instance-type, topology) are not repeated here.
+ *
+ * The node-group label names the configuration entry, not the expanded group: the
+ * groups one entry expands to in different zones then differ only in the zone and
+ * region labels (and the host name), which CA's --balance-similar-node-groups ignores.
+ * The group itself is known from the server (tags, providerID).
  */
-export function nodeLabels(group: NodeGroupConfig, flavor: Flavor): Record<string, string> {
-  const labels: Record<string, string> = { [NODE_GROUP_LABEL]: group.name };
+export function nodeLabels(group: NodeGroupConfig, flavor: Flavor | undefined): Record<string, string> {
+  const labels: Record<string, string> = { [NODE_GROUP_LABEL]: group.entry ?? group.name };
   const gpu = gpuType(flavor);
   if (gpu) labels[GPU_LABEL] = gpu;
   return { ...labels, ...group.labels };
@@ -297,11 +287,7 @@ export interface TemplateResources {
 }
 
 /** Capacity and allocatable of a node of this group, as numbers (see module comment for the rules). */
-export function templateResources(
-  group: NodeGroupConfig,
-  flavor: Flavor,
-): { capacity: TemplateResources; allocatable: TemplateResources } {
-  const r = group.reservations;
+export function templateResources({ group, flavor, reservations: r }: ResolvedGroup): { capacity: TemplateResources; allocatable: TemplateResources } {
   const gpus = flavor.gpu && flavor.gpu.count > 0 ? flavor.gpu.count : 0;
   const capacity: TemplateResources = {
     cpuMillis: Math.max(0, flavor.vcpu_count * 1000),
@@ -356,16 +342,13 @@ function condition(type: string, status: string, reason: string, message: string
  * - allocatable: capacity − reservations − eviction thresholds, never negative;
  *   pods and GPUs unchanged.
  * - labels: os/arch, instance-type = flavor slug, region/zone, hostname = the
- *   template name, the node-group label, the GPU label on GPU flavors, then the
- *   group's configured labels (which override all of these).
+ *   template name, the node-group label (the configuration entry's name), the GPU
+ *   label on GPU flavors, then the group's configured labels (which override all
+ *   of these).
  * - taints from the config; conditions Ready=True and no pressure; phase Running.
  */
-export function templateNode(
-  group: NodeGroupConfig,
-  flavor: Flavor,
-  clusterName: string,
-  options: TemplateOptions = {},
-): Node {
+export function templateNode(resolved: ResolvedGroup, clusterName: string, options: TemplateOptions = {}): Node {
+  const { group, flavor } = resolved;
   const name = templateNodeName(clusterName, group.name);
   const labels: Record<string, string> = {
     "kubernetes.io/os": "linux",
@@ -377,7 +360,7 @@ export function templateNode(
     ...nodeLabels(group, flavor),
   };
 
-  const { capacity, allocatable } = templateResources(group, flavor);
+  const { capacity, allocatable } = templateResources(resolved);
   const now = options.now;
 
   return create(NodeSchema, {

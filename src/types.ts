@@ -1,5 +1,5 @@
-// Shared domain types. Config parsing (config.ts) produces these; every other
-// module consumes them. Keep this file free of logic.
+// Shared domain types and constants. Config parsing (config.ts) produces these;
+// every other module consumes them. Keep this file free of logic.
 
 export type TaintEffect = "NoSchedule" | "PreferNoSchedule" | "NoExecute";
 
@@ -44,9 +44,36 @@ export interface NetworkInterface {
   addresses?: { subnet?: string; address?: string }[];
 }
 
-/** One node group, fully resolved (defaults applied, user-data file read). */
+/**
+ * Where an expanded group's settings are in the configuration file, so a problem
+ * found later (against the API) names the key to change, e.g. `nodeGroups[2].flavors[1]`.
+ */
+export interface GroupSource {
+  /** The entry: `nodeGroups[2]`. */
+  path: string;
+  /** `nodeGroups[2].flavor` or `nodeGroups[2].flavors[1]`. */
+  flavorPath: string;
+  /** `nodeGroups[2].zone`, `nodeGroups[2].zones[0]`, or `zone` (the top-level default). */
+  zonePath: string;
+  /** One path per entry of `serverGroups`: `nodeGroups[2].serverGroups[0]` or `nodeGroups[2].serverGroups.lpg1[0]`. */
+  serverGroupPaths: string[];
+}
+
+/**
+ * One node group as CA sees it, fully resolved (defaults applied, user-data file read).
+ * A configuration entry with `flavors`/`zones` lists expands into one of these per
+ * flavor × zone (see expansion.ts).
+ */
 export interface NodeGroupConfig {
   name: string;
+  /**
+   * Name of the configuration entry the group comes from, and the value of the node-group
+   * label. Groups expanded from one entry share it, so zone siblings' templates differ only
+   * in zone and region. Absent: the group's own name.
+   */
+  entry?: string;
+  /** Where its settings are in the file (absent for groups not read from a file). */
+  source?: GroupSource;
   flavor: string;
   image: string;
   zone: string;
@@ -67,7 +94,13 @@ export interface NodeGroupConfig {
   options?: GroupOptions;
   /** Configured overrides of the flavor-derived defaults. */
   reservationOverrides: Partial<Reservations>;
-  /** Resolved reservations (defaults for the flavor merged with the overrides); set once flavors are known. */
+}
+
+/** A node group with what its servers will be: the flavor's details and what their kubelet reserves. */
+export interface ResolvedGroup {
+  group: NodeGroupConfig;
+  flavor: Flavor;
+  /** Defaults for the flavor (or the Talos kubelet's own), merged with the configured overrides. */
   reservations: Reservations;
 }
 
@@ -143,3 +176,28 @@ export interface CreateServerRequest {
 /** Tag keys that mark a server as ours. Values: cluster name, group name. */
 export const CLUSTER_TAG = "autoscaler-cloudscale-cluster";
 export const GROUP_TAG = "autoscaler-cloudscale-group";
+
+/**
+ * Label on every node (template and real) naming the configuration entry of its node
+ * group (NodeGroupConfig.entry): the group's name, unless the entry expands into several.
+ */
+export const NODE_GROUP_LABEL = "autoscaler-cloudscale/node-group";
+
+/**
+ * Label carrying the GPU type on GPU nodes, answered by the GPULabel RPC. CA
+ * treats a node as a GPU node when this label is present (NodeHasGpu), so it must
+ * also be on the real nodes (see `nodeLabels` in template.ts).
+ */
+export const GPU_LABEL = "autoscaler-cloudscale/gpu-type";
+
+/** Servers an anti-affinity server group holds; the API refuses a 5th (cloudscale-api.md). */
+export const SERVER_GROUP_CAPACITY = 4;
+
+/** Extended resource name of NVIDIA GPUs (the device plugin's, and CA's default). */
+export const GPU_RESOURCE = "nvidia.com/gpu";
+
+/** Time and waiting, faked in tests that force an order of events. */
+export interface Clock {
+  now(): number;
+  sleep(ms: number): Promise<void>;
+}

@@ -1,39 +1,85 @@
-// `validate`: checks a configuration against the API — each node group's
-// flavor, image, zone and server groups must exist, and the flavor must be
-// offered in the zone. Returns plain sentences, one per problem.
+// `validate`: checks a configuration against the API, every node group an entry
+// expands to: its zone exists; its flavor exists and is offered in its zone (the
+// flavor's `zones`); its image exists and is available in its zone (the image's
+// `zones`); its server groups exist, are in its zone, and have
+// room for its max. Returns plain sentences, one per problem, each starting with
+// the configuration key to change; a check that could not run is one too (it is
+// not a pass).
 import type { Cloudscale } from "./cloudscale";
-import type { ProviderConfig } from "./types";
+import { serverGroupCapacityProblems } from "./expansion";
+import { CLUSTER_TAG, GROUP_TAG, SERVER_GROUP_CAPACITY, type NodeGroupConfig, type ProviderConfig } from "./types";
 
-export async function validateAgainstApi(config: ProviderConfig, cloud: Cloudscale): Promise<string[]> {
-  const problems: string[] = [];
-  const [flavors, images, customImages, regions, serverGroups] = await Promise.all([
+type ValidateApi = Pick<Cloudscale, "listFlavors" | "listImages" | "listCustomImages" | "listRegions" | "listServerGroups" | "listServers">;
+
+const zoneList = (zones: { slug: string }[] | undefined) => (zones ?? []).map((z) => z.slug).join(", ") || "none";
+
+/** The keys of a group, for groups not read from a file (tests build them by hand). */
+function sourceOf(g: NodeGroupConfig) {
+  return g.source ?? { path: g.name, flavorPath: `${g.name}.flavor`, zonePath: `${g.name}.zone`, serverGroupPaths: g.serverGroups.map((_, i) => `${g.name}.serverGroups[${i}]`) };
+}
+
+export async function validateAgainstApi(config: ProviderConfig, cloud: ValidateApi): Promise<string[]> {
+  const usesServerGroups = config.nodeGroups.some((g) => g.serverGroups.length);
+  const [flavors, images, custom, regions, serverGroups, ours] = await Promise.all([
     cloud.listFlavors(),
     cloud.listImages(),
-    cloud.listCustomImages().catch(() => []),
+    // Custom images are checked only when they can be listed: a failed list says nothing about them.
+    cloud.listCustomImages().then(
+      (list) => ({ list, error: undefined }),
+      (e: Error) => ({ list: [], error: e.message }),
+    ),
     cloud.listRegions(),
-    config.nodeGroups.some((g) => g.serverGroups.length) ? cloud.listServerGroups() : Promise.resolve([]),
+    usesServerGroups ? cloud.listServerGroups() : Promise.resolve([]),
+    // Who the members of our server groups are: this cluster's servers, or others'.
+    usesServerGroups ? cloud.listServers({ [CLUSTER_TAG]: config.clusterName }) : Promise.resolve([]),
   ]);
+  // One problem per key and fact: an entry's flavor missing in a zone is said once, not per group.
+  const problems = new Set<string>();
   const zones = new Set(regions.flatMap((r) => r.zones.map((z) => z.slug)));
-  config.nodeGroups.forEach((g, i) => {
-    const at = `nodeGroups[${i}] (${g.name})`;
-    if (!zones.has(g.zone)) problems.push(`${at}: zone "${g.zone}" does not exist (zones: ${[...zones].join(", ")})`);
+  const serverGroupOf = (ref: string) => serverGroups.find((x) => x.uuid === ref);
+
+  for (const g of config.nodeGroups) {
+    const at = sourceOf(g);
+    if (!zones.has(g.zone)) problems.add(`${at.zonePath}: zone ${g.zone} does not exist (zones: ${[...zones].join(", ")})`);
     const flavor = flavors.find((f) => f.slug === g.flavor);
-    if (!flavor) problems.push(`${at}: flavor "${g.flavor}" does not exist`);
-    else if (flavor.zones?.length && !flavor.zones.some((z) => z.slug === g.zone)) {
-      problems.push(`${at}: flavor "${g.flavor}" is not offered in zone ${g.zone} (only in ${flavor.zones.map((z) => z.slug).join(", ")})`);
+    if (!flavor) problems.add(`${at.flavorPath}: ${g.flavor} is not a flavor (the API lists no such flavor)`);
+    else if (zones.has(g.zone) && flavor.zones?.length && !flavor.zones.some((z) => z.slug === g.zone)) {
+      problems.add(`${at.flavorPath}: ${g.flavor} is not offered in zone ${g.zone} (${at.zonePath}); it is offered in ${zoneList(flavor.zones)}`);
     }
+
     const image = g.image.startsWith("custom:")
-      ? customImages.find((c) => c.slug === g.image.slice("custom:".length))
-      : images.find((x) => x.slug === g.image) ?? customImages.find((c) => c.uuid === g.image);
-    if (!image) problems.push(`${at}: image "${g.image}" does not exist${g.image.startsWith("custom:") ? " among the custom images" : ""}`);
-    else if (image.zones?.length && !image.zones.some((z) => z.slug === g.zone)) {
-      problems.push(`${at}: image "${g.image}" is not available in zone ${g.zone}`);
+      ? custom.list.find((c) => c.slug === g.image.slice("custom:".length))
+      : images.find((x) => x.slug === g.image) ?? custom.list.find((c) => c.uuid === g.image);
+    if (!image && custom.error) problems.add(`${at.path}.image: could not check ${g.image}: the custom images could not be listed (${custom.error})`);
+    else if (!image) problems.add(`${at.path}.image: ${g.image} does not exist${g.image.startsWith("custom:") ? " among the custom images" : ""}`);
+    else if (zones.has(g.zone) && image.zones?.length && !image.zones.some((z) => z.slug === g.zone)) {
+      problems.add(`${at.path}.image: ${g.image} is not available in zone ${g.zone} (${at.zonePath}); it is in ${zoneList(image.zones)}`);
     }
-    for (const sg of g.serverGroups) {
-      const found = serverGroups.find((x) => x.uuid === sg || x.name === sg);
-      if (!found) problems.push(`${at}: server group "${sg}" does not exist`);
-      else if (found.zone?.slug && found.zone.slug !== g.zone) problems.push(`${at}: server group "${sg}" is in zone ${found.zone.slug}, not ${g.zone}`);
-    }
-  });
-  return problems;
+
+    g.serverGroups.forEach((ref, i) => {
+      const path = at.serverGroupPaths[i] ?? `${at.path}.serverGroups[${i}]`;
+      const found = serverGroupOf(ref);
+      if (!found) problems.add(`${path}: server group ${ref} does not exist`);
+      else if (found.zone?.slug && found.zone.slug !== g.zone) {
+        problems.add(`${path}: server group ${ref} (${found.name}) is in zone ${found.zone.slug}, but node group ${g.name} is in ${g.zone}`);
+      }
+    });
+  }
+
+  // Room in each server group: 4 servers, less those that are not servers of the groups placed in it.
+  if (usesServerGroups) {
+    const groupOfServer = new Map(ours.filter((s) => s.tags[CLUSTER_TAG] === config.clusterName).map((s) => [s.uuid, s.tags[GROUP_TAG] ?? ""]));
+    const others = (uuid: string) => {
+      const placed = new Set(config.nodeGroups.filter((g) => g.serverGroups.includes(uuid)).map((g) => g.name));
+      return (serverGroupOf(uuid)?.servers ?? []).filter((m) => !placed.has(groupOfServer.get(m.uuid) ?? "")).length;
+    };
+    const capacity = serverGroupCapacityProblems(
+      config.nodeGroups,
+      (ref) => serverGroupOf(ref)?.uuid,
+      (uuid) => SERVER_GROUP_CAPACITY - others(uuid),
+      (uuid) => ` (it holds ${SERVER_GROUP_CAPACITY}, and ${others(uuid)} of its servers belong to no node group placed in it)`,
+    );
+    for (const p of capacity) problems.add(p);
+  }
+  return [...problems];
 }

@@ -31,7 +31,7 @@ describe("cli", () => {
   test("--help for the program and every command", () => {
     const top = run(["--help"]);
     expect(top.code).toBe(0);
-    for (const cmd of ["serve", "validate", "template", "sim", "demo", "version"]) {
+    for (const cmd of ["serve", "status", "validate", "check", "template", "sim", "demo", "version"]) {
       expect(top.stdout).toContain(cmd);
       const r = run([cmd, "--help"]);
       expect(r.code).toBe(0);
@@ -107,12 +107,25 @@ describe("cli", () => {
     const bad = writeConfig("clusterName: c\nnodeGroups:\n  - {name: w, flavor: flex-9-9, image: custom:nope, zone: lpg1, min: 0, max: 3}\n  - {name: g, flavor: gpu2-128-16-1-200, image: debian-13, zone: lpg1, min: 0, max: 1}\n  - {name: z, flavor: flex-4-1, image: debian-13, zone: xyz9, min: 0, max: 1}\n");
     const r = run(["validate", "--config", bad], { CLOUDSCALE_API_TOKEN: TEST_TOKEN, CLOUDSCALE_API_URL: sim.apiUrl });
     expect(r.code).toBe(1);
-    expect(r.stdout).toContain('flavor "flex-9-9" does not exist');
-    expect(r.stdout).toContain('image "custom:nope" does not exist');
-    expect(r.stdout).toContain('flavor "gpu2-128-16-1-200" is not offered in zone lpg1');
-    expect(r.stdout).toContain('zone "xyz9" does not exist');
+    expect(r.stdout).toContain("nodeGroups[0].flavor: flex-9-9 is not a flavor");
+    expect(r.stdout).toContain("nodeGroups[0].image: custom:nope does not exist");
+    expect(r.stdout).toContain("nodeGroups[1].flavor: gpu2-128-16-1-200 is not offered in zone lpg1 (nodeGroups[1].zone); it is offered in rma1");
+    expect(r.stdout).toContain("nodeGroups[2].zone: zone xyz9 does not exist");
     const refused = run(["validate", "--config", good], { CLOUDSCALE_API_TOKEN: "wrong", CLOUDSCALE_API_URL: `${sim.origin}/v1` });
     expect(refused.code).toBe(0); // the simulator accepts any token unless started with --token
+  });
+
+  test("--token-file wins over CLOUDSCALE_API_TOKEN", async () => {
+    const strict = await startSim(["--boot-seconds", "0", "--token", TEST_TOKEN]);
+    try {
+      const dir = mkdtempSync(join(tmpdir(), "tok-"));
+      writeFileSync(join(dir, "token"), `${TEST_TOKEN}\n`);
+      const cfg = writeConfig("clusterName: c\nnodeGroups:\n  - {name: w, flavor: flex-8-2, image: debian-13, zone: lpg1, min: 0, max: 3}\n", dir);
+      const r = run(["validate", "--config", cfg, "--token-file", join(dir, "token")], { CLOUDSCALE_API_TOKEN: "a-stale-token", CLOUDSCALE_API_URL: strict.apiUrl });
+      expect({ code: r.code, out: r.stdout }).toEqual({ code: 0, out: expect.stringContaining("flavors, images, zones and server groups exist") });
+    } finally {
+      await strict.stop();
+    }
   });
 
   test("template prints the node CA will simulate", () => {

@@ -132,4 +132,16 @@ nodeGroups:
     expect(() => apiSettings({})).toThrow(/no API token/);
     expect(() => apiSettings({ CLOUDSCALE_API_TOKEN: "x", CLOUDSCALE_API_URL: "ftp://x" })).toThrow(/must start with http/);
   });
+
+  test("an explicit --token-file wins over CLOUDSCALE_API_TOKEN, which wins over CLOUDSCALE_API_TOKEN_FILE", () => {
+    const dir = mkdtempSync(join(tmpdir(), "tok-"));
+    writeFileSync(join(dir, "flag"), "from-flag\n");
+    writeFileSync(join(dir, "env"), "from-env-file\n");
+    const env = { CLOUDSCALE_API_TOKEN: "from-env", CLOUDSCALE_API_TOKEN_FILE: join(dir, "env") };
+    expect(apiSettings(env, join(dir, "flag")).token).toBe("from-flag");
+    expect(apiSettings(env).token).toBe("from-env");
+    expect(apiSettings({ CLOUDSCALE_API_TOKEN_FILE: join(dir, "env") }).token).toBe("from-env-file");
+    // A flag that names a file that cannot be read is an error, not a quiet fall-back to the environment.
+    expect(() => apiSettings(env, join(dir, "missing"))).toThrow(/cannot read the API token file .*missing: ENOENT/);
+  });
 });

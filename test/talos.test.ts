@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import { parseDocument } from "yaml";
 import {
   detectUserDataFormat,
   forbiddenNodeLabels,
@@ -362,24 +363,28 @@ describe("Talos 1.12+/1.13 (v1alpha1 + HostnameConfig)", () => {
     const extension = WORKER_113.slice(WORKER_113.lastIndexOf("---\napiVersion: v1alpha1\nkind: ExtensionServiceConfig"));
     expect(out.endsWith(extension)).toBe(true);
     expect(after[2]).toEqual(before[2]);
-    // Every comment line of the original is still there (the HostnameConfig
-    // trailing comment belonged to the removed `auto` line).
-    const kept = commentLines(out);
-    for (const c of commentLines(WORKER_113)) expect(kept).toContain(c);
+    // Every comment of the original is still there (the HostnameConfig trailing
+    // comment belonged to the removed `auto` line). The yaml Document API keeps a
+    // comment's text, not always its indentation: comment lines that follow a
+    // nested block's trailing comments are written at that block's level.
+    const kept = commentLines(out).map((l) => l.trim());
+    for (const c of commentLines(WORKER_113)) expect(kept).toContain(c.trim());
     expect(out).toContain("    type: worker # Defines the role of the machine within the cluster.\n");
     expect(out).toContain("    certSANs: []\n    #   # Uncomment this to enable SANs.\n");
   });
 
-  test("the v1alpha1 document is edited in place, line by line", () => {
+  test("the v1alpha1 document is edited in place: only additions, every other line kept in order", () => {
+    // Only additions inside kubelet and nodeLabels: every original content line of
+    // the v1alpha1 document is still present, unchanged and in order (comment
+    // lines by their text, see above; blank lines are not counted).
+    const key = (l: string) => (l.trim().startsWith("#") ? l.trim() : l);
     const origLines = WORKER_113.split("\n");
-    const outLines = out.split("\n");
-    // Only additions inside kubelet and nodeLabels: every original line of the
-    // v1alpha1 document is still present, in order.
+    const outLines = out.split("\n").map(key);
     const v1End = origLines.indexOf("---");
     let j = 0;
-    for (const line of origLines.slice(0, v1End)) {
+    for (const line of origLines.slice(0, v1End).filter((l) => l.trim()).map(key)) {
       while (j < outLines.length && outLines[j] !== line) j++;
-      expect(j).toBeLessThan(outLines.length);
+      expect(j, line).toBeLessThan(outLines.length);
       j++;
     }
   });
@@ -616,6 +621,44 @@ cluster:
     expect(out).toContain('value: "2001-01-01"');
     expect(out).toContain('value: "on"');
     expect(docs(out)[0].machine.kubelet.extraConfig.registerWithTaints.map((t: any) => t.value)).toEqual(["1_000", "2001-01-01", "on"]);
+  });
+});
+
+describe("values are written back as they were", () => {
+  // Talos reads its configuration with go-yaml, which takes `0644` as octal. The
+  // yaml package's default (YAML 1.2 core) schema reads it as the number 644 and
+  // writes it back as `644`: an edited document would change a file's mode.
+  const FILES = `version: v1alpha1
+machine:
+    type: worker
+    files:
+        - content: x
+          permissions: 0644
+          path: /var/etc/x.conf
+          op: create
+    sysctls:
+        net.core.somaxconn: 065535
+        big: 012345678901234567890
+    kubelet:
+        extraConfig:
+            cpuCFSQuota: yes
+            imageGCHighThresholdPercent: +85
+            evictionPressureTransitionPeriod: ~
+            ratio: 1.50
+`;
+
+  test("the default yaml schema would damage this config (why the editor reads with the failsafe schema)", () => {
+    const d = parseDocument(FILES);
+    d.setIn(["machine", "network", "hostname"], "h");
+    expect(d.toString()).toContain("permissions: 644\n");
+  });
+
+  test("an edited document keeps every untouched scalar exactly as written", () => {
+    const out = patchTalosUserData(FILES, PARAMS);
+    for (const line of FILES.split("\n").filter((l) => l.trim())) expect(out.split("\n")).toContain(line);
+    const [d] = docs(out);
+    expect(d.machine.network).toEqual({ hostname: "demo-workers-7f3k2" });
+    expect(d.machine.kubelet.extraConfig.registerWithTaints).toHaveLength(2);
   });
 });
 

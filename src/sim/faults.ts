@@ -7,7 +7,8 @@
 //     connection, or a lost response (the request takes effect, the client never learns).
 //  2. Cloud-side knobs read by the state when a server is created or deleted: flavors out of capacity in a
 //     zone, the outcome of booting new servers (running / stuck in changing / error), and whether DELETE of a
-//     server that is still `changing` is refused with 400 (the acceptance tests say the real API may do that).
+//     server that is still `changing` is refused with 400. The real API refuses it (cloudscale's acceptance
+//     tests, docs/cloudscale-api.md), so the simulator does too unless this is turned off.
 //
 // All randomness comes from one seedable PRNG so runs are reproducible.
 
@@ -41,8 +42,9 @@ export interface FaultRule {
   status?: FaultStatus;
   /** Retry-After value in seconds for 429 (default 1) and, when set, for 503. */
   retryAfterSeconds?: number;
-  /** Replace the default error body (JSON). */
-  body?: Record<string, string>;
+  /** Replace the default error body: any JSON object (the real API's values are plain strings; other
+   *  shapes, such as Django REST framework's default lists, show how a client copes). */
+  body?: Record<string, unknown>;
   /** For "error"/"timeout"/"drop": let the request take effect before the fault is applied. */
   commit?: boolean;
   /** For "timeout": how long to hold before answering 504 if the client is still waiting (default and max
@@ -121,8 +123,8 @@ export class Faults {
   outOfCapacity: CapacityOutage[] = [];
   /** What newly created servers turn into after the boot delay. "changing" = stuck forever. */
   bootOutcome: BootOutcome = "running";
-  /** Refuse DELETE of a server still `changing` with 400 (the real API may; see cloudscale-api.md). */
-  rejectDeleteWhileChanging = false;
+  /** Refuse DELETE of a server still `changing` with 400, as the real API does (see cloudscale-api.md). */
+  rejectDeleteWhileChanging = true;
 
   constructor(seed = 1) {
     this.seedValue = seed;
@@ -188,7 +190,7 @@ export class Faults {
     this.rules = [];
     this.outOfCapacity = [];
     this.bootOutcome = "running";
-    this.rejectDeleteWhileChanging = false;
+    this.rejectDeleteWhileChanging = true;
     this.rng = makeRng(this.seedValue);
   }
 
@@ -300,7 +302,6 @@ function validateRule(rule: FaultRule): FaultRule {
   if (r.mode !== undefined && r.mode !== "502" && r.mode !== "drop") throw new Error('rule.mode must be "502" or "drop"');
   if (r.body !== undefined) {
     if (typeof r.body !== "object" || r.body === null || Array.isArray(r.body)) throw new Error("rule.body must be an object");
-    for (const v of Object.values(r.body)) if (typeof v !== "string") throw new Error("rule.body values must be strings");
   }
   if (r.latencyMs === undefined && r.action === undefined) throw new Error("a rule needs latencyMs or action");
   if (r.method) r.method = r.method.toUpperCase();

@@ -3,7 +3,8 @@
 // ## Cloud API (base <origin>/v1, JSON, `Authorization: Bearer <token>`)
 //   GET    /v1/servers[?tag:<k>=<v>&tag:<k>…]      all filters must match; `tag:<k>` without "=" = has key
 //   POST   /v1/servers                              201 + Server (status "changing", "running" after boot)
-//   GET    /v1/servers/<uuid>       PATCH (204; one of name|flavor|interfaces|tags)     DELETE (204)
+//   GET    /v1/servers/<uuid>       PATCH (204; one of name|flavor|interfaces|tags)
+//   DELETE /v1/servers/<uuid>       204; 400 {"detail": …} while the server is still `changing`, as the real API
 //   POST   /v1/servers/<uuid>/start|stop|reboot    204
 //   GET    /v1/flavors  /v1/images  /v1/custom-images[/<uuid>]  /v1/regions  /v1/networks[/<uuid>]
 //          /v1/subnets[/<uuid>]
@@ -34,7 +35,7 @@
 //   POST   /_sim/faults               FaultsUpdate JSON (see faults.ts): {seed?, rules? (replace),
 //                                      addRules? (append), outOfCapacity?: [{flavor, zone}],
 //                                      bootOutcome?: "running"|"changing"|"error",
-//                                      rejectDeleteWhileChanging?: bool}. A rule: {method?, path? (route
+//                                      rejectDeleteWhileChanging?: bool (default true)}. A rule: {method?, path? (route
 //                                      pattern as in the counters, "*" or a "prefix*"), latencyMs?,
 //                                      action?: "error"|"timeout"|"drop"|"lost-response", status?,
 //                                      retryAfterSeconds?, body?, commit?, holdMs?, mode?: "502"|"drop",

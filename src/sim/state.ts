@@ -9,7 +9,7 @@
 // framework's default wording where the real API is known to do so ("This field may not be blank.",
 // "Not found."); where the real text is unknown we wrote our own.
 
-import type { Flavor, ServerStatus } from "../types.ts";
+import { SERVER_GROUP_CAPACITY, type Flavor, type ServerStatus } from "../types.ts";
 import { Faults } from "./faults.ts";
 
 // ---------------------------------------------------------------------------------------------------------
@@ -48,15 +48,26 @@ export const DEFAULT_FLAVORS: Flavor[] = [
   flavor("plus", 32, 8),
   flavor("plus", 64, 16),
   flavor("plus", 128, 32),
-  {
-    slug: "gpu2-128-16-1-200",
-    name: "GPU2-128-16-1-200",
-    vcpu_count: 16,
-    memory_gb: 128,
-    gpu: { name: "NVIDIA RTX PRO 6000 Max-Q", count: 1, vram_per_gpu_gb: 96, total_vram_gb: 96 },
-    zones: [{ slug: "rma1" }],
-  },
+  // GPU flavors: `gpu` is {name, count, vram_per_gpu_gb, total_vram_gb} (go-sdk flavors.go). Only
+  // gpu2-128-16-1-200 is a verified slug (16 vCPUs, 128 GiB, one 96 GB RTX PRO 6000 Max-Q); the
+  // two- and four-GPU flavors below are made up on its pattern, so tests can see GPU counts above
+  // one. Zones differ on purpose: a flavor may be offered in one zone only.
+  gpuFlavor(128, 16, 1, 200, ["rma1"]),
+  gpuFlavor(256, 32, 2, 400, ["rma1", "lpg1"]),
+  gpuFlavor(512, 64, 4, 800, ["lpg1"]),
 ];
+
+function gpuFlavor(mem: number, vcpu: number, gpus: number, disk: number, zones: string[]): Flavor {
+  const slug = `gpu2-${mem}-${vcpu}-${gpus}-${disk}`;
+  return {
+    slug,
+    name: slug.toUpperCase(),
+    vcpu_count: vcpu,
+    memory_gb: mem,
+    gpu: { name: "NVIDIA RTX PRO 6000 Max-Q", count: gpus, vram_per_gpu_gb: 96, total_vram_gb: 96 * gpus },
+    zones: zones.map((slug) => ({ slug })),
+  };
+}
 
 export interface PublicImage {
   slug: string;
@@ -847,6 +858,12 @@ export class SimState {
           }
           if (zoneOk && grp.zone !== zone) {
             errs.server_groups = `Server group ${g} is in zone ${grp.zone}, not in zone ${zone}.`;
+            break;
+          }
+          // An anti-affinity server group holds at most 4 servers; the API refuses a 5th
+          // (cloudscale-api.md). The message is ours: the real one is not known.
+          if (grp.servers.size >= SERVER_GROUP_CAPACITY) {
+            errs.server_groups = `Server group ${g} already has ${grp.servers.size} servers; an anti-affinity server group holds at most ${SERVER_GROUP_CAPACITY}.`;
             break;
           }
           groups.push(grp.uuid);

@@ -1,20 +1,23 @@
 package ca
 
 import (
-	"testing"
+	"k8s.io/autoscaler/cluster-autoscaler/cloudprovider"
+	"k8s.io/autoscaler/cluster-autoscaler/cloudprovider/externalgrpc"
+	"k8s.io/autoscaler/cluster-autoscaler/config"
+	coreoptions "k8s.io/autoscaler/cluster-autoscaler/core/options"
 
-	"autoscaler-cloudscale/test/ca/internal/caclient"
+	"autoscaler-cloudscale/test/ca/conformance"
 )
 
-// buildProvider builds the CloudProvider CA would build from this
-// cloud-config file. This file is the only place that names the client; to
-// drive CA's own externalgrpc package instead, replace it with one that calls
-// externalgrpc.BuildExternalGrpc and adapts the result (see README.md).
-func buildProvider(t *testing.T, cloudConfig string) caclient.CloudProvider {
-	t.Helper()
-	p, err := caclient.Build(cloudConfig)
-	if err != nil {
-		t.Fatalf("building the provider from %s as CA would: %v", cloudConfig, err)
-	}
-	return p
+// release builds the provider as CA 1.36.1's main does for
+// --cloud-provider=externalgrpc --cloud-config=<file>.
+var release = conformance.Release{
+	Version: "1.36.1",
+	Build: func(cloudConfig string) cloudprovider.CloudProvider {
+		opts := &coreoptions.AutoscalerOptions{AutoscalingOptions: config.AutoscalingOptions{
+			CloudProviderName: cloudprovider.ExternalGrpcProviderName,
+			CloudConfig:       cloudConfig,
+		}}
+		return externalgrpc.BuildExternalGrpc(opts, cloudprovider.NodeGroupDiscoveryOptions{}, nil)
+	},
 }

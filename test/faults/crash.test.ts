@@ -10,8 +10,9 @@
 //   FAULT_LANES    trials run at once, each against its own simulator
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { connect, type Client } from "../helpers/grpc";
-import { sleep, startServe, startSim, writeConfig, type ServeProc, type SimProc } from "../helpers/procs";
-import { CLUSTER_TAG, GROUP_TAG, checkNoSecretsAtEnd, clusterFilter, fingerprint, makeRng, seedFrom, simApi, until, type FullServer, type Rng, type SimApi } from "./lib";
+import { sleep, startServe, startSim, until, writeConfig, type ServeProc, type SimApi, type SimProc, type SimServer } from "../helpers/procs";
+import { CLUSTER_TAG, GROUP_TAG } from "../../src/types";
+import { checkNoSecretsAtEnd, fingerprint, makeRng, seedFrom, type Rng } from "./lib";
 
 checkNoSecretsAtEnd();
 
@@ -37,7 +38,6 @@ nodeGroups:
 
 interface Lane {
   sim: SimProc;
-  api: SimApi;
   /** A trial's first process: the lane's simulator has nothing in flight, so no startup grace. */
   firstConfigPath: string;
   /** The process started after the kill: it must wait out the dead one's requests. */
@@ -52,7 +52,7 @@ beforeAll(async () => {
   const firstConfigPath = writeConfig(CONFIG.replace("startupGrace: 4s", "startupGrace: 0s"));
   for (let i = 0; i < LANES; i++) {
     const sim = await startSim(["--boot-seconds", "0"]);
-    lanes.push({ sim, api: simApi(sim), configPath, firstConfigPath });
+    lanes.push({ sim, configPath, firstConfigPath });
   }
 });
 
@@ -77,7 +77,7 @@ async function trial(lane: Lane, seed: number): Promise<TrialResult> {
   const timing = makeRng(seed ^ 0x5bd1e995);
   const opsBefore = makeRng(seed ^ 0x27d4eb2f);
   const opsAfter = makeRng(seed ^ 0x165667b1);
-  const { api } = lane;
+  const api = lane.sim;
   const events: string[] = [];
   const violations: string[] = [];
   const ev = (s: string) => events.push(`${Math.round(performance.now() - t0)}ms ${s}`);
@@ -87,8 +87,8 @@ async function trial(lane: Lane, seed: number): Promise<TrialResult> {
 
   // ---- the cloud before: some servers of ours (at least min), and foreign ones that must never change
   await api.reset();
-  const ours = (g: G, n: number) => Array.from({ length: n }, (_, i) => ({ name: `${CLUSTER}-${g}-seed000${i}`, flavor: "flex-4-2", zone: "lpg1", tags: { [CLUSTER_TAG]: CLUSTER, [GROUP_TAG]: g } }));
-  await api.seed([...ours("a", rng.int(GROUPS.a.min, 4)), ...ours("b", rng.int(0, 3))]);
+  const seeded = (g: G, n: number) => Array.from({ length: n }, (_, i) => ({ name: `${CLUSTER}-${g}-seed000${i}`, flavor: "flex-4-2", zone: "lpg1", tags: { [CLUSTER_TAG]: CLUSTER, [GROUP_TAG]: g } }));
+  await api.seed([...seeded("a", rng.int(GROUPS.a.min, 4)), ...seeded("b", rng.int(0, 3))]);
   const foreignUuids = await api.seed([
     { name: `${CLUSTER}-a-zzzzzzzz`, zone: "lpg1" }, // looks like ours by name, carries no tags
     { name: "other-a-1", zone: "lpg1", tags: { [CLUSTER_TAG]: "other", [GROUP_TAG]: "a" } },
@@ -125,11 +125,11 @@ async function trial(lane: Lane, seed: number): Promise<TrialResult> {
   // ---- watch the cloud the whole time: never above max, never below min, never two servers with one name
   let watching = true;
   let phase = "before the kill";
-  let lastSample: FullServer[] = [];
+  let lastSample: SimServer[] = [];
   const watcher = (async () => {
     for (let i = 0; watching && i < 5000; i++) {
       try {
-        const list = await api.servers(clusterFilter(CLUSTER));
+        const list = await api.ours(CLUSTER);
         lastSample = list;
         const names = new Map<string, number>();
         for (const s of list) names.set(s.name, (names.get(s.name) ?? 0) + 1);
@@ -242,10 +242,10 @@ async function trial(lane: Lane, seed: number): Promise<TrialResult> {
     await api.resetFaults();
     let stable = 0;
     let prev = "";
-    let final: { cloud: FullServer[]; view: Record<G, { target: number; ids: string[]; states: string[] }> } | undefined;
+    let final: { cloud: SimServer[]; view: Record<G, { target: number; ids: string[]; states: string[] }> } | undefined;
     for (let i = 0; i < 200; i++) {
       await c!.call("Refresh");
-      const cloud = await api.servers(clusterFilter(CLUSTER));
+      const cloud = await api.ours(CLUSTER);
       const view = {} as Record<G, { target: number; ids: string[]; states: string[] }>;
       for (const g of GROUP_NAMES) {
         const inst = ((await c!.call("NodeGroupNodes", { id: g })).instances ?? []) as { id: string; status: { instanceState: string } }[];
@@ -338,6 +338,7 @@ apiTimeout: 5s
 nodeGroups:
   - {name: m, flavor: flex-4-2, image: debian-13, zone: lpg1, min: 1, max: 5}
   - {name: x, flavor: flex-4-2, image: debian-13, zone: lpg1, min: 0, max: 2}
+  - {name: y, flavor: flex-4-2, image: debian-13, zone: lpg1, min: 0, max: 6}
 `;
   let configPath: string;
   let firstConfigPath: string;
@@ -365,7 +366,7 @@ nodeGroups:
     let on = true;
     const done = (async () => {
       for (let i = 0; on && i < 2000; i++) {
-        seen.push((await api.servers(clusterFilter(WCLUSTER))).filter((s) => s.tags[GROUP_TAG] === group).length);
+        seen.push((await api.ours(WCLUSTER)).filter((s) => s.tags[GROUP_TAG] === group).length);
         await sleep(25);
       }
     })();
@@ -376,7 +377,7 @@ nodeGroups:
   beforeAll(async () => {
     configPath = writeConfig(WCONFIG);
     firstConfigPath = writeConfig(WCONFIG.replace("startupGrace: 4s", "startupGrace: 0s"));
-    api = lanes[0]!.api;
+    api = lanes[0]!.sim;
     apiUrl = lanes[0]!.sim.apiUrl;
   });
   afterEach(async () => {
@@ -399,7 +400,7 @@ nodeGroups:
     const r = await cl.call("NodeGroupDeleteNodes", { id: "m", nodes: [{ providerID: `cloudscale://${seeded}`, name: `${WCLUSTER}-m-seed0000` }] }).then(() => "deleted", (e) => `refused: ${code(e)}`);
     await sleep(300);
     const seen = await w.stop();
-    await until("the create landed", async () => ((await api.servers(clusterFilter(WCLUSTER))).some((x) => x.uuid !== seeded)), 10_000); // nothing left in flight for the next test
+    await until("the create landed", async () => ((await api.ours(WCLUSTER)).some((x) => x.uuid !== seeded)), 10_000); // nothing left in flight for the next test
     // min is 1 and only one server exists: deleting it leaves none until (and unless) the create succeeds.
     expect({ deleteNodes: r, fewestServersSeen: Math.min(...seen) }).toEqual({ deleteNodes: "refused: 9", fewestServersSeen: 1 });
   }, 30_000);
@@ -424,10 +425,37 @@ nodeGroups:
     await sleep(3000); // anything still in flight lands
     const seen = await w.stop();
     await second.cl.call("Refresh");
-    const cloud = (await api.servers(clusterFilter(WCLUSTER))).filter((s) => s.tags[GROUP_TAG] === "x").length;
+    const cloud = (await api.ours(WCLUSTER)).filter((s) => s.tags[GROUP_TAG] === "x").length;
     const target = (await second.cl.call("NodeGroupTargetSize", { id: "x" })).targetSize;
     console.log(`after restart: IncreaseSize(x, 2) ${r}; most servers seen ${Math.max(...seen)}; at the end ${cloud}, target size ${target}`);
     expect({ mostServersSeen: Math.max(...seen), atTheEnd: cloud, targetSize: target }).toEqual({ mostServersSeen: 2, atTheEnd: 2, targetSize: 2 });
+  }, 60_000);
+
+  test("creates of a killed process that land after the restart take the place of the ones CA asks for again", async () => {
+    // What the real CA showed: it asks for 3, the provider dies with the 3 creates on their
+    // way, the restarted one lists none, so CA asks for 3 again. The group ends at 3, not 6.
+    await api.reset();
+    await api.faults({ rules: [{ method: "POST", path: "/v1/servers", latencyMs: 2500 }] });
+    const first = await serveW();
+    await first.cl.call("Refresh");
+    await first.cl.call("NodeGroupIncreaseSize", { id: "y", delta: 3 });
+    await until("the creates sent", async () => ((await api.counters())["POST /v1/servers"] ?? 0) === 3, 5_000);
+    await kill(first.s);
+    const second = await serveW("restart");
+    await second.cl.call("Refresh");
+    const listed = (await second.cl.call("NodeGroupTargetSize", { id: "y" })).targetSize as number;
+    if (listed < 3) await second.cl.call("NodeGroupIncreaseSize", { id: "y", delta: 3 - listed }); // as CA does
+    await sleep(4500); // the old creates land; the grace ends
+    const target = await until("the view settled", async () => {
+      await second.cl.call("Refresh");
+      const inst = ((await second.cl.call("NodeGroupNodes", { id: "y" })).instances ?? []) as { id: string }[];
+      return inst.every((i) => !i.id.includes("/pending/")) && ((await second.cl.call("NodeGroupTargetSize", { id: "y" })).targetSize as number);
+    }, 20_000, 200);
+    await sleep(3000); // anything the second process sent would have landed by now
+    await second.cl.call("Refresh");
+    const cloud = (await api.ours(WCLUSTER, "y")).length;
+    console.log(`after restart: ${listed} listed, CA asked for ${3 - listed} more; at the end ${cloud} servers, target size ${target}`);
+    expect({ atTheEnd: cloud, targetSize: (await second.cl.call("NodeGroupTargetSize", { id: "y" })).targetSize, posts: (await api.counters())["POST /v1/servers"] }).toEqual({ atTheEnd: 3, targetSize: 3, posts: 3 });
   }, 60_000);
 
   test("deletes of a killed process that land after the restart do not take the group below min", async () => {
@@ -442,11 +470,22 @@ nodeGroups:
     await gone;
     const w = watch("m");
     const second = await serveW("restart"); // the two deletes are still on their way
+    const restarted = performance.now();
+    const third = [{ providerID: `cloudscale://${uuids[2]}`, name: `${WCLUSTER}-m-seed0002` }];
+    const deleteThird = () => second.cl.call("NodeGroupDeleteNodes", { id: "m", nodes: third }).then(() => "deleted", (e) => `refused: ${code(e)}`);
     await second.cl.call("Refresh");
-    const r = await second.cl.call("NodeGroupDeleteNodes", { id: "m", nodes: [{ providerID: `cloudscale://${uuids[2]}`, name: `${WCLUSTER}-m-seed0002` }] }).then(() => "deleted", (e) => `refused: ${code(e)}`);
-    await sleep(3000); // the deletes of the first process land
+    const during = await deleteThird(); // inside the startup grace
+    await sleep(Math.max(3000, 4000 + 200 - (performance.now() - restarted))); // the deletes of the first process land; the grace is over
+    await second.cl.call("Refresh");
+    const after = await deleteThird(); // the one server left is the min
+    await sleep(300);
     const seen = await w.stop();
-    console.log(`after restart: DeleteNodes(the third server) ${r}; fewest servers seen ${Math.min(...seen)}`);
-    expect(Math.min(...seen)).toBeGreaterThanOrEqual(1);
+    console.log(`after restart: DeleteNodes(the third server) ${during} during the grace, ${after} after it; fewest servers seen ${Math.min(...seen)}`);
+    expect({ duringTheGrace: during, afterTheGrace: after, fewestServersSeen: Math.min(...seen), left: (await api.ours(WCLUSTER)).map((x) => x.uuid) }).toEqual({
+      duringTheGrace: "refused: 14", // UNAVAILABLE: a predecessor's requests may still be landing
+      afterTheGrace: "refused: 9", // FAILED_PRECONDITION: below min
+      fewestServersSeen: 1,
+      left: [uuids[2]!],
+    });
   }, 60_000);
 });

@@ -12,10 +12,11 @@ import tls from "node:tls";
 import net from "node:net";
 import { readFileSync } from "node:fs";
 import { CloudProvider, NodeGroupTargetSizeRequestSchema } from "../../src/gen/clusterautoscaler/cloudprovider/v1/externalgrpc/externalgrpc_pb";
-import { connect, grpc, type Client } from "../helpers/grpc";
+import { connect, details, grpc, type Client } from "../helpers/grpc";
 import { makePki, type Pki } from "../helpers/certs";
-import { startServe, startSim, writeConfig, type ServeProc, type SimProc } from "../helpers/procs";
-import { CLUSTER_TAG, GROUP_TAG, SERVICE, changed, checkNoSecretsAtEnd, details, grpcFrame, h2Session, makeRng, pool, rawCall, seedFrom, simApi, snapshot, type Rng, type SimApi } from "./lib";
+import { startServe, startSim, writeConfig, type ServeProc, type SimApi, type SimProc } from "../helpers/procs";
+import { CLUSTER_TAG, GROUP_TAG } from "../../src/types";
+import { SERVICE, changed, checkNoSecretsAtEnd, grpcFrame, h2Session, makeRng, pool, rawCall, seedFrom, snapshot, type Rng } from "./lib";
 
 checkNoSecretsAtEnd();
 
@@ -57,7 +58,7 @@ let refs: Refs;
 beforeAll(async () => {
   pki = makePki();
   sim = await startSim(["--boot-seconds", "0"]);
-  api = simApi(sim);
+  api = sim;
   const t = (g: string) => ({ [CLUSTER_TAG]: CLUSTER, [GROUP_TAG]: g });
   const [p1, p2, o1, u1, c1, r1] = await api.seed([
     { name: "ho-pool-aaaaaaaa", zone: "lpg1", tags: t("pool") },

@@ -1,28 +1,22 @@
-// Shared pieces of the fault-injection suite: a seeded PRNG, simulator control
-// shortcuts, snapshots of the cloud for before/after comparisons, a raw HTTP/2
-// gRPC caller for wire-level requests, and the suite-wide secrets check.
+// What only the fault-injection suite needs, beside test/helpers: a seeded PRNG
+// with the draws the trials make, snapshots of the cloud for before/after
+// comparisons, a raw HTTP/2 gRPC caller for wire-level requests, and the
+// suite-wide secrets check.
 import { afterAll, expect } from "bun:test";
 import http2 from "node:http2";
 import { readFileSync } from "node:fs";
-import { TEST_TOKEN, allOutput, sleep, spawnUntil, type ServeProc, type SimProc } from "../helpers/procs";
+import { makeRng as mulberry32 } from "../../src/sim/faults";
+import { TEST_TOKEN, allOutput, type SimApi, type SimServer } from "../helpers/procs";
 import type { Pki } from "../helpers/certs";
+import { decodeGrpcMessage } from "../helpers/grpc";
 
-export const CLUSTER_TAG = "autoscaler-cloudscale-cluster";
-export const GROUP_TAG = "autoscaler-cloudscale-group";
 export const SERVICE = "/clusterautoscaler.cloudprovider.v1.externalgrpc.CloudProvider";
 
 // ------------------------------------------------------------------ randomness
 
-/** mulberry32: small and fully determined by its seed. */
+/** The simulator's PRNG (mulberry32, fully determined by its seed) with the draws the trials make. */
 export function makeRng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed);
   const rng = {
     next,
     /** Integer in [lo, hi]. */
@@ -54,44 +48,10 @@ export function seedFrom(envName: string, what: string): number {
   return seed;
 }
 
-// ------------------------------------------------------------------ simulator
-
-export interface FullServer {
-  uuid: string;
-  name: string;
-  status: string;
-  tags: Record<string, string>;
-  flavor: { slug: string };
-  zone: { slug: string };
-  created_at?: string;
-}
-
-export function simApi(sim: { origin: string }) {
-  const call = async (path: string, body?: unknown, method = body === undefined ? "GET" : "POST") => {
-    const res = await fetch(`${sim.origin}${path}`, { method, body: body === undefined ? undefined : JSON.stringify(body), headers: { "content-type": "application/json" } });
-    const text = await res.text();
-    if (!res.ok) throw new Error(`${method} ${path}: HTTP ${res.status} ${text}`);
-    return text ? JSON.parse(text) : undefined;
-  };
-  return {
-    call,
-    faults: (body: object) => call("/_sim/faults", body),
-    resetFaults: () => call("/_sim/reset-faults", {}),
-    reset: () => call("/_sim/reset", {}),
-    counters: async () => (await call("/_sim/counters")) as Record<string, number>,
-    resetCounters: () => call("/_sim/counters/reset", {}),
-    servers: async (filter = ""): Promise<FullServer[]> => call(`/_sim/servers${filter}`),
-    seed: async (servers: object | object[]): Promise<string[]> => ((await call("/_sim/servers", servers)) as { uuids: string[] }).uuids,
-    vanish: (uuid: string) => call(`/_sim/servers/${uuid}`, undefined, "DELETE"),
-  };
-}
-export type SimApi = ReturnType<typeof simApi>;
-
-/** Servers carrying `cluster`'s tag (the filter the provider lists with). */
-export const clusterFilter = (cluster: string) => `?tag:${CLUSTER_TAG}=${encodeURIComponent(cluster)}`;
+// ------------------------------------------------------------------ the cloud before and after
 
 /** A stable, comparable view of one server: everything a provider could have changed. */
-export function fingerprint(s: FullServer): string {
+export function fingerprint(s: SimServer): string {
   const tags = Object.keys(s.tags).sort().map((k) => `${k}=${s.tags[k]}`).join(",");
   return `${s.uuid} ${s.name} ${s.status} ${s.flavor.slug} ${s.zone.slug} [${tags}]`;
 }
@@ -172,7 +132,7 @@ export function rawCall(session: http2.ClientHttp2Session, opts: { path: string;
       if (h["grpc-status"] !== undefined) {
         ans.grpcStatus = Number(h["grpc-status"]);
         const m = h["grpc-message"];
-        ans.grpcMessage = typeof m === "string" ? safeDecode(m) : undefined;
+        ans.grpcMessage = typeof m === "string" ? decodeGrpcMessage(m) : undefined;
       }
     };
     try {
@@ -204,19 +164,6 @@ export function rawCall(session: http2.ClientHttp2Session, opts: { path: string;
   });
 }
 
-function safeDecode(s: string): string {
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    return s;
-  }
-}
-
-/** grpc-js decodes grpc-message with decodeURI, which leaves %3B and friends alone; undo that for assertions. */
-export function details(e: { details?: string }): string {
-  return safeDecode(String(e.details ?? ""));
-}
-
 // ------------------------------------------------------------------ secrets
 
 /** Every secret a test in this suite hands to a process. */
@@ -238,19 +185,6 @@ export function checkNoSecretsAtEnd(): void {
   });
 }
 
-// ------------------------------------------------------------------ processes
-
-/**
- * Like helpers/procs.ts startServe, for any --log-format (its ready line is
- * matched in text and in JSON) and without --log-level unless given.
- */
-export async function startServeAnyFormat(opts: { configPath: string; apiUrl: string; args: string[]; env?: Record<string, string> }): Promise<ServeProc> {
-  const args = ["serve", "--config", opts.configPath, "--listen", "127.0.0.1:0", ...opts.args];
-  if (!opts.args.some((a) => a.startsWith("--tls-"))) args.push("--insecure-plaintext");
-  const p = await spawnUntil(args, /serving gRPC.*(?:listen=|"listen":")127\.0\.0\.1:(\d+)/, { CLOUDSCALE_API_TOKEN: TEST_TOKEN, CLOUDSCALE_API_URL: opts.apiUrl, ...opts.env });
-  return { ...p, port: Number(p.match[1]), configPath: opts.configPath };
-}
-
 // ------------------------------------------------------------------ misc
 
 /** Runs fn over items with at most `limit` at once. */
@@ -267,22 +201,3 @@ export async function pool<T, R>(items: readonly T[], limit: number, fn: (item: 
   );
   return out;
 }
-
-/** Waits until fn() is truthy, at most timeoutMs; returns the value or throws with `what`. */
-export async function until<T>(what: string, fn: () => Promise<T | undefined | false | null>, timeoutMs: number, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (let i = 0; i < 100_000; i++) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) break;
-    await sleep(everyMs);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
-}
-
-export type { SimProc };

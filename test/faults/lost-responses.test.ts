@@ -2,56 +2,45 @@
 // (a 502 after the fact, a dropped connection, a request held past our timeout).
 // A create is then found again by its unique name and tags, never re-sent
 // blindly; a delete whose answer was lost is not an error the next time.
-// (resilience.test.ts covers the plain 502 create and the 502 delete.)
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { connect, expectCode, grpc, type Client } from "../helpers/grpc";
-import { sleep, startServe, startSim, writeConfig, type ServeProc, type SimProc } from "../helpers/procs";
-import { CLUSTER_TAG, GROUP_TAG, checkNoSecretsAtEnd, clusterFilter, details, simApi, until, type FullServer, type SimApi } from "./lib";
+import { details, expectCode, grpc, instances as instancesOf, targetSize as targetSizeOf, type Client, type Instance } from "../helpers/grpc";
+import { sleep, startSim, until, type SimProc, type SimServer } from "../helpers/procs";
+import { providerConfig, providers, type Served } from "../helpers/provider";
+import { CLUSTER_TAG, GROUP_TAG } from "../../src/types";
+import { checkNoSecretsAtEnd } from "./lib";
 
 checkNoSecretsAtEnd();
 
 const CLUSTER = "lr";
-const CONFIG = `clusterName: ${CLUSTER}
-startupGrace: 0s
-createConcurrency: 4
-createVerifyDelay: 300ms
-apiTimeout: 1s
-nodeGroups:
-  - {name: pool, flavor: flex-4-2, image: debian-13, zone: lpg1, min: 0, max: 20}
-`;
 
 let sim: SimProc;
-let api: SimApi;
-let serve: ServeProc;
+const served = providers();
+let serve: Served["s"];
 let c: Client;
 
-type Instance = { id: string; status: { instanceState: string; errorInfo: null | { errorCode: string; errorMessage: string } } };
-const instances = async (): Promise<Instance[]> => (await c.call("NodeGroupNodes", { id: "pool" })).instances ?? [];
-const targetSize = async (): Promise<number> => (await c.call("NodeGroupTargetSize", { id: "pool" })).targetSize;
-const ours = (): Promise<FullServer[]> => api.servers(clusterFilter(CLUSTER));
-const count = async (key: string) => (await api.counters())[key] ?? 0;
+const instances = (): Promise<Instance[]> => instancesOf(c, "pool");
+const targetSize = (): Promise<number> => targetSizeOf(c, "pool");
+const ours = (): Promise<SimServer[]> => sim.ours(CLUSTER);
+const count = async (key: string) => (await sim.counters())[key] ?? 0;
 
 beforeAll(async () => {
   sim = await startSim(["--boot-seconds", "0"]);
-  api = simApi(sim);
-  serve = await startServe({ configPath: writeConfig(CONFIG), apiUrl: sim.apiUrl });
-  c = connect(serve.port);
+  ({ s: serve, c } = await served.start({ apiUrl: sim.apiUrl, config: providerConfig(CLUSTER, { createConcurrency: 4, createVerifyDelay: "300ms", apiTimeout: "1s" }) }));
 });
 
 afterEach(async () => {
-  await api.resetFaults();
+  await sim.resetFaults();
   // Back to an empty group, behind the provider's back, and a view that knows it.
-  for (const s of await ours()) await api.vanish(s.uuid);
+  for (const s of await ours()) await sim.vanish(s.uuid);
   await until("an empty view", async () => {
     await c.call("Refresh");
     return (await instances()).length === 0;
   }, 10_000);
-  await api.resetCounters();
+  await sim.resetCounters();
 });
 
 afterAll(async () => {
-  c?.close();
-  await serve?.stop();
+  await served.stopAll("SIGTERM");
   await sim?.stop();
 });
 
@@ -72,7 +61,7 @@ async function settledInstances(n: number, timeoutMs = 15_000): Promise<Instance
   }, timeoutMs, 100);
 }
 
-function expectOursWithNames(servers: FullServer[], names: string[]) {
+function expectOursWithNames(servers: SimServer[], names: string[]) {
   expect(servers.map((s) => s.name).sort()).toEqual(names);
   for (const s of servers) expect(s.tags).toMatchObject({ [CLUSTER_TAG]: CLUSTER, [GROUP_TAG]: "pool" });
 }
@@ -85,7 +74,7 @@ describe("a create whose response never arrives", () => {
   ] as const;
   for (const k of kinds) {
     test(`${k.label}: found again by its name and tags, never re-sent`, async () => {
-      await api.faults({ rules: [{ method: "POST", path: "/v1/servers", count: 3, ...k.rule }] });
+      await sim.faults({ rules: [{ method: "POST", path: "/v1/servers", count: 3, ...k.rule }] });
       const names = await acceptCreates(3);
       expect(names).toHaveLength(3);
       expect(await targetSize()).toBe(3);
@@ -104,7 +93,7 @@ describe("a create whose response never arrives", () => {
 
   test("lost while listing fails too: the create waits for the next good Refresh, which finds it; no re-send", async () => {
     // The POST's answer is lost, and the check that follows cannot list (all its attempts get 503).
-    await api.faults({
+    await sim.faults({
       rules: [
         { method: "POST", path: "/v1/servers", action: "lost-response", count: 1 },
         { method: "GET", path: "/v1/servers", action: "error", status: 503 },
@@ -118,7 +107,7 @@ describe("a create whose response never arrives", () => {
     expect(await ours()).toHaveLength(1); // it does exist
     expect((await instances()).map((i) => i.id)).toEqual([pendingId!]); // still accounted for, still unresolved
     expect(await targetSize()).toBe(1);
-    await api.resetFaults();
+    await sim.resetFaults();
     const [inst] = await settledInstances(1);
     const [server] = await ours();
     expect(pendingId).toBe(`cloudscale://pending/${server!.name}`);
@@ -126,20 +115,25 @@ describe("a create whose response never arrives", () => {
     expect(await count("POST /v1/servers")).toBe(1);
   });
 
-  test("a create held past our timeout without taking effect is sent again, once, after checking", async () => {
-    await api.faults({ rules: [{ method: "POST", path: "/v1/servers", action: "timeout", holdMs: 3000, count: 1 }] });
-    const names = await acceptCreates(1);
-    await settledInstances(1);
-    expectOursWithNames(await ours(), names); // the same name: the second POST is the same creation
-    expect(await count("POST /v1/servers")).toBe(2);
-    expect(serve.output()).toContain("create got no clear answer; checking whether the server exists");
-  });
+  for (const k of [
+    { label: "held past our timeout", rule: { action: "timeout", holdMs: 3000 } },
+    { label: "answered 503", rule: { action: "error", status: 503 } },
+  ] as const) {
+    test(`a create ${k.label} without taking effect is sent again, once, after checking`, async () => {
+      await sim.faults({ rules: [{ method: "POST", path: "/v1/servers", count: 1, ...k.rule }] });
+      const names = await acceptCreates(1);
+      await settledInstances(1);
+      expectOursWithNames(await ours(), names); // the same name: the second POST is the same creation
+      expect(await count("POST /v1/servers")).toBe(2);
+      expect(serve.output()).toContain("create got no clear answer; checking whether the server exists");
+    });
+  }
 
   test("a create that lands only after we gave up and re-sent it: the twin is deleted, one server remains", async () => {
     // The first POST reaches the API but is processed 2.5 s later (after our 1 s timeout and the
     // check that did not find it); the re-sent POST is processed at once. README: "If two servers
     // ever share one creation's name, the newer one is deleted."
-    await api.faults({ rules: [{ method: "POST", path: "/v1/servers", latencyMs: 2500, count: 1 }] });
+    await sim.faults({ rules: [{ method: "POST", path: "/v1/servers", latencyMs: 2500, count: 1 }] });
     const names = await acceptCreates(1);
     await until("the late create landed", async () => (await ours()).length === 2 || (await count("DELETE /v1/servers/:uuid")) > 0, 10_000);
     const [inst] = await until("one server left", async () => {
@@ -163,12 +157,12 @@ describe("a delete whose response is lost", () => {
     await settledInstances(2);
     return ours();
   }
-  const node = (s: FullServer) => ({ providerID: `cloudscale://${s.uuid}`, name: s.name });
+  const node = (s: SimServer) => ({ providerID: `cloudscale://${s.uuid}`, name: s.name });
 
   test("lost once: the client's own retry gets 404, which counts as deleted; no error at all", async () => {
     const [a, b] = await twoServers();
-    await api.resetCounters();
-    await api.faults({ rules: [{ method: "DELETE", path: "/v1/servers/:uuid", action: "lost-response", mode: "drop", count: 1 }] });
+    await sim.resetCounters();
+    await sim.faults({ rules: [{ method: "DELETE", path: "/v1/servers/:uuid", action: "lost-response", mode: "drop", count: 1 }] });
     await c.call("NodeGroupDeleteNodes", { id: "pool", nodes: [node(a!)] });
     expect(await count("DELETE /v1/servers/:uuid")).toBe(2);
     expect((await ours()).map((s) => s.uuid)).toEqual([b!.uuid]);
@@ -179,16 +173,17 @@ describe("a delete whose response is lost", () => {
 
   for (const rule of [
     { action: "lost-response", mode: "drop" },
+    { action: "lost-response", mode: "502" },
     { action: "timeout", commit: true, holdMs: 4000 },
   ] as const) {
     test(`every answer lost (${rule.action}${"mode" in rule ? ` ${rule.mode}` : " with commit"}): the call fails clearly, the next try succeeds, target size stays right`, async () => {
       const [a, b] = await twoServers();
-      await api.faults({ rules: [{ method: "DELETE", path: "/v1/servers/:uuid", ...rule }] });
+      await sim.faults({ rules: [{ method: "DELETE", path: "/v1/servers/:uuid", ...rule }] });
       const e = await expectCode(c.call("NodeGroupDeleteNodes", { id: "pool", nodes: [node(a!)] }, { deadlineMs: 20_000 }), grpc.status.UNAVAILABLE);
       expect(details(e)).toContain(a!.uuid);
       expect((await ours()).map((s) => s.uuid)).toEqual([b!.uuid]); // it did happen
       expect(await targetSize()).toBe(1); // and is not counted while unresolved
-      await api.resetFaults();
+      await sim.resetFaults();
       await c.call("NodeGroupDeleteNodes", { id: "pool", nodes: [node(a!)] }); // CA tries again: no error
       await c.call("Refresh");
       expect(await targetSize()).toBe(1);
@@ -198,13 +193,13 @@ describe("a delete whose response is lost", () => {
 
   test("an unanswered delete that did not take effect: the next Refresh counts the server again, the next DeleteNodes deletes it", async () => {
     const [a, b] = await twoServers();
-    await api.faults({ rules: [{ method: "DELETE", path: "/v1/servers/:uuid", action: "drop" }] });
+    await sim.faults({ rules: [{ method: "DELETE", path: "/v1/servers/:uuid", action: "drop" }] });
     await expectCode(c.call("NodeGroupDeleteNodes", { id: "pool", nodes: [node(a!)] }, { deadlineMs: 20_000 }), grpc.status.UNAVAILABLE);
     expect(await ours()).toHaveLength(2); // nothing happened
     await c.call("Refresh");
     expect(await targetSize()).toBe(2); // the cloud says it is still there
     expect((await instances()).find((i) => i.id === `cloudscale://${a!.uuid}`)?.status.instanceState).toBe("instanceRunning");
-    await api.resetFaults();
+    await sim.resetFaults();
     await c.call("NodeGroupDeleteNodes", { id: "pool", nodes: [node(a!)] });
     expect((await ours()).map((s) => s.uuid)).toEqual([b!.uuid]);
     await c.call("Refresh");

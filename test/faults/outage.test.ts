@@ -1,61 +1,42 @@
 // Outage: the API down (answering 5xx, 429, dropping connections, or hanging)
 // for longer than the staleness bound. Refresh serves the last good view within
 // the bound and fails clearly past it; the provider recovers without a restart;
-// nothing is created or deleted from a stale view. (resilience.test.ts covers a
-// plain 503 outage with IncreaseSize.)
+// nothing is created or deleted from a stale view; a handler answers before the
+// caller's deadline.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { connect, expectCode, grpc, type Client } from "../helpers/grpc";
-import { sleep, startServe, startSim, writeConfig, type ServeProc, type SimProc } from "../helpers/procs";
-import { checkNoSecretsAtEnd, clusterFilter, details, simApi, until, type FullServer, type SimApi } from "./lib";
+import { details, expectCode, grpc, type Client } from "../helpers/grpc";
+import { sleep, startSim, until, type SimProc, type SimServer } from "../helpers/procs";
+import { providerConfig, providers } from "../helpers/provider";
+import { checkNoSecretsAtEnd } from "./lib";
 
 checkNoSecretsAtEnd();
 
 const CLUSTER = "ou";
 const MAX_AGE_S = 4;
-const config = (o: { createConcurrency?: number; apiTimeout?: string } = {}) => `clusterName: ${CLUSTER}
-startupGrace: 0s
-createConcurrency: ${o.createConcurrency ?? 4}
-createVerifyDelay: 300ms
-apiTimeout: ${o.apiTimeout ?? "1s"}
-maxViewAge: ${MAX_AGE_S}s
-nodeGroups:
-  - {name: pool, flavor: flex-4-2, image: debian-13, zone: lpg1, min: 0, max: 20}
-`;
 
 let sim: SimProc;
-let api: SimApi;
-const started: ServeProc[] = [];
-const clients: Client[] = [];
+const served = providers();
+const serveWith = (o: { createConcurrency?: number; apiTimeout?: string } = {}) =>
+  served.start({
+    apiUrl: sim.apiUrl,
+    health: true,
+    config: providerConfig(CLUSTER, { createConcurrency: o.createConcurrency ?? 4, createVerifyDelay: "300ms", apiTimeout: o.apiTimeout ?? "1s", maxViewAge: `${MAX_AGE_S}s` }),
+  });
 
-async function serveWith(o: Parameters<typeof config>[0] = {}) {
-  const s = await startServe({ configPath: writeConfig(config(o)), apiUrl: sim.apiUrl, extra: ["--health-listen", "127.0.0.1:0"] });
-  started.push(s);
-  const c = connect(s.port);
-  clients.push(c);
-  const healthPort = Number(/health=127\.0\.0\.1:(\d+)/.exec(s.output())?.[1]);
-  const ready = async () => {
-    const r = await fetch(`http://127.0.0.1:${healthPort}/readyz`);
-    return { status: r.status, text: await r.text() };
-  };
-  return { s, c, ready };
-}
-
-const ours = (): Promise<FullServer[]> => api.servers(clusterFilter(CLUSTER));
+const ours = (): Promise<SimServer[]> => sim.ours(CLUSTER);
 const mutations = async () => {
-  const k = await api.counters();
+  const k = await sim.counters();
   return { creates: k["POST /v1/servers"] ?? 0, deletes: k["DELETE /v1/servers/:uuid"] ?? 0, reads: k["GET /v1/servers/:uuid"] ?? 0 };
 };
 
 beforeAll(async () => {
   sim = await startSim(["--boot-seconds", "0"]);
-  api = simApi(sim);
 });
 
 afterEach(async () => {
-  await api.resetFaults();
-  for (const c of clients.splice(0)) c.close();
-  for (const s of started.splice(0)) await s.stop("SIGKILL");
-  await api.reset();
+  await sim.resetFaults();
+  await served.stopAll();
+  await sim.reset();
 });
 
 afterAll(async () => {
@@ -87,7 +68,7 @@ describe("the API down for longer than the staleness bound", () => {
       const [a, b] = await twoServers(c);
       expect((await ready()).status).toBe(200);
       const outageStart = performance.now();
-      await api.faults({ rules: o.rules });
+      await sim.faults({ rules: o.rules });
 
       // Within the bound: Refresh succeeds and the view is the last good one.
       await c.call("Refresh");
@@ -117,7 +98,7 @@ describe("the API down for longer than the staleness bound", () => {
       expect((await ours()).map((x) => x.uuid).sort()).toEqual([a!.uuid, b!.uuid].sort());
 
       // Recovery, same process.
-      await api.resetFaults();
+      await sim.resetFaults();
       await c.call("Refresh");
       expect((await ready()).status).toBe(200);
       expect((await c.call("NodeGroupTargetSize", { id: "pool" })).targetSize).toBe(2);
@@ -131,24 +112,35 @@ describe("the API down for longer than the staleness bound", () => {
     }, 60_000);
   }
 
+  test("a short maintenance (503 for a moment) on a list and on a delete: both are retried and succeed", async () => {
+    const { c } = await serveWith();
+    const [a, b] = await twoServers(c);
+    await sim.resetCounters();
+    await sim.faults({ rules: [{ method: "GET", path: "/v1/servers", action: "error", status: 503, count: 2 }, { method: "DELETE", path: "/v1/servers/:uuid", action: "error", status: 503, count: 2 }] });
+    await c.call("Refresh");
+    await c.call("NodeGroupDeleteNodes", { id: "pool", nodes: [{ providerID: `cloudscale://${a!.uuid}`, name: a!.name }] });
+    const k = await sim.counters();
+    expect({ lists: k["GET /v1/servers"], deletes: k["DELETE /v1/servers/:uuid"], left: (await ours()).map((s) => s.uuid) }).toEqual({ lists: 3, deletes: 3, left: [b!.uuid] });
+  });
+
   test("a 429 with Retry-After: Refresh waits as told, then succeeds", async () => {
     const { c } = await serveWith();
     await c.call("Refresh");
-    await api.resetCounters();
-    await api.faults({ rules: [{ method: "GET", path: "/v1/servers", action: "error", status: 429, retryAfterSeconds: 1, count: 1 }] });
+    await sim.resetCounters();
+    await sim.faults({ rules: [{ method: "GET", path: "/v1/servers", action: "error", status: 429, retryAfterSeconds: 1, count: 1 }] });
     const t0 = performance.now();
     await c.call("Refresh");
     expect(performance.now() - t0).toBeGreaterThanOrEqual(950);
-    expect((await api.counters())["GET /v1/servers"]).toBe(2);
+    expect((await sim.counters())["GET /v1/servers"]).toBe(2);
   });
 
   test("creates accepted while the view was fresh are not sent once it is stale; they go out after recovery", async () => {
     // One create at a time, each taking 1.5 s: most of the 6 are still queued when the view turns stale.
     const { c } = await serveWith({ createConcurrency: 1, apiTimeout: "5s" });
     await c.call("Refresh");
-    await api.faults({ rules: [{ method: "POST", path: "/v1/servers", latencyMs: 1500 }] });
+    await sim.faults({ rules: [{ method: "POST", path: "/v1/servers", latencyMs: 1500 }] });
     await c.call("NodeGroupIncreaseSize", { id: "pool", delta: 6 });
-    await api.faults({ addRules: [{ method: "GET", path: "/v1/servers", action: "error", status: 503 }] }); // listing is down, creating works
+    await sim.faults({ addRules: [{ method: "GET", path: "/v1/servers", action: "error", status: 503 }] }); // listing is down, creating works
     // CA keeps calling Refresh; the view turns stale after the bound.
     let stale = false;
     for (let i = 0; i < 60 && !stale; i++) {
@@ -162,7 +154,7 @@ describe("the API down for longer than the staleness bound", () => {
     const afterStale = (await mutations()).creates;
     expect(atStale).toBeLessThan(6); // some were still waiting when the view went stale
     expect({ createsSentWhileStale: afterStale - atStale }).toEqual({ createsSentWhileStale: 0 });
-    await api.resetFaults();
+    await sim.resetFaults();
     await c.call("Refresh");
     await until("all 6 created after recovery", async () => (await ours()).length === 6, 20_000);
     expect((await mutations()).creates).toBe(6);
@@ -172,10 +164,22 @@ describe("the API down for longer than the staleness bound", () => {
     // apiTimeout 20 s: one list attempt outlives CA's 2 s call deadline.
     const { c } = await serveWith({ apiTimeout: "20s" });
     await twoServers(c);
-    await api.faults({ rules: [{ method: "GET", path: "/v1/servers", action: "timeout", holdMs: 60_000 }] });
+    await sim.faults({ rules: [{ method: "GET", path: "/v1/servers", action: "timeout", holdMs: 60_000 }] });
     const within = await c.call("Refresh", {}, { deadlineMs: 2000 }).then(() => "ok", (e) => `${grpc.status[e.code]}: ${details(e)}`);
     await sleep(MAX_AGE_S * 1000);
     const past = await c.call("Refresh", {}, { deadlineMs: 2000 }).then(() => "ok", (e) => `${grpc.status[e.code]}`);
     expect({ withinTheBound: within, pastTheBound: past }).toEqual({ withinTheBound: "ok", pastTheBound: "UNAVAILABLE" });
   }, 60_000);
+
+  test("a handler honours the caller's deadline: DeleteNodes against a slow API gives up, and deletes nothing", async () => {
+    const { c } = await serveWith();
+    const [s] = await twoServers(c);
+    await sim.faults({ rules: [{ method: "GET", path: "/v1/servers/:uuid", latencyMs: 3000 }] });
+    const t0 = performance.now();
+    await expectCode(c.call("NodeGroupDeleteNodes", { id: "pool", nodes: [{ providerID: `cloudscale://${s!.uuid}`, name: s!.name }] }, { deadlineMs: 500 }), grpc.status.DEADLINE_EXCEEDED);
+    expect(performance.now() - t0).toBeLessThan(2500);
+    await sleep(3500); // the abandoned read is answered; nothing follows it
+    expect(await ours()).toHaveLength(2);
+    expect((await mutations()).deletes).toBe(0);
+  });
 });

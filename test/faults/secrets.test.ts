@@ -7,9 +7,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
-import { connect, type Client } from "../helpers/grpc";
-import { BIN, TEST_TOKEN, allOutput, record, sleep, startSim, writeConfig, type ServeProc, type SimProc } from "../helpers/procs";
-import { SECRETS, checkNoSecretsAtEnd, details, simApi, startServeAnyFormat, until } from "./lib";
+import { details, instances, type Client } from "../helpers/grpc";
+import { BIN, TEST_TOKEN, allOutput, record, sleep, startSim, until, writeConfig, type SimProc } from "../helpers/procs";
+import { providerConfig, providers } from "../helpers/provider";
+import { SECRETS, checkNoSecretsAtEnd } from "./lib";
 
 checkNoSecretsAtEnd();
 
@@ -17,28 +18,17 @@ checkNoSecretsAtEnd();
 const FILE_TOKEN = "file-token-c0ffee5eed1e4b6f9a27";
 SECRETS.add(FILE_TOKEN);
 
-const CONFIG = `clusterName: se
-startupGrace: 0s
-createVerifyDelay: 200ms
-apiTimeout: 1s
-nodeGroups:
-  - {name: pool, flavor: flex-4-2, image: debian-13, zone: lpg1, min: 0, max: 5}
-`;
+const CONFIG = providerConfig("se", { createVerifyDelay: "200ms", apiTimeout: "1s" }, ["{name: pool, flavor: flex-4-2, image: debian-13, zone: lpg1, min: 0, max: 5}"]);
 
 let refusing: SimProc; // accepts only "other": our token gets 401
 let working: SimProc; // accepts any token; faults are injected here
-const procs: ServeProc[] = [];
-const clients: Client[] = [];
+const served = providers();
 /** Everything the provider answered: gRPC error messages, instance error infos, health bodies. */
 const answers: string[] = [];
 
 async function serve(sim: SimProc, extra: string[], env: Record<string, string> = {}) {
-  const s = await startServeAnyFormat({ configPath: writeConfig(CONFIG), apiUrl: sim.apiUrl, args: ["--log-level", "debug", "--health-listen", "127.0.0.1:0", ...extra], env });
-  procs.push(s);
-  const c = connect(s.port);
-  clients.push(c);
-  const healthPort = Number(/health=127\.0\.0\.1:(\d+)/.exec(s.output())?.[1] ?? /"health":"127\.0\.0\.1:(\d+)"/.exec(s.output())?.[1]);
-  return { s, c, healthPort };
+  const { s, c, healthPort } = await served.start({ apiUrl: sim.apiUrl, config: CONFIG, health: true, extra: ["--log-level", "debug", ...extra], env });
+  return { s, c, healthPort: healthPort! };
 }
 
 /** Calls everything a CA would (and some it would not), keeping every answer. */
@@ -65,6 +55,11 @@ async function exercise(c: Client, healthPort: number) {
   }
 }
 
+/** The error info of the one failed creation in "pool", once it is reported. */
+function failedCreation(c: Client) {
+  return until("the failed creation is reported", async () => (await instances(c, "pool")).find((i) => i.status.errorInfo)?.status.errorInfo, 5000);
+}
+
 beforeAll(async () => {
   refusing = await startSim(["--boot-seconds", "0", "--token", "other", "--log-requests"]);
   working = await startSim(["--boot-seconds", "0", "--log-requests"]);
@@ -72,14 +67,12 @@ beforeAll(async () => {
 
 /** Stops the provider processes started so far (SIGTERM: their shutdown logs count too) and empties the working cloud. */
 async function fresh() {
-  for (const c of clients.splice(0)) c.close();
-  for (const s of procs.splice(0)) await s.stop("SIGTERM");
-  await simApi(working).reset();
+  await served.stopAll("SIGTERM");
+  await working.reset();
 }
 
 afterAll(async () => {
-  for (const c of clients) c.close();
-  for (const s of procs) await s.stop("SIGKILL");
+  await served.stopAll();
   await refusing?.stop();
   await working?.stop();
 });
@@ -101,7 +94,7 @@ describe("the API token never leaks", () => {
 
   test("5xx, dropped connections, lost responses, 429 and rejected creates, at debug level in both formats", async () => {
     await fresh();
-    const api = simApi(working);
+    const api = working;
     for (const format of ["json", "text"]) {
       const { c, healthPort } = await serve(working, ["--log-format", format]);
       // Each format gets half of the failures (each costs the provider's retries and backoff).
@@ -120,16 +113,12 @@ describe("the API token never leaks", () => {
 
   test("an error body that echoes the token back is not passed on: not in logs, not in NodeGroupNodes' error info", async () => {
     await fresh();
-    const api = simApi(working);
     const { s, c } = await serve(working, []);
     await c.call("Refresh");
     // A proxy or API that reflects the request's Authorization header in its error.
-    await api.faults({ rules: [{ method: "POST", path: "/v1/servers", action: "error", status: 400, count: 1, body: { detail: `Bad request (Authorization: Bearer ${TEST_TOKEN})` } }] });
+    await working.faults({ rules: [{ method: "POST", path: "/v1/servers", action: "error", status: 400, count: 1, body: { detail: `Bad request (Authorization: Bearer ${TEST_TOKEN})` } }] });
     await c.call("NodeGroupIncreaseSize", { id: "pool", delta: 1 });
-    const info = await until("the failed creation is reported", async () => {
-      const inst = ((await c.call("NodeGroupNodes", { id: "pool" })).instances ?? []) as { status: { errorInfo: null | { errorMessage: string } } }[];
-      return inst.find((i) => i.status.errorInfo)?.status.errorInfo;
-    }, 5000);
+    const info = await failedCreation(c);
     answers.push(info.errorMessage);
     expect(info.errorMessage).toContain("Bad request");
     expect(info.errorMessage).not.toContain(TEST_TOKEN);
@@ -139,17 +128,13 @@ describe("the API token never leaks", () => {
 
   test("nor is a piece of it, where a long error is cut short", async () => {
     await fresh();
-    const api = simApi(working);
     const { c } = await serve(working, []);
     await c.call("Refresh");
     // The error text is cut at 500 characters: here the cut falls 8 characters into the random part of the echoed token.
     const pad = "x".repeat(500 - "test-token-".length - 8);
-    await api.faults({ rules: [{ method: "POST", path: "/v1/servers", action: "error", status: 400, count: 1, body: { detail: `${pad}${TEST_TOKEN}` } }] });
+    await working.faults({ rules: [{ method: "POST", path: "/v1/servers", action: "error", status: 400, count: 1, body: { detail: `${pad}${TEST_TOKEN}` } }] });
     await c.call("NodeGroupIncreaseSize", { id: "pool", delta: 1 });
-    const info = await until("the failed creation is reported", async () => {
-      const inst = ((await c.call("NodeGroupNodes", { id: "pool" })).instances ?? []) as { status: { errorInfo: null | { errorMessage: string } } }[];
-      return inst.find((i) => i.status.errorInfo)?.status.errorInfo;
-    }, 5000);
+    const info = await failedCreation(c);
     answers.push(info.errorMessage);
     const secretPart = TEST_TOKEN.slice("test-token-".length); // the random part of the token
     const pieces = Array.from({ length: secretPart.length - 5 }, (_, i) => secretPart.slice(i, i + 6));

@@ -1,8 +1,10 @@
-// A CloudProvider client that is not ours: @grpc/grpc-js with
-// @grpc/proto-loader reading the .proto files, promisified.
+// The one CloudProvider client of the TypeScript tests, and not ours:
+// @grpc/grpc-js with @grpc/proto-loader reading the .proto files, promisified.
 import * as grpc from "@grpc/grpc-js";
 import * as loader from "@grpc/proto-loader";
 import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
+import { checkServerIdentity } from "node:tls";
 import { join } from "node:path";
 import type { Pki } from "./certs";
 
@@ -18,10 +20,6 @@ const definition = loader.loadSync("clusterautoscaler/cloudprovider/v1/externalg
 const pkg = grpc.loadPackageDefinition(definition) as any;
 export const CloudProviderClient = pkg.clusterautoscaler.cloudprovider.v1.externalgrpc.CloudProvider as grpc.ServiceClientConstructor;
 
-/** Node messages for decoding nodeBytes with grpc's own stack (protobufjs via proto-loader). */
-const k8sDefinition = loader.loadSync("k8s.io/api/core/v1/generated.proto", { includeDirs: [PROTO_DIR], keepCase: true, longs: String, defaults: true });
-export const k8sTypes = k8sDefinition;
-
 export type Call = (method: string, req?: object, opts?: { deadlineMs?: number }) => Promise<any>;
 
 export interface Client {
@@ -30,20 +28,45 @@ export interface Client {
   close: () => void;
 }
 
-export function connect(port: number, pki?: Pki, which: "client" | "rogue" | "none" = "client"): Client {
+export interface ConnectOptions {
+  /** The client certificate to present: ours (default), the other CA's, none, or these files. */
+  as?: "client" | "rogue" | "none" | { cert: string; key: string };
+  /**
+   * The name the server's certificate must carry, as CA takes it from the host of its
+   * cloud-config address (default localhost). An IP address is checked against IP SANs.
+   */
+  serverName?: string;
+  /** A connection of its own (grpc-js shares one per target and credentials by default). */
+  ownConnection?: boolean;
+}
+
+/** A client of the provider at 127.0.0.1:port: plaintext h2c without `pki`, else TLS trusting pki's CA. */
+export function connect(port: number, pki?: Pki, opts: ConnectOptions = {}): Client {
+  const options: grpc.ChannelOptions = {};
+  if (opts.ownConnection) options["grpc.use_local_subchannel_pool"] = 1;
   let creds: grpc.ChannelCredentials;
   if (!pki) creds = grpc.credentials.createInsecure();
   else {
-    const ca = readFileSync(pki.caCert);
-    creds =
-      which === "none"
-        ? grpc.credentials.createSsl(ca)
-        : grpc.credentials.createSsl(ca, readFileSync(which === "client" ? pki.clientKey : pki.rogueKey), readFileSync(which === "client" ? pki.clientCert : pki.rogueCert));
+    const as = opts.as ?? "client";
+    const pair = as === "none" ? undefined : as === "client" ? { cert: pki.clientCert, key: pki.clientKey } : as === "rogue" ? { cert: pki.rogueCert, key: pki.rogueKey } : as;
+    const key = pair ? readFileSync(pair.key) : null;
+    const cert = pair ? readFileSync(pair.cert) : null;
+    const name = opts.serverName ?? "localhost";
+    if (isIP(name)) {
+      // An IP address cannot be sent as TLS server name (SNI); Go's client (CA) then checks
+      // the certificate's IP SANs, and so does this client.
+      creds = grpc.credentials.createSsl(readFileSync(pki.caCert), key, cert, { checkServerIdentity: (_host, peer) => checkServerIdentity(name, peer) });
+      options["grpc.ssl_target_name_override"] = "ip-san.invalid";
+    } else {
+      creds = grpc.credentials.createSsl(readFileSync(pki.caCert), key, cert);
+      options["grpc.ssl_target_name_override"] = name;
+      options["grpc.default_authority"] = name;
+    }
   }
-  const raw = new CloudProviderClient(`127.0.0.1:${port}`, creds, { "grpc.ssl_target_name_override": "localhost", "grpc.default_authority": "localhost" });
-  const call: Call = (method, req = {}, opts = {}) =>
+  const raw = new CloudProviderClient(`127.0.0.1:${port}`, creds, options);
+  const call: Call = (method, req = {}, o = {}) =>
     new Promise((resolve, reject) => {
-      const deadline = new Date(Date.now() + (opts.deadlineMs ?? 10_000));
+      const deadline = new Date(Date.now() + (o.deadlineMs ?? 10_000));
       (raw as any)[method](req, { deadline }, (err: grpc.ServiceError | null, res: unknown) => (err ? reject(err) : resolve(res)));
     });
   return { call, raw, close: () => raw.close() };
@@ -62,3 +85,23 @@ export async function expectCode(p: Promise<unknown>, code: grpc.status): Promis
     return err;
   }
 }
+
+/** A grpc-message header as sent (percent-encoded), decoded. */
+export function decodeGrpcMessage(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+/** grpc-js decodes grpc-message with decodeURI, which leaves %3B and friends alone; undo that for assertions. */
+export function details(e: { details?: string }): string {
+  return decodeGrpcMessage(String(e.details ?? ""));
+}
+
+/** CA's calls a test reads answers of, by group. */
+export const targetSize = async (c: Client, group: string): Promise<number> => (await c.call("NodeGroupTargetSize", { id: group })).targetSize;
+
+export type Instance = { id: string; status: { instanceState: string; errorInfo: null | { errorCode: string; instanceErrorClass: number; errorMessage: string } } };
+export const instances = async (c: Client, group: string): Promise<Instance[]> => (await c.call("NodeGroupNodes", { id: group })).instances ?? [];

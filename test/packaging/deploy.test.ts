@@ -1,10 +1,12 @@
 // Cross-references of the manifests under deploy/: every YAML parses, the
 // kustomization lists what exists, and names, keys, mounted paths, ports and
 // certificate SANs agree between the provider, its Service, cert-manager and
-// Cluster Autoscaler's cloud-config and Deployment.
+// Cluster Autoscaler's cloud-config and Deployment. The scrape configuration
+// (pod annotations, monitoring/) must reach the metrics port, and the values
+// for CA's Helm chart (helm/) must mount what the manifests provide.
 import { describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readdirSync } from "node:fs";
-import { join, posix } from "node:path";
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join, posix } from "node:path";
 import { parseYamlDocs, REPO_ROOT, readYamlTree, WORK } from "./lib";
 
 // The real kustomize, from the Go module proxy (cached by Go after the first run).
@@ -14,7 +16,8 @@ const DEPLOY = join(REPO_ROOT, "deploy");
 const all = readYamlTree(DEPLOY);
 const kustomization = all.find((d) => d.doc.kind === "Kustomization")!.doc;
 const talosFile = join(DEPLOY, "talos-worker.example.yaml");
-const k8s = all.filter((d) => d.file !== talosFile && d.doc.kind !== "Kustomization");
+// The kustomization's own objects are the top level; monitoring/ and helm/ are checked below.
+const k8s = all.filter((d) => dirname(d.file) === DEPLOY && d.file !== talosFile && d.doc.kind !== "Kustomization");
 const ns = kustomization.namespace as string;
 
 const find = (kind: string, name: string) => k8s.find((d) => d.doc.kind === kind && d.doc.metadata?.name === name)?.doc;
@@ -42,6 +45,39 @@ function fileAt(pod: any, container: any, path: string): { kind: "Secret" | "Con
     if (!vm.subPath && path.startsWith(vm.mountPath + "/")) return { ...src, key: posix.relative(vm.mountPath, path) };
   }
   return undefined;
+}
+
+/** `kustomize build DIR` with the real kustomize; the rendered objects. */
+function kustomizeBuild(dir: string): any[] {
+  const go = Bun.spawnSync(["sh", "-c", "command -v go || test -x /usr/local/go/bin/go && echo /usr/local/go/bin/go"], { stdout: "pipe" });
+  const goBin = go.stdout.toString().trim().split("\n").pop();
+  if (!goBin) throw new Error("this test runs kustomize with Go (go run " + KUSTOMIZE + "); Go is not installed");
+  mkdirSync(WORK, { recursive: true });
+  const r = Bun.spawnSync([goBin, "run", KUSTOMIZE, "build", dir], { cwd: WORK, stdout: "pipe", stderr: "pipe", env: { ...process.env, GOFLAGS: "-mod=mod" } });
+  if (r.exitCode !== 0) throw new Error(`kustomize build ${dir} failed (${r.exitCode}):\n${r.stderr.toString()}`);
+  const out = Bun.YAML.parse(r.stdout.toString());
+  return (Array.isArray(out) ? out : [out]).filter(Boolean);
+}
+
+/**
+ * `kustomize build` of a copy of deploy/ with the commented `components:` entries `names` enabled,
+ * the way docs and comments tell an operator to enable them.
+ */
+function buildWithComponents(names: string[]): any[] {
+  const copy = join(WORK, `deploy-with-${names.join("-")}`);
+  rmSync(copy, { recursive: true, force: true });
+  cpSync(DEPLOY, copy, { recursive: true });
+  const file = join(copy, "kustomization.yaml");
+  let text = readFileSync(file, "utf8");
+  if (!/^# components:$/m.test(text)) throw new Error("deploy/kustomization.yaml has no commented `# components:` line");
+  text = text.replace(/^# components:$/m, "components:");
+  for (const n of names) {
+    const line = new RegExp(`^#(\\s+- ${n})$`, "m");
+    if (!line.test(text)) throw new Error(`deploy/kustomization.yaml does not offer component ${n}`);
+    text = text.replace(line, "$1");
+  }
+  writeFileSync(file, text);
+  return kustomizeBuild(copy);
 }
 
 function argValue(args: string[], flag: string): string {
@@ -204,13 +240,7 @@ describe("deploy/ manifests", () => {
   });
 
   test("kustomize build renders it: namespace, generated Secret name and image rewritten where they are used", () => {
-    const go = Bun.spawnSync(["sh", "-c", "command -v go || test -x /usr/local/go/bin/go && echo /usr/local/go/bin/go"], { stdout: "pipe" });
-    const goBin = go.stdout.toString().trim().split("\n").pop();
-    if (!goBin) throw new Error("this test runs kustomize with Go (go run " + KUSTOMIZE + "); Go is not installed");
-    mkdirSync(WORK, { recursive: true });
-    const r = Bun.spawnSync([goBin, "run", KUSTOMIZE, "build", DEPLOY], { cwd: WORK, stdout: "pipe", stderr: "pipe", env: { ...process.env, GOFLAGS: "-mod=mod" } });
-    if (r.exitCode !== 0) throw new Error(`kustomize build failed (${r.exitCode}):\n${r.stderr.toString()}`);
-    const rendered = (Bun.YAML.parse(r.stdout.toString()) as any[]).filter(Boolean);
+    const rendered = kustomizeBuild(DEPLOY);
     expect(rendered.length).toBe(k8s.length + generatedSecrets.size);
     for (const o of rendered) expect({ kind: o.kind, name: o.metadata.name, ns: o.metadata.namespace }).toEqual({ kind: o.kind, name: o.metadata.name, ns });
     const dep = rendered.find((o) => o.kind === "Deployment" && o.metadata.name === "autoscaler-cloudscale");
@@ -223,5 +253,176 @@ describe("deploy/ manifests", () => {
     expect(userdata).toMatch(/^autoscaler-cloudscale-userdata-[a-z0-9]+$/);
     const img = kustomization.images.find((i: any) => i.name === providerCtr.image);
     expect(dep.spec.template.spec.containers[0].image).toBe(`${img.newName}:${img.newTag}`);
+  }, 600000);
+});
+
+describe("deploy/: scrape configuration (pod annotations, monitoring/)", () => {
+  const MONITORING = join(DEPLOY, "monitoring");
+  const monitoring = all.filter((d) => dirname(d.file) === MONITORING);
+  const component = monitoring.find((d) => d.doc.kind === "Component")!.doc;
+  const serviceMonitor = monitoring.find((d) => d.doc.kind === "ServiceMonitor")!.doc;
+  const rules = monitoring.find((d) => d.doc.kind === "PrometheusRule")!.doc;
+  const healthPort = Number(argValue(providerCtr.args, "--health-listen").split(":").pop());
+  const portNamed = (n: string) => providerCtr.ports.find((p: any) => p.name === n)?.containerPort;
+
+  test("the pod's prometheus.io annotations point at the health listener's /metrics", () => {
+    const a = provider.spec.template.metadata.annotations;
+    expect(a["prometheus.io/scrape"]).toBe("true");
+    expect(Number(a["prometheus.io/port"])).toBe(healthPort);
+    expect(a["prometheus.io/path"]).toBe("/metrics");
+  });
+
+  test("the component lists every file in monitoring/; deploy/ offers it without enabling it", () => {
+    const files = readdirSync(MONITORING).filter((f) => /\.ya?ml$/.test(f) && f !== "kustomization.yaml");
+    expect([...component.resources].sort()).toEqual(files.sort());
+    // Offered, not enabled: without the Prometheus Operator's CRDs `kubectl apply -k deploy/` must still work.
+    expect(kustomization.components).toBeUndefined();
+  });
+
+  test("the ServiceMonitor selects the provider's Service and scrapes the health listener's /metrics", () => {
+    for (const [k, v] of Object.entries(serviceMonitor.spec.selector.matchLabels)) expect(service.metadata.labels[k]).toBe(v);
+    expect(serviceMonitor.spec.endpoints).toHaveLength(1);
+    const ep = serviceMonitor.spec.endpoints[0];
+    expect(ep.path).toBe("/metrics");
+    expect(ep.scheme ?? "http").toBe("http");
+    const sp = service.spec.ports.find((p: any) => p.name === ep.port);
+    expect(sp).toBeDefined();
+    expect(typeof sp.targetPort === "number" ? sp.targetPort : portNamed(sp.targetPort)).toBe(healthPort);
+    // The health listener must listen beyond loopback for the scrape to reach it.
+    expect(argValue(providerCtr.args, "--health-listen").startsWith("0.0.0.0:")).toBe(true);
+  });
+
+  test("every alert has an expression on our metrics, a severity and a summary", () => {
+    const alerts = rules.spec.groups.flatMap((g: any) => g.rules);
+    expect(alerts.length).toBeGreaterThanOrEqual(4);
+    for (const r of alerts) {
+      expect({ alert: r.alert, expr: typeof r.expr === "string" && /autoscaler_cloudscale_\w+/.test(r.expr) }).toEqual({ alert: r.alert, expr: true });
+      expect(["critical", "warning"]).toContain(r.labels.severity);
+      expect(typeof r.annotations.summary).toBe("string");
+      if (r.for !== undefined) expect(r.for).toMatch(/^\d+[smh]$/);
+    }
+    // That these names are what the binary exports is checked against a live scrape in test/metrics.test.ts.
+  });
+
+  test("kustomize build with the component enabled renders the ServiceMonitor and the rules in the namespace", () => {
+    const rendered = buildWithComponents(["monitoring"]);
+    const sm = rendered.find((o) => o.kind === "ServiceMonitor");
+    const pr = rendered.find((o) => o.kind === "PrometheusRule");
+    expect(sm?.metadata.namespace).toBe(ns);
+    expect(pr?.metadata.namespace).toBe(ns);
+    expect(rendered.length).toBe(k8s.length + generatedSecrets.size + 2);
+    const svc = rendered.find((o) => o.kind === "Service" && o.metadata.name === service.metadata.name);
+    for (const [k, v] of Object.entries(sm.spec.selector.matchLabels)) expect(svc.metadata.labels[k]).toBe(v);
+    expect(svc.spec.ports.map((p: any) => p.name)).toContain(sm.spec.endpoints[0].port);
+  }, 600000);
+});
+
+describe("deploy/helm: values for Cluster Autoscaler's official Helm chart", () => {
+  const HELM = join(DEPLOY, "helm");
+  const values = parseYamlDocs(join(HELM, "cluster-autoscaler-values.yaml"))[0]!.doc;
+  const component = parseYamlDocs(join(HELM, "kustomization.yaml"))[0]!.doc;
+
+  // The chart's value keys, from values.yaml of chart 9.59.0 (appVersion 1.35.0) in the
+  // kubernetes/autoscaler repository (cluster-autoscaler/charts/cluster-autoscaler). Only the
+  // keys this file may use are listed with their sub-keys; maps below extraArgs, extraVolumeSecrets,
+  // securityContext, containerSecurityContext and resources are free-form in the chart.
+  const CHART_KEYS: Record<string, string[] | "any"> = {
+    cloudProvider: [],
+    autoDiscovery: ["clusterName", "namespace", "tags", "roles", "labels"],
+    fullnameOverride: [],
+    image: ["repository", "tag", "pullPolicy", "pullSecrets"],
+    extraArgs: "any",
+    extraVolumes: "any",
+    extraVolumeMounts: "any",
+    extraVolumeSecrets: "any",
+    securityContext: "any",
+    containerSecurityContext: "any",
+    resources: "any",
+  };
+
+  /**
+   * The parts of the chart's Deployment that matter here, as chart 9.59.0's templates/deployment.yaml
+   * renders them: the Deployment only when autoDiscovery (clusterName, namespace or labels) or
+   * autoscalingGroups is set; --cloud-provider; no --cloud-config for externalgrpc (only aws, magnum,
+   * clusterapi, rancher and vultr get one), so it must come from extraArgs ("--KEY=VALUE", the chart's
+   * defaults merged under ours); extraVolumeSecrets as read-only secret volumes named by their key
+   * (secretName defaults to the full name), then extraVolumes and extraVolumeMounts as given.
+   */
+  function renderChart(v: any) {
+    const renders = Boolean(v.autoDiscovery?.clusterName || v.autoDiscovery?.namespace || v.autoDiscovery?.labels?.length || v.autoscalingGroups?.length);
+    const command = ["./cluster-autoscaler", `--cloud-provider=${v.cloudProvider}`, `--namespace=${ns}`];
+    for (const [k, val] of Object.entries({ logtostderr: true, stderrthreshold: "info", v: 4, ...v.extraArgs })) command.push(val === null ? `--${k.split("_")[0]}` : `--${k.split("_")[0]}=${val}`);
+    const secrets = Object.entries(v.extraVolumeSecrets ?? {}) as [string, any][];
+    const pod = {
+      securityContext: v.securityContext,
+      volumes: [...secrets.map(([name, s]) => ({ name, secret: { secretName: s.name ?? v.fullnameOverride } })), ...(v.extraVolumes ?? [])],
+    };
+    const container = {
+      image: `${v.image.repository}:${v.image.tag}`,
+      command,
+      securityContext: v.containerSecurityContext,
+      volumeMounts: [...secrets.map(([name, s]) => ({ name, mountPath: s.mountPath, readOnly: true })), ...(v.extraVolumeMounts ?? [])],
+    };
+    return { renders, pod, container };
+  }
+  const chart = renderChart(values);
+  const chartArgs = chart.container.command;
+
+  test("uses only keys the chart has", () => {
+    for (const [k, val] of Object.entries(values)) {
+      const known = CHART_KEYS[k];
+      expect({ key: k, known: known !== undefined }).toEqual({ key: k, known: true });
+      if (Array.isArray(known)) for (const sub of Object.keys(val && typeof val === "object" ? (val as object) : {})) expect({ key: `${k}.${sub}`, known: known.includes(sub) }).toEqual({ key: `${k}.${sub}`, known: true });
+    }
+  });
+
+  test("the chart renders a Deployment with externalgrpc and the same cloud-config as deploy/", () => {
+    expect(chart.renders).toBe(true);
+    expect(values.cloudProvider).toBe("externalgrpc");
+    expect(values.cloudConfigPath).toBeUndefined(); // ignored by the chart for externalgrpc
+    expect(argValue(chartArgs, "--cloud-provider")).toBe("externalgrpc");
+    expect(argValue(chartArgs, "--cloud-config")).toBe(cloudConfigPath);
+    // Same image as ../cluster-autoscaler.yaml: one CA version is what the docs and tests speak of.
+    expect(chart.container.image).toBe(caCtr.image);
+  });
+
+  test("the cloud-config and the client certificate resolve through the chart's mounts to the manifests' objects", () => {
+    const cfg = fileAt(chart.pod, chart.container, argValue(chartArgs, "--cloud-config"))!;
+    expect(cfg).toEqual(cloudConfigRef);
+    expect(keysOf(cfg.kind, cfg.name)).toContain(cfg.key);
+    const refs = ["key", "cert", "cacert"].map((k) => ({ k, ref: fileAt(chart.pod, chart.container, cloudConfig[k]) }));
+    for (const { k, ref } of refs) expect({ k, mounted: ref !== undefined }).toEqual({ k, mounted: true });
+    expect(refs.map((r) => r.ref!.key)).toEqual(["tls.key", "tls.crt", "ca.crt"]);
+    for (const { ref } of refs) expect(keysOf(ref!.kind, ref!.name)).toContain(ref!.key);
+    const clientCert = certificates.find((c) => c.spec.secretName === refs[1]!.ref!.name)!;
+    expect(clientCert.spec.usages).toContain("client auth");
+    for (const vm of chart.container.volumeMounts) expect(chart.pod.volumes.map((v: any) => v.name)).toContain(vm.name);
+  });
+
+  test("it runs as non-root with a read-only root file system, as deploy/'s CA does", () => {
+    expect(chart.pod.securityContext).toEqual(caPod.securityContext);
+    expect(chart.container.securityContext).toEqual(caCtr.securityContext);
+  });
+
+  test("the helm component leaves out CA's Deployment and keeps what the values mount, in the namespace", () => {
+    expect(component.kind).toBe("Component");
+    const rendered = buildWithComponents(["helm"]);
+    const names = rendered.map((o) => `${o.kind}/${o.metadata.name}`);
+    expect(names).not.toContain(`Deployment/${ca.metadata.name}`);
+    expect(names).toContain(`Deployment/${provider.metadata.name}`);
+    expect(rendered.length).toBe(k8s.length + generatedSecrets.size - 1);
+    expect(names).toContain(`ConfigMap/${cloudConfigRef.name}`);
+    const clientSecret = values.extraVolumeSecrets["client-tls"].name;
+    expect(rendered.some((o) => o.kind === "Certificate" && o.spec.secretName === clientSecret && o.metadata.namespace === ns)).toBe(true);
+    // The chart must be installed where those objects are.
+    expect(readFileSync(join(HELM, "kustomization.yaml"), "utf8")).toContain(`--namespace ${ns}`);
+    // And the fullname the values give the chart's Deployment is the one the component removes.
+    expect(values.fullnameOverride).toBe(ca.metadata.name);
+  }, 600000);
+
+  test("both components together render", () => {
+    const names = buildWithComponents(["monitoring", "helm"]).map((o) => `${o.kind}/${o.metadata.name}`);
+    expect(names).toContain("ServiceMonitor/autoscaler-cloudscale");
+    expect(names).not.toContain(`Deployment/${ca.metadata.name}`);
   }, 600000);
 });

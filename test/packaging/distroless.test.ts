@@ -22,17 +22,16 @@ import {
   freePort,
   httpGet,
   type Mount,
-  makePki,
-  type Pki,
   parseYamlDocs,
   REPO_ROOT,
   requireNamespaces,
   runInRoot,
   startInRoot,
-  startSim,
   stopAll,
   WORK,
 } from "./lib";
+import { makePki, type Pki } from "../helpers/certs";
+import { startSim } from "../helpers/procs";
 
 const DEPLOY = join(REPO_ROOT, "deploy");
 const docs = [
@@ -97,11 +96,11 @@ for (const arch of ARCHES) {
 
       // The Deployment's volumes, filled as the kubelet would.
       volumesDir = join(base, "volumes");
-      pki = makePki(join(base, "pki"), serverCert.spec.dnsNames);
+      pki = makePki({ dir: join(base, "pki"), serverSans: serverCert.spec.dnsNames });
       const volumeFiles: Record<string, Record<string, string>> = {
         "autoscaler-cloudscale-config": providerConfig.data,
         "autoscaler-cloudscale-userdata": { "workers.yaml": readFileSync(join(DEPLOY, "talos-worker.example.yaml"), "utf8") },
-        "autoscaler-cloudscale-server-tls": { "tls.crt": pki.serverCrt, "tls.key": pki.serverKey, "ca.crt": pki.caCrt },
+        "autoscaler-cloudscale-server-tls": { "tls.crt": readFileSync(pki.serverCert, "utf8"), "tls.key": readFileSync(pki.serverKey, "utf8"), "ca.crt": readFileSync(pki.caCert, "utf8") },
       };
       mounts = [{ type: "proc", target: "/proc" }];
       for (const vm of container.volumeMounts) {
@@ -144,7 +143,7 @@ for (const arch of ARCHES) {
     }, 120000);
 
     test("validate, then serve the Deployment's arguments and answer NodeGroups over mTLS", async () => {
-      const sim = await startSim(ensureBinary(process.arch === "arm64" ? "arm64" : "x64"));
+      const sim = await startSim(["--boot-seconds", "1"], { bin: ensureBinary(process.arch === "arm64" ? "arm64" : "x64") });
       try {
         const env = {
           ...IMAGE_ENV,
@@ -155,7 +154,7 @@ for (const arch of ARCHES) {
             }),
           ),
           // The one addition: the API is the simulator instead of api.cloudscale.ch.
-          CLOUDSCALE_API_URL: sim.apiBase,
+          CLOUDSCALE_API_URL: sim.apiUrl,
         };
         const configPath = container.args[container.args.indexOf("--config") + 1];
         const v = await runInRoot({ root, arch, argv: [BINARY_PATH, "validate", "--config", configPath], env, user: podUser, mounts }, t(30000));

@@ -1,15 +1,15 @@
 // Shared helpers of the packaging proofs: building the binaries under test,
 // fetching Debian's libc6 and the emulator (scripts/packaging-deps.sh), running a
 // program inside an assembled root (private mount + PID namespace, chroot, clean
-// environment), certificates, a gRPC client, the YAML of deploy/.
-import * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
+// environment), NodeGroups the way CA calls it, the YAML of deploy/.
+// Certificates, the gRPC client and the simulator come from test/helpers.
 import type { Subprocess } from "bun";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, isIP } from "node:net";
-import { checkServerIdentity } from "node:tls";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { type Arch, REPO_ROOT } from "../../packaging/rootfs";
+import type { Pki } from "../helpers/certs";
+import { connect } from "../helpers/grpc";
 
 export { REPO_ROOT };
 export const WORK = join(REPO_ROOT, "test", "packaging", ".work");
@@ -282,54 +282,7 @@ export async function stopAll(): Promise<void> {
   await Promise.all([...running].map((p) => p.stop(5000).catch(() => {})));
 }
 
-// ---------------------------------------------------------------- certificates
-
-export interface Pki {
-  dir: string;
-  caCrt: string;
-  serverCrt: string;
-  serverKey: string;
-  clientCrt: string;
-  clientKey: string;
-}
-
-/** A CA, a server certificate with the given SANs (DNS names or IPs) and a client certificate, as cert-manager would issue. */
-export function makePki(dir: string, serverSans: string[]): Pki {
-  mkdirSync(dir, { recursive: true });
-  const run = (args: string[]) => {
-    const r = sh(["openssl", ...args], { cwd: dir });
-    if (r.code !== 0) fail(`openssl ${args.join(" ")} failed: ${r.err}`);
-  };
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-  run(["req", "-x509", ...ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=test-ca", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
-  const san = serverSans.map((s) => (/^[0-9.]+$|:/.test(s) ? `IP:${s}` : `DNS:${s}`)).join(",");
-  writeFileSync(join(dir, "server.ext"), `subjectAltName=${san}\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n`);
-  writeFileSync(join(dir, "client.ext"), `extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n`);
-  for (const who of ["server", "client"]) {
-    run(["req", ...ec, "-keyout", `${who}.key`, "-out", `${who}.csr`, "-subj", `/CN=${who === "server" ? serverSans[0] : "cluster-autoscaler"}`]);
-    run(["x509", "-req", "-in", `${who}.csr`, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-out", `${who}.crt`, "-extfile", `${who}.ext`]);
-  }
-  const r = (f: string) => readFileSync(join(dir, f), "utf8");
-  return { dir, caCrt: r("ca.crt"), serverCrt: r("server.crt"), serverKey: r("server.key"), clientCrt: r("client.crt"), clientKey: r("client.key") };
-}
-
-// ---------------------------------------------------------------- gRPC client
-
-const PROTO_DIR = join(REPO_ROOT, "proto");
-let ctor: grpc.ServiceClientConstructor | undefined;
-function clientCtor(): grpc.ServiceClientConstructor {
-  if (ctor) return ctor;
-  const def = protoLoader.loadSync("clusterautoscaler/cloudprovider/v1/externalgrpc/externalgrpc.proto", {
-    includeDirs: [PROTO_DIR],
-    keepCase: true,
-    longs: String,
-    enums: String,
-    defaults: true,
-  });
-  const pkg = grpc.loadPackageDefinition(def) as any;
-  ctor = pkg.clusterautoscaler.cloudprovider.v1.externalgrpc.CloudProvider as grpc.ServiceClientConstructor;
-  return ctor;
-}
+// ---------------------------------------------------------------- NodeGroups as CA calls it
 
 export interface NodeGroupsResult {
   nodeGroups: { id: string; minSize: number; maxSize: number }[];
@@ -339,40 +292,14 @@ export interface NodeGroupsResult {
  * Calls NodeGroups the way Cluster Autoscaler does: with mTLS, the server name
  * being the host part of the cloud-config `address` (here dialled on 127.0.0.1).
  */
-export function callNodeGroups(opts: { port: number; serverName?: string; pki?: Pki; clientCert?: boolean; timeoutMs?: number }): Promise<NodeGroupsResult> {
-  const C = clientCtor();
-  let creds: grpc.ChannelCredentials;
-  const options: grpc.ChannelOptions = {};
-  if (opts.pki) {
-    creds =
-      opts.clientCert === false
-        ? grpc.credentials.createSsl(Buffer.from(opts.pki.caCrt))
-        : grpc.credentials.createSsl(Buffer.from(opts.pki.caCrt), Buffer.from(opts.pki.clientKey), Buffer.from(opts.pki.clientCrt));
-    if (opts.serverName && isIP(opts.serverName)) {
-      // An IP address cannot be sent as TLS server name (SNI); Go's client (CA) then
-      // checks the certificate's IP SANs, and so does this check.
-      const ip = opts.serverName;
-      const key = opts.clientCert === false ? undefined : Buffer.from(opts.pki.clientKey);
-      const cert = opts.clientCert === false ? undefined : Buffer.from(opts.pki.clientCrt);
-      creds = grpc.credentials.createSsl(Buffer.from(opts.pki.caCrt), key, cert, {
-        checkServerIdentity: (_host, peer) => checkServerIdentity(ip, peer),
-      });
-      options["grpc.ssl_target_name_override"] = "ip-san.invalid";
-    } else if (opts.serverName) {
-      options["grpc.ssl_target_name_override"] = opts.serverName;
-      options["grpc.default_authority"] = opts.serverName;
-    }
-  } else {
-    creds = grpc.credentials.createInsecure();
+export async function callNodeGroups(opts: { port: number; serverName?: string; pki: Pki; clientCert?: boolean; timeoutMs?: number }): Promise<NodeGroupsResult> {
+  const c = connect(opts.port, opts.pki, { serverName: opts.serverName, as: opts.clientCert === false ? "none" : "client", ownConnection: true });
+  try {
+    const res = await c.call("NodeGroups", {}, { deadlineMs: opts.timeoutMs ?? 15000 });
+    return { nodeGroups: (res.nodeGroups ?? []).map((g: any) => ({ id: g.id, minSize: g.minSize, maxSize: g.maxSize })) };
+  } finally {
+    c.close();
   }
-  const client = new C(`127.0.0.1:${opts.port}`, creds, options) as any;
-  return new Promise((resolve, reject) => {
-    client.NodeGroups({}, { deadline: Date.now() + (opts.timeoutMs ?? 15000) }, (err: Error | null, res: any) => {
-      client.close();
-      if (err) reject(err);
-      else resolve({ nodeGroups: (res.nodeGroups ?? []).map((g: any) => ({ id: g.id, minSize: g.minSize, maxSize: g.maxSize })) });
-    });
-  });
 }
 
 // ---------------------------------------------------------------- YAML
@@ -405,43 +332,6 @@ export function parseYamlDocs(file: string): YamlDoc[] {
   }
   const docs = /^---\s*$/m.test(readFileSync(file, "utf8")) && Array.isArray(parsed) ? parsed : [parsed];
   return docs.filter((d) => d !== null && d !== undefined).map((doc) => ({ file, doc }));
-}
-
-/** Starts the built-in API simulator (outside any root: it only stands in for api.cloudscale.ch). */
-export async function startSim(binary: string): Promise<{ apiBase: string; stop: () => Promise<void>; output: () => string }> {
-  const proc = Bun.spawn([binary, "sim", "--listen", "127.0.0.1:0", "--boot-seconds", "1"], {
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
-  });
-  let out = "";
-  const dec = new TextDecoder();
-  (async () => {
-    for await (const c of proc.stdout) out += dec.decode(c);
-  })();
-  (async () => {
-    for await (const c of proc.stderr) out += dec.decode(c);
-  })();
-  const until = Date.now() + 15000;
-  let m: RegExpMatchArray | null = null;
-  while (!(m = out.match(/API base (http:\/\/127\.0\.0\.1:\d+\/v1)/)) && Date.now() < until && proc.exitCode === null) await Bun.sleep(25);
-  if (!m) {
-    proc.kill("SIGKILL");
-    fail(`sim did not report its address:\n${out}`);
-  }
-  return {
-    apiBase: m[1]!,
-    output: () => out,
-    stop: async () => {
-      proc.kill("SIGTERM");
-      const c = await Promise.race([proc.exited, Bun.sleep(5000).then(() => null)]);
-      if (c === null) {
-        proc.kill("SIGKILL");
-        await proc.exited;
-      }
-    },
-  };
 }
 
 /** Plain HTTP GET on 127.0.0.1 (health endpoints). */

@@ -36,16 +36,16 @@ import {
   HOST_ARCH,
   httpGet,
   type Mount,
-  makePki,
   portIsFree,
   REPO_ROOT,
   requireNamespaces,
   runInRoot,
   startInRoot,
-  startSim,
   stopAll,
   WORK,
 } from "./lib";
+import { makePki, type Pki } from "../helpers/certs";
+import { startSim } from "../helpers/procs";
 
 const TALOS_DIR = join(REPO_ROOT, "packaging", "talos");
 const OUT = join(WORK, "talos", "out");
@@ -348,15 +348,15 @@ for (const arch of ARCHES) {
 
       const base = join(WORK, "talos", `run-${arch}`);
       rmSync(base, { recursive: true, force: true });
-      const pki = makePki(join(base, "pki"), [host]);
-      const sim = await startSim(ensureBinary(HOST_ARCH));
+      const pki = makePki({ dir: join(base, "pki"), serverSans: [host] });
+      const sim = await startSim(["--boot-seconds", "1"], { bin: ensureBinary(HOST_ARCH) });
       try {
         // The document as the operator fills it in; Talos writes each file (0644)
         // under /system/overlays/extensions/<name>/<mountPath with "/" as "-">.
         const tlsContent: Record<string, string> = {
-          [args[args.indexOf("--tls-cert") + 1]!]: pki.serverCrt,
-          [args[args.indexOf("--tls-key") + 1]!]: pki.serverKey,
-          [args[args.indexOf("--tls-client-ca") + 1]!]: pki.caCrt,
+          [args[args.indexOf("--tls-cert") + 1]!]: readFileSync(pki.serverCert, "utf8"),
+          [args[args.indexOf("--tls-key") + 1]!]: readFileSync(pki.serverKey, "utf8"),
+          [args[args.indexOf("--tls-client-ca") + 1]!]: readFileSync(pki.caCert, "utf8"),
         };
         const store = join(base, "system", "overlays", "extensions", EXTENSION_NAME);
         mkdirSync(store, { recursive: true });
@@ -381,7 +381,7 @@ for (const arch of ARCHES) {
           ...escExample.environment.map((e: string) => (e.startsWith("CLOUDSCALE_API_TOKEN=") ? "CLOUDSCALE_API_TOKEN=test-token" : e)),
           // By name where the host's /etc/hosts (mounted into the root) maps localhost to
           // 127.0.0.1 only, so the lookup goes through glibc's resolver inside the root.
-          `CLOUDSCALE_API_URL=${localhostIsV4Only() ? sim.apiBase.replace("127.0.0.1", "localhost") : sim.apiBase}`,
+          `CLOUDSCALE_API_URL=${localhostIsV4Only() ? sim.apiUrl.replace("127.0.0.1", "localhost") : sim.apiUrl}`,
         ];
         const rootSpec = { root: serviceRoot, arch, env, mounts, overlayReadOnly: true };
 

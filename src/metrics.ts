@@ -1,0 +1,259 @@
+// Prometheus metrics (prom-client): one registry, every family an operator
+// reads, and small typed recorders for the modules that see events happen
+// (gRPC calls, cloudscale API requests, creations). Numbers that mirror the
+// provider's view (servers by state, sizes, pending and held creates, view age)
+// are not pushed: they are read from a snapshot of the view when scraped, so
+// they cannot drift from what the provider answers CA.
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { GroupSnapshot, ReconcilerSnapshot } from "./reconciler";
+import type { ProviderConfig } from "./types";
+import { commit, version } from "./version";
+import { CREATE_ERROR_CODES, SERVER_STATES } from "./view";
+
+const PREFIX = "autoscaler_cloudscale_";
+
+export const registry = new Registry();
+
+// ------------------------------------------------------------------ events
+
+const grpcCalls = new Counter({
+  name: `${PREFIX}grpc_calls_total`,
+  help: "gRPC calls answered, by method and gRPC status code.",
+  labelNames: ["method", "code"] as const,
+  registers: [registry],
+});
+const grpcDuration = new Histogram({
+  name: `${PREFIX}grpc_call_duration_seconds`,
+  help: "Time to answer a gRPC call, by method.",
+  labelNames: ["method"] as const,
+  buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  registers: [registry],
+});
+
+const apiRequests = new Counter({
+  name: `${PREFIX}api_requests_total`,
+  help: "cloudscale.ch API requests (each attempt), by HTTP method, endpoint template and status class (2xx, 4xx, 5xx; network or timeout when no answer came).",
+  labelNames: ["method", "endpoint", "status_class"] as const,
+  registers: [registry],
+});
+const apiDuration = new Histogram({
+  name: `${PREFIX}api_request_duration_seconds`,
+  help: "Duration of one cloudscale.ch API request (one attempt), by HTTP method and endpoint template.",
+  labelNames: ["method", "endpoint"] as const,
+  buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+  registers: [registry],
+});
+const apiRetries = new Counter({
+  name: `${PREFIX}api_retries_total`,
+  help: "cloudscale.ch API requests sent again after a failed attempt, by HTTP method, endpoint template and the failure (rate-limit, server, network, timeout).",
+  labelNames: ["method", "endpoint", "reason"] as const,
+  registers: [registry],
+});
+const listDuration = new Histogram({
+  name: `${PREFIX}list_duration_seconds`,
+  help: "Time of the list that rebuilds the view (Refresh's, or the provider's own while creations are held), all attempts and backoff included, by result (ok, error).",
+  labelNames: ["result"] as const,
+  buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+  registers: [registry],
+});
+
+const createFailures = new Counter({
+  name: `${PREFIX}create_failures_total`,
+  help: "Server creations given up and reported to CA as failed, by node group and error code.",
+  labelNames: ["group", "code"] as const,
+  registers: [registry],
+});
+
+export type HttpMethod = "GET" | "POST" | "DELETE";
+
+/** Recorders for the cloudscale.ch client (cloudscale.ts). `endpoint` is a template: /v1/servers/{uuid}. */
+export const apiMetrics = {
+  request(method: HttpMethod, endpoint: string, statusClass: string, seconds: number): void {
+    apiRequests.inc({ method, endpoint, status_class: statusClass });
+    apiDuration.observe({ method, endpoint }, seconds);
+  },
+  retry(method: HttpMethod, endpoint: string, reason: string): void {
+    apiRetries.inc({ method, endpoint, reason });
+  },
+};
+
+/**
+ * The list that rebuilds the view (reconciler.ts). Only that one: the create queue's lists that
+ * look for an unanswered create by its name do not rebuild the view and are not timed here
+ * (api_request_duration_seconds has every request).
+ */
+export const listMetrics = {
+  done(seconds: number, ok: boolean): void {
+    listDuration.observe({ result: ok ? "ok" : "error" }, seconds);
+  },
+};
+
+/** Recorders for the create queue. */
+export const createMetrics = {
+  /** A creation was given up and is now shown to CA with `code` (view.ts CREATE_ERROR_CODES). */
+  failed(group: string, code: string): void {
+    createFailures.inc({ group, code });
+  },
+};
+
+/**
+ * Counts and times every gRPC call by method and final status code (gRPC's names: OK,
+ * InvalidArgument, Unavailable, …). Registered outermost, so it sees the code CA receives.
+ */
+export function grpcMetricsInterceptor(): Interceptor {
+  return (next) => async (req) => {
+    const method = req.method.name;
+    const stop = grpcDuration.startTimer({ method });
+    try {
+      const res = await next(req);
+      grpcCalls.inc({ method, code: "OK" });
+      return res;
+    } catch (e) {
+      grpcCalls.inc({ method, code: Code[e instanceof ConnectError ? e.code : Code.Unknown] });
+      throw e;
+    } finally {
+      stop();
+    }
+  };
+}
+
+// -------------------------------------------------------------- the view
+
+/** The numbers the view gauges show, taken once per scrape: the reconciler's per-group snapshot and the configured bounds. */
+export interface ViewMetrics {
+  /** Seconds since the start of the last list that was applied; Infinity before the first. */
+  viewAgeSeconds: number;
+  maxViewAgeSeconds: number;
+  groups: (Omit<GroupSnapshot, "lastError"> & { min: number; max: number })[];
+}
+
+/** The gauges' numbers from the reconciler's snapshot and the configured bounds. */
+export function viewMetrics(snapshot: ReconcilerSnapshot, config: ProviderConfig): ViewMetrics {
+  const byName = new Map(config.nodeGroups.map((g) => [g.name, g]));
+  return {
+    viewAgeSeconds: snapshot.viewAgeSeconds ?? Infinity,
+    maxViewAgeSeconds: config.maxViewAgeSeconds,
+    groups: snapshot.groups.map(({ lastError: _, ...g }) => ({ ...g, min: byName.get(g.name)?.min ?? 0, max: byName.get(g.name)?.max ?? 0 })),
+  };
+}
+
+let viewSource: (() => ViewMetrics) | undefined;
+/** The snapshot of the scrape under way; every view gauge reads this one. */
+let scraped: ViewMetrics | undefined;
+
+function viewGauge(name: string, help: string, labelNames: string[], fill: (g: Gauge<string>, v: ViewMetrics) => void) {
+  return new Gauge({
+    name: `${PREFIX}${name}`,
+    help,
+    labelNames,
+    registers: [registry],
+    collect() {
+      this.reset();
+      const v = scraped ?? viewSource?.();
+      if (v) fill(this, v);
+    },
+  });
+}
+
+viewGauge("servers", "Servers of a node group by state as CA sees them (running, creating, deleting, failed); accepted creations count as creating.", ["group", "state"], (m, v) => {
+  for (const g of v.groups) for (const state of SERVER_STATES) m.set({ group: g.name, state }, g.servers[state]);
+});
+viewGauge("node_group_target_size", "Target size of a node group (NodeGroupTargetSize).", ["group"], (m, v) => {
+  for (const g of v.groups) m.set({ group: g.name }, g.targetSize);
+});
+viewGauge("node_group_min_size", "Configured minimum size of a node group.", ["group"], (m, v) => {
+  for (const g of v.groups) m.set({ group: g.name }, g.min);
+});
+viewGauge("node_group_max_size", "Configured maximum size of a node group.", ["group"], (m, v) => {
+  for (const g of v.groups) m.set({ group: g.name }, g.max);
+});
+viewGauge("creates_pending", "Accepted server creations the cloud has not confirmed yet, by node group.", ["group"], (m, v) => {
+  for (const g of v.groups) m.set({ group: g.name }, g.pending);
+});
+viewGauge("creates_held", "Accepted server creations held back because the view is stale or the startup grace has not passed, by node group.", ["group"], (m, v) => {
+  for (const g of v.groups) m.set({ group: g.name }, g.held);
+});
+viewGauge("view_age_seconds", "Seconds since the start of the last successful list of servers (+Inf before the first).", [], (m, v) => {
+  m.set(v.viewAgeSeconds);
+});
+viewGauge("view_max_age_seconds", "Configured maxViewAge: past this age Refresh fails and no server is created or deleted.", [], (m, v) => {
+  m.set(v.maxViewAgeSeconds);
+});
+
+new Gauge({
+  name: `${PREFIX}build_info`,
+  help: "Always 1; the labels name the version and commit of this build and the Bun runtime in it.",
+  labelNames: ["version", "commit", "bun_version"] as const,
+  registers: [registry],
+}).set({ version, commit, bun_version: typeof Bun === "undefined" ? "" : Bun.version }, 1);
+
+// ------------------------------------------------------------- lifecycle
+
+/**
+ * Process metrics prom-client computes that mean something under Bun. Left out: nodejs_heap_space_*
+ * (V8 heap spaces; JavaScriptCore has none, Bun answers zeros), nodejs_version_info (Bun's Node
+ * compatibility version, not the runtime; build_info names Bun), nodejs_active_* (empty under Bun),
+ * nodejs_gc_duration_seconds (Bun emits no GC performance entries) and process_heap_bytes (VmData:
+ * gigabytes of address space JavaScriptCore reserves, not a heap). nodejs_heap_size_* are the
+ * JavaScriptCore heap as Bun's process.memoryUsage() reports it. Some prom-client families are
+ * filled by another one's collect() (the event-loop lag, the heap sizes), so those stay together.
+ */
+const PROCESS_METRICS = [
+  "process_cpu_user_seconds_total",
+  "process_cpu_system_seconds_total",
+  "process_cpu_seconds_total",
+  "process_start_time_seconds",
+  "process_resident_memory_bytes",
+  "process_virtual_memory_bytes",
+  "process_open_fds",
+  "process_max_fds",
+  "nodejs_eventloop_lag_seconds",
+  "nodejs_eventloop_lag_p50_seconds",
+  "nodejs_eventloop_lag_p99_seconds",
+  "nodejs_eventloop_lag_max_seconds",
+  "nodejs_heap_size_total_bytes", // its collect() also sets the next two
+  "nodejs_heap_size_used_bytes",
+  "nodejs_external_memory_bytes",
+];
+
+let started = false;
+
+/**
+ * Turns on the process metrics and the view gauges (serve only; other commands record into the
+ * registry too, but nobody scrapes them). `view` is called once per scrape.
+ */
+export function startMetrics(view: () => ViewMetrics, groups: string[]): void {
+  viewSource = view;
+  for (const group of groups) for (const code of Object.values(CREATE_ERROR_CODES)) createFailures.inc({ group, code }, 0);
+  if (started) return;
+  started = true;
+  const all = new Registry();
+  // The event-loop delay is sampled every 100 ms, not every 10 ms (prom-client's default): an idle
+  // provider then wakes 10 times a second, not 100, for a figure that only matters when it is large.
+  collectDefaultMetrics({ register: all, eventLoopMonitoringPrecision: 100 });
+  for (const name of PROCESS_METRICS) {
+    const m = all.getSingleMetric(name);
+    if (m) registry.registerMetric(m);
+  }
+}
+
+/** One scrape: a snapshot of the view, then the exposition in the Prometheus text format. */
+export async function scrape(): Promise<{ body: string; contentType: string }> {
+  scraped = viewSource?.();
+  try {
+    return { body: await registry.metrics(), contentType: registry.contentType };
+  } finally {
+    scraped = undefined;
+  }
+}
+
+/** GET /metrics on the health listener. */
+export async function metricsResponse(): Promise<Response> {
+  try {
+    const { body, contentType } = await scrape();
+    return new Response(body, { headers: { "content-type": contentType } });
+  } catch (e) {
+    return new Response(`cannot collect metrics: ${(e as Error).message}\n`, { status: 500 });
+  }
+}

@@ -1,0 +1,175 @@
+// Serves connect-es's universal handlers straight from node:http2 `stream`
+// events. connect-es still speaks gRPC (envelopes, grpc-timeout, compression,
+// size limits, status trailers) and runs the interceptors and the service; this
+// module only carries bytes and headers between an HTTP/2 stream and a
+// UniversalHandler. It replaces connect-node's path through the node:http2
+// compatibility request/response objects, which cost more per call than the
+// handler itself (bench/README.md).
+import type http2 from "node:http2";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { UniversalHandler, UniversalServerRequest, UniversalServerResponse } from "@connectrpc/connect/protocol";
+import { log } from "./log";
+
+// HTTP/2 error codes (RFC 9113, section 7) a client may reset a stream with.
+const H2_REFUSED_STREAM = 0x7;
+const H2_CANCEL = 0x8;
+const H2_ENHANCE_YOUR_CALM = 0xb;
+
+/** Why a call's request signal aborts when the client resets its stream. */
+function resetReason(rstCode: number): ConnectError | undefined {
+  if (rstCode === 0) return undefined;
+  const code = rstCode === H2_CANCEL ? Code.Canceled : rstCode === H2_REFUSED_STREAM ? Code.Unavailable : rstCode === H2_ENHANCE_YOUR_CALM ? Code.ResourceExhausted : Code.Internal;
+  return new ConnectError(`http/2 stream closed with error code 0x${rstCode.toString(16)}`, code);
+}
+
+/** The request headers as connect-es reads them, pseudo-headers left out. */
+function requestHeaders(h: http2.IncomingHttpHeaders): Headers {
+  const out = new Headers();
+  for (const k in h) {
+    if (k.charCodeAt(0) === 58 /* ":" */) continue;
+    const v = h[k];
+    if (v === undefined) continue;
+    if (typeof v === "string") out.append(k, v);
+    else for (const e of v) out.append(k, e);
+  }
+  return out;
+}
+
+function nodeHeaders(h: Headers | undefined, into: http2.OutgoingHttpHeaders): http2.OutgoingHttpHeaders {
+  h?.forEach((value, key) => {
+    into[key] = value;
+  });
+  return into;
+}
+
+/**
+ * The request body as connect-es consumes it: the stream's chunks as they arrive. When
+ * connect-es stops early (an envelope over the size limit, a second message), the rest is
+ * not read: the stream is paused and its data is left to flow control.
+ */
+function requestBody(stream: http2.ServerHttp2Stream): AsyncIterable<Uint8Array> {
+  return {
+    [Symbol.asyncIterator]() {
+      const chunks: Uint8Array[] = [];
+      let ended = false;
+      let failed: Error | undefined;
+      let wake: (() => void) | undefined;
+      const onData = (c: Uint8Array) => {
+        chunks.push(c);
+        wake?.();
+      };
+      const onEnd = () => {
+        ended = true;
+        wake?.();
+      };
+      const onError = (e: Error) => {
+        failed = e;
+        wake?.();
+      };
+      const detach = () => {
+        stream.off("data", onData);
+        stream.off("end", onEnd);
+        stream.off("error", onError);
+        stream.off("close", onEnd);
+      };
+      stream.on("data", onData);
+      stream.once("end", onEnd);
+      stream.once("error", onError);
+      stream.once("close", onEnd); // reset by the client: no "end"; the request signal says why
+      return {
+        async next(): Promise<IteratorResult<Uint8Array>> {
+          for (;;) {
+            if (chunks.length) return { value: chunks.shift()!, done: false };
+            if (failed) {
+              detach();
+              throw failed;
+            }
+            if (ended) {
+              detach();
+              return { value: undefined, done: true };
+            }
+            await new Promise<void>((resolve) => (wake = resolve));
+            wake = undefined;
+          }
+        },
+        async return(): Promise<IteratorResult<Uint8Array>> {
+          detach();
+          if (!ended && !stream.destroyed) stream.pause();
+          return { value: undefined, done: true };
+        },
+      };
+    },
+  };
+}
+
+/** Writes a universal response to the stream: headers, the body's chunks, then trailers. */
+async function respond(stream: http2.ServerHttp2Stream, res: UniversalServerResponse): Promise<void> {
+  const it = res.body?.[Symbol.asyncIterator]() as AsyncIterator<Uint8Array> | undefined;
+  try {
+    // The first chunk before the headers: the handler may still add headers until then.
+    let chunk = it ? await it.next() : undefined;
+    if (stream.destroyed) return;
+    const trailer = res.trailer;
+    stream.respond(nodeHeaders(res.header, { ":status": res.status }), { waitForTrailers: trailer !== undefined });
+    if (trailer) stream.once("wantTrailers", () => stream.sendTrailers(nodeHeaders(trailer, {})));
+    for (; chunk && !chunk.done; chunk = await it!.next()) {
+      if (stream.destroyed) return;
+      if (!stream.write(chunk.value)) await drained(stream);
+    }
+    if (!stream.destroyed) stream.end();
+  } catch (e) {
+    // A write that failed (the client went away) is reported to the handler's pipeline.
+    await it?.throw?.(e).catch(() => {});
+  } finally {
+    await it?.return?.().catch(() => {});
+  }
+}
+
+function drained(stream: http2.ServerHttp2Stream): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      stream.off("drain", done);
+      stream.off("close", done);
+      resolve();
+    };
+    stream.once("drain", done);
+    stream.once("close", done);
+  });
+}
+
+export interface StreamAdapterOptions {
+  handlers: readonly UniversalHandler[];
+  /** Called for a path no handler serves. */
+  fallback: (stream: http2.ServerHttp2Stream, path: string) => void;
+}
+
+/** A `stream` listener for an Http2Server that serves the given universal handlers. */
+export function streamAdapter(opts: StreamAdapterOptions) {
+  const byPath = new Map<string, UniversalHandler>();
+  for (const h of opts.handlers) byPath.set(h.requestPath, h);
+  return function onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+    const path = headers[":path"] ?? "";
+    const q = path.indexOf("?");
+    const handler = byPath.get(q < 0 ? path : path.slice(0, q));
+    if (!handler) return opts.fallback(stream, path);
+    const abort = new AbortController();
+    stream.once("close", () => abort.abort(resetReason(stream.rstCode ?? 0)));
+    const scheme = headers[":scheme"] ?? "https";
+    const req: UniversalServerRequest = {
+      httpVersion: "2.0",
+      method: headers[":method"] ?? "",
+      url: `${scheme}://${headers[":authority"] ?? headers.host ?? "localhost"}${path}`,
+      header: requestHeaders(headers),
+      body: requestBody(stream),
+      signal: abort.signal,
+    };
+    handler(req)
+      .then((res) => respond(stream, res))
+      .catch((e) => {
+        // connect-es turns every failure of the call into a status; what reaches here is a
+        // stream that broke under us. Nothing can be answered on it any more.
+        log.error("gRPC stream failed", { method: handler.method.name, error: (e as Error)?.message ?? String(e) });
+        if (!stream.destroyed) stream.close(0x2 /* INTERNAL_ERROR */);
+      });
+  };
+}
