@@ -4,7 +4,9 @@
 #   ./scripts/e2e-build.sh            build what is missing
 #   ./scripts/e2e-build.sh --list     print the cached paths (name=path), build nothing
 #
-# Cache: .cache/e2e-bin/<name>-<version> (gitignored). A second run builds nothing. Beside each binary a
+# Cache: ~/.cache/autoscaler-cloudscale/e2e-bin/<name>-<version> (the user's cache, not the checkout:
+# CI starts from a clean clone each time, and a cache inside it would never hit). A second run builds
+# nothing. Beside each binary a
 # .stamp file holds the Go version and a hash of the module files it was built from; a binary whose
 # stamp differs (another Go, an edited tool module) is built again.
 #   etcd, kube-apiserver, kube-scheduler, kube-controller-manager, kwok: from the tool module
@@ -13,7 +15,7 @@
 #     ../shared/third_party/cluster-autoscaler-<v> (read-only is fine: only -o and the Go caches are written)
 # Needs Go (>= 1.26) and the Go module proxy. A missing Go or a failed build exits non-zero.
 #
-# Env: E2E_BIN_DIR      cache directory (default .cache/e2e-bin)
+# Env: E2E_BIN_DIR      cache directory (default ${XDG_CACHE_HOME:-~/.cache}/autoscaler-cloudscale/e2e-bin)
 #      E2E_THIRD_PARTY  CA source trees (default ../shared/third_party from the project root)
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,7 +27,7 @@ if ! command -v go >/dev/null 2>&1; then
   exit 1
 fi
 export GOTOOLCHAIN=local
-bin=${E2E_BIN_DIR:-$root/.cache/e2e-bin}
+bin=${E2E_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/autoscaler-cloudscale/e2e-bin}
 third=${E2E_THIRD_PARTY:-$root/../shared/third_party}
 mkdir -p "$bin"
 

@@ -4,7 +4,7 @@
 # (1.36.1; 1.34.1 for the legacy scenario), our binary over mutual TLS and the simulator, all on
 # 127.0.0.1, started and stopped by test/e2e (Go).
 #
-#   ./scripts/test-e2e.sh                      build what is missing (.cache/e2e-bin), run every scenario
+#   ./scripts/test-e2e.sh                      build what is missing (~/.cache/autoscaler-cloudscale/e2e-bin), run every scenario
 #   E2E_RUN='Scenario(1|4)' ./scripts/test-e2e.sh   only some scenarios (a go test -run pattern)
 #
 # The last line is "N passed, N failed" (Go's --- PASS / --- FAIL lines). A missing Go, a failed
@@ -47,7 +47,8 @@ mkdir -p "$run_dir"
 ls -1dt "$root"/.cache/e2e-run/*/ 2>/dev/null | tail -n +6 | xargs -r rm -rf
 export E2E_RUN_DIR="$run_dir" E2E_PID_FILE="$run_dir/pids"
 
-echo "e2e: === building upstream binaries (cached in .cache/e2e-bin)"
+export E2E_BIN_DIR=${E2E_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/autoscaler-cloudscale/e2e-bin}
+echo "e2e: === building upstream binaries (cached in $E2E_BIN_DIR)"
 tb=$SECONDS
 if ! ./scripts/e2e-build.sh 2>&1 | tee "$run_dir/build.log"; then
   echo "e2e: FAILED: building the upstream binaries failed (see above; log $run_dir/build.log)" >&2
@@ -63,7 +64,7 @@ kill_leftovers() {
     [ -r "/proc/$pid/cmdline" ] || continue
     cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)
     case "$cmd" in
-      *"${E2E_BIN_DIR:-$root/.cache/e2e-bin}/"* | *"$bin"*) kill -9 -- "-$pid" 2>/dev/null || kill -9 "$pid" 2>/dev/null; n=$((n + 1)); echo "e2e: killed leftover $name (pid $pid)" ;;
+      *"$E2E_BIN_DIR/"* | *"$bin"*) kill -9 -- "-$pid" 2>/dev/null || kill -9 "$pid" 2>/dev/null; n=$((n + 1)); echo "e2e: killed leftover $name (pid $pid)" ;;
     esac
   done <"$E2E_PID_FILE"
   return 0
