@@ -92,6 +92,12 @@ rc=${PIPESTATUS[0]}
 count_go "$LOGDIR/ca.log" "CA conformance"
 if [ "$rc" -ne 0 ] && ! grep -q -- '--- FAIL' "$LOGDIR/ca.log"; then fail_suite "CA conformance" "exit code $rc without a failing test (build or setup problem; see above)"; fi
 
+step "end to end: the real Cluster Autoscaler loop (bun run test:e2e: etcd, kube-apiserver, scheduler, controller-manager, kwok, cluster-autoscaler 1.36.1 and 1.34.1, our binary, the simulator)"
+AUTOSCALER_CLOUDSCALE_BIN="$ROOT/dist/autoscaler-cloudscale" ./scripts/test-e2e.sh 2>&1 | tee "$LOGDIR/e2e.log"
+rc=${PIPESTATUS[0]}
+count_go "$LOGDIR/e2e.log" "e2e"
+if [ "$rc" -ne 0 ] && ! grep -q -- '--- FAIL' "$LOGDIR/e2e.log"; then fail_suite e2e "exit code $rc without a failing scenario (Go missing, a build failed or the run crashed; see above)"; fi
+
 step "benchmark smoke run (bun run bench:smoke; figures are printed, not asserted)"
 if AUTOSCALER_CLOUDSCALE_BIN="$ROOT/dist/autoscaler-cloudscale" ./scripts/bench.sh --smoke >"$LOGDIR/bench-smoke.log" 2>&1; then
   passed=$((passed + 1)); echo "bench smoke: ran"; tail -1 "$LOGDIR/bench-smoke.log"
