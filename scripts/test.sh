@@ -62,6 +62,9 @@ rm -rf "$gen_tmp"
 step "typecheck"
 if tsc --noEmit -p . >"$LOGDIR/tsc.log" 2>&1; then passed=$((passed + 1)); echo "typecheck: clean"; else fail_suite typecheck "$(head -20 "$LOGDIR/tsc.log")"; fi
 
+step "lint (eslint with typescript-eslint's type-aware promise rules: eslint.config.js)"
+if eslint --max-warnings 0 . >"$LOGDIR/lint.log" 2>&1; then passed=$((passed + 1)); echo "lint: clean"; else fail_suite lint "$(head -40 "$LOGDIR/lint.log")"; fi
+
 step "build"
 if ! bun run scripts/build.ts; then fail_suite build "bun build --compile failed"; echo "$passed passed, $failed failed"; exit 1; fi
 

@@ -226,7 +226,7 @@ async function serve(argv: string[]): Promise<number> {
   hardStop.unref();
   const shutdownStarted = Date.now();
   await server.shutdown(grace * 1000);
-  healthServer?.stop(true);
+  await healthServer?.stop(true);
   // Creations already sent are waited for, so their servers are answered and tagged before we go;
   // queued ones never reached the cloud and are dropped (the next instance starts from the cloud).
   await provider.shutdown(Math.max(0, grace * 1000 - (Date.now() - shutdownStarted)));
