@@ -70,8 +70,8 @@ beforeAll(() => {
   });
 });
 
-afterAll(() => {
-  server?.stop(true);
+afterAll(async () => {
+  await server?.stop(true);
   rmSync(work, { recursive: true, force: true });
 });
 
