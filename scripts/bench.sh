@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmark of issue 6 (bench/README.md):
+# The benchmark (bench/README.md):
 #   ./scripts/bench.sh            full run: the real CA at 1,000 and 5,000 nodes (--ca-scale), then the per-call
 #                                 benchmark at 5,000 servers; table, bench/results.json, last line "bench: ..."
 #   ./scripts/bench.sh --smoke    CI's small run: 500 servers, a few hundred calls (.cache/bench/results-smoke.json)
@@ -8,6 +8,7 @@
 # Other flags go to the benchmark (e.g. --cpu-prof DIR: the provider runs from source under Bun's profiler).
 #
 # Env: AUTOSCALER_CLOUDSCALE_BIN  the binary under test (default: built from the working tree into .cache/bench/)
+#      CA_SOURCE_DIR              CA's source trees (see scripts/ca-source.sh)
 #      E2E_SCALE_NODES, E2E_SCALE_LOOPS, E2E_SCALE_BLOCKS  the CA-at-scale run (test/e2e/cascale_test.go)
 set -uo pipefail
 
@@ -39,6 +40,10 @@ export AUTOSCALER_CLOUDSCALE_BIN
 export GOFLAGS="-mod=mod -buildvcs=false"
 export GOTOOLCHAIN=local
 mkdir -p .cache/bench
+# bench/go.mod imports CA 1.36.1's generated externalgrpc code through .cache/ca-src.
+# shellcheck source=scripts/ca-source.sh
+source "$root/scripts/ca-source.sh"
+ca_source 1.36.1 || { echo "bench: Cluster Autoscaler's source not found (see above)" >&2; exit 1; }
 start=$(date +%s.%N)
 if ! (cd bench && go test -c -o "$root/.cache/bench/bench.test" .); then
   echo "bench: building the Go benchmark (bench/) failed" >&2
