@@ -22,6 +22,7 @@ import {
 } from "@connectrpc/connect";
 import { createDeadlineSignal, createLinkedAbortController, createMethodSerializationLookup, type Serialization } from "@connectrpc/connect/protocol";
 import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import { log } from "./log";
 
 /** The content types a plain call carries; connect-es answers both as application/grpc+proto. */
 const PLAIN = new Set(["application/grpc", "application/grpc+proto"]);
@@ -79,7 +80,11 @@ export function unaryPath(opts: UnaryPathOptions) {
       const len = size >= 5 ? ((body[1]! << 24) | (body[2]! << 16) | (body[3]! << 8) | body[4]!) >>> 0 : -1;
       // Not exactly one uncompressed message: connect-es says what is wrong with it.
       if (body[0] !== 0 || len !== size - 5 || len > opts.readMaxBytes) return fallback(chunks, undefined);
-      void call(route, stream, headers, url, deadline, body.subarray(5));
+      call(route, stream, headers, url, deadline, body.subarray(5)).catch((e) => {
+        // The call itself ends in an answer; what reaches here is a stream that broke under us.
+        log.error("gRPC stream failed", { method: route.method.name, error: (e as Error)?.message ?? String(e) });
+        if (!stream.destroyed) stream.close(0x2 /* INTERNAL_ERROR */);
+      });
     });
     return true;
   };
