@@ -113,6 +113,24 @@ nodeGroups:
     expect(parseDuration("10x")).toBeUndefined();
   });
 
+  test("durations that would break the provider are refused, each with why", () => {
+    const group = "nodeGroups:\n  - {name: w, flavor: flex-4-1, image: debian-13, min: 0, max: 1}\n";
+    // apiTimeout 0 turned the request timeout off; maxViewAge 0 meant nothing was ever created;
+    // a failed creation forgotten at once is never seen by CA.
+    const p = problems(`clusterName: c\napiTimeout: 0s\nmaxViewAge: 0s\nfailedCreateTtl: 0s\n${group}`);
+    expect(p).toEqual([
+      expect.stringMatching(/^maxViewAge: must be at least 2s: servers are created and deleted only from a view younger than this/),
+      expect.stringMatching(/^failedCreateTtl: must be at least 30s: CA reads instances once per loop/),
+      expect.stringMatching(/^apiTimeout: must be at least 1s: 0 turns the timeout off/),
+    ]);
+    expect(problems(`clusterName: c\napiTimeout: 500ms\n${group}`)).toEqual([expect.stringMatching(/^apiTimeout: must be at least 1s/)]);
+    // Longer than a timer can hold: it would fire at once.
+    expect(problems(`clusterName: c\ncreateVerifyDelay: 1000h\n${group}`)).toEqual(["createVerifyDelay: must be at most 2147483s (about 24 days)"]);
+    // The bounds themselves, and 0 where 0 means what it says, are accepted.
+    const c = parseConfig(`clusterName: c\napiTimeout: 1s\nmaxViewAge: 2s\nfailedCreateTtl: 30s\ncreateVerifyDelay: 0s\nstartupGrace: 0s\n${group}`);
+    expect([c.apiTimeoutSeconds, c.maxViewAgeSeconds, c.failedCreateTtlSeconds, c.createVerifyDelaySeconds, c.startupGraceSeconds]).toEqual([1, 2, 30, 0, 0]);
+  });
+
   test("labels a kubelet may not set on itself, and the provider's own labels, are refused", () => {
     const text = problems("clusterName: c\nnodeGroups:\n  - {name: w, flavor: f, image: i, min: 0, max: 1, labels: {node-role.kubernetes.io/worker: '', autoscaler-cloudscale/node-group: x, team: a}}\n").join("\n");
     expect(text).toContain("nodeGroups[0].labels.node-role.kubernetes.io/worker: a kubelet may not set this label");
