@@ -6,8 +6,8 @@ import { YAMLParseError } from "yaml";
 import { parseConfigYaml } from "./config-yaml";
 import { dirname, resolve } from "node:path";
 import { readFileSync } from "node:fs";
-import { detectUserDataFormat, forbiddenNodeLabels } from "./talos";
-import { regionOfZone } from "./template";
+import { detectUserDataFormat, forbiddenNodeLabels, patchTalosUserData } from "./talos";
+import { nodeLabels, regionOfZone } from "./template";
 import { isValidQuantity, parseBytes, parseCpuMillis } from "./quantity";
 import { MAX_HOSTNAME, SERVER_NAME_SUFFIX, combinations, longestGroupName, overrideProblems, repeats, serverGroupCapacityProblems, sizeOf, type Combination } from "./expansion";
 import { GPU_LABEL, NODE_GROUP_LABEL, type GroupOptions, type NodeGroupConfig, type ProviderConfig, type Reservations, type UserDataFormat } from "./types";
@@ -431,7 +431,7 @@ export function parseConfig(text: string, opts: LoadOptions = {}): ProviderConfi
         problems.push(`${from}: min (${size.min}, ${size.minFrom}) must not be greater than max (${size.max}, ${size.maxFrom})`);
       }
       const sg = serverGroupsFor(combo.zone);
-      out.push({
+      const group: NodeGroupConfig = {
         name: combo.name,
         entry: entry.name,
         source: { path: p, flavorPath: combo.flavorPath, zonePath: combo.zonePath, serverGroupPaths: sg.paths },
@@ -452,7 +452,14 @@ export function parseConfig(text: string, opts: LoadOptions = {}): ProviderConfi
         pricePerHour: g.pricePerHour,
         options,
         reservationOverrides: reservations,
-      });
+      };
+      out.push(group);
+    }
+    // Every creation patches the Talos user-data for its server: try it now, so that what would fail
+    // each one of them fails the configuration instead.
+    if (format === "talos" && out.length > 0) {
+      const problem = talosPatchProblem(c.clusterName ?? "c", out[0]!);
+      if (problem) problems.push(`${p}.${g.userDataFile !== undefined ? "userDataFile" : "userData"}: ${problem}`);
     }
     return out;
   }
@@ -471,6 +478,17 @@ export function parseConfig(text: string, opts: LoadOptions = {}): ProviderConfi
     // A killed predecessor's requests end within its API timeout (plus the API's own work).
     startupGraceSeconds: c.startupGrace ?? (c.apiTimeout ?? 30) + 5,
   };
+}
+
+/** Why the group's Talos user-data cannot be patched for a server (as every creation does), or undefined. */
+function talosPatchProblem(clusterName: string, group: NodeGroupConfig): string | undefined {
+  try {
+    patchTalosUserData(group.userData, { hostname: `${clusterName}-${group.name}-00000000`, labels: nodeLabels(group, undefined), taints: group.taints });
+    return undefined;
+  } catch (e) {
+    const forced = group.userDataFormat === "talos" && detectUserDataFormat(group.userData) !== "talos" ? " (userDataFormat is talos, but this does not read as a Talos machine configuration)" : "";
+    return `cannot be patched for a server, so every creation would fail${forced}: ${(e as Error).message}`;
+  }
 }
 
 export function loadConfigFile(path: string): ProviderConfig {
