@@ -27,8 +27,8 @@
 #
 # podman runs here only as docs in ../shared/docs/containers.md say: runc, cgroupfs, no default
 # ulimits. This script writes that containers.conf to .cache/podman/containers.conf and uses it
-# through CONTAINERS_CONF; `--env` prints the export for other callers. Podman and runc come from
-# Debian (apt-get) when missing.
+# through CONTAINERS_CONF; `--env` prints the export for other callers (after installing what is
+# missing). Podman, runc and systemd come from Debian (apt-get) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -67,12 +67,18 @@ EOF
 export CONTAINERS_CONF="$CONF_DIR/containers.conf"
 if [ "$MODE" = env ]; then echo "export CONTAINERS_CONF=$CONTAINERS_CONF"; exit 0; fi
 
-if ! command -v podman >/dev/null 2>&1 || ! command -v runc >/dev/null 2>&1; then
-  [ "$(id -u)" = 0 ] || { log "podman and runc are missing and this is not root: apt-get install podman runc"; exit 1; }
-  log "installing podman and runc (apt-get)"
+# podman and runc for the image; systemd for the proof of the unit (test/packaging/systemd.test.ts
+# boots it in a container), when this machine lacks it.
+pkgs=()
+command -v podman >/dev/null 2>&1 || pkgs+=(podman)
+command -v runc >/dev/null 2>&1 || pkgs+=(runc)
+[ -x /lib/systemd/systemd ] && command -v systemd-analyze >/dev/null 2>&1 || pkgs+=(systemd)
+if [ ${#pkgs[@]} -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || { log "${pkgs[*]} missing and this is not root: apt-get install ${pkgs[*]}"; exit 1; }
+  log "installing ${pkgs[*]} (apt-get)"
   t=$SECONDS
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends podman runc) >/dev/null
-  log "installed $(podman --version) and runc $(runc --version | awk 'NR == 1 { print $3 }') in $((SECONDS - t))s"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}") >/dev/null
+  log "installed ${pkgs[*]} in $((SECONDS - t))s: $(podman --version), runc $(runc --version | awk 'NR == 1 { print $3 }')"
 fi
 
 if [ "$MODE" = remove ]; then
