@@ -6,7 +6,8 @@
 #
 #   scripts/image-build.sh [--arch amd64|arm64|all] [--x64-bin FILE] [--arm64-bin FILE] [--tag NAME]
 #   scripts/image-build.sh --env      print the environment podman needs here (eval it), build nothing
-#   scripts/image-build.sh --remove [--tag NAME]   remove the image, its per-arch images and the stand-ins
+#   scripts/image-build.sh --remove [--tag NAME]   remove the image, its per-arch images, the stand-ins
+#                                                   and the untagged layers builds left (podman image prune)
 #
 # Defaults: --arch all, binaries dist/autoscaler-cloudscale-linux-{x64,arm64} (scripts/release.sh),
 # --tag localhost/autoscaler-cloudscale:dev. Per arch it builds NAME-amd64 / NAME-arm64
@@ -86,6 +87,8 @@ if [ "$MODE" = remove ]; then
   for a in amd64 arm64; do
     podman rmi -f "$TAG-$a" "$STANDIN/debian:12-slim-$a" "$STANDIN/distroless:nonroot-$a" >/dev/null 2>&1 || true
   done
+  # The build's cached intermediate layers, now untagged.
+  podman image prune -f >/dev/null 2>&1 || true
   exit 0
 fi
 
@@ -180,7 +183,7 @@ for a in "${ARCHES[@]}"; do
   standin_distroless "$a"
   log "$a: stand-ins built in $((SECONDS - t))s"
   t=$SECONDS
-  podman build -q --platform "linux/$a" --pull=never --layers=false \
+  podman build -q --platform "linux/$a" --pull=never \
     -f Containerfile --ignorefile Containerfile.dockerignore \
     --build-arg "DEBIAN_IMAGE=$STANDIN/debian:12-slim-$a" \
     --build-arg "DISTROLESS_IMAGE=$STANDIN/distroless:nonroot-$a" \
