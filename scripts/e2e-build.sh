@@ -15,6 +15,10 @@
 #     kubectl gives `kubectl kustomize` and server-side apply to the packaging tests and the e2e suite)
 #   helm: helm.sh/helm/v4 from its own small tool module test/e2e/tools/helm (it needs newer
 #     k8s.io modules than CA pins, so it cannot share the module above)
+#   crds: the CustomResourceDefinitions of the kinds deploy/ and the chart use (cert-manager's
+#     Certificate, Issuer, ClusterIssuer; the Prometheus Operator's ServiceMonitor, PrometheusRule),
+#     each project's own YAML from its Go module (deploy/crds, example/prometheus-operator-crd), in
+#     one file, so the e2e suite checks those objects against their real schemas
 #   cluster-autoscaler 1.36.1 and 1.34.1: `go build -tags externalgrpc` inside
 #     ../shared/third_party/cluster-autoscaler-<v> (read-only is fine: only -o and the Go caches are written)
 # Needs Go (>= 1.26) and the Go module proxy. A missing Go or a failed build exits non-zero.
@@ -44,6 +48,8 @@ etcd_ver=$(modver $tools go.etcd.io/etcd/server/v3)
 helm_tools=$tools/helm
 helm_ver=$(modver $helm_tools helm.sh/helm/v4)
 ca_versions=(1.36.1 1.34.1)
+certmanager_ver=v1.21.2
+promop_ver=v0.85.0
 
 # name=path of every binary the suite uses (what test/e2e reads from E2E_BIN_* variables).
 list() {
@@ -53,6 +59,7 @@ list() {
   echo "kwok-stages=$bin/kwok-stages-$kwok_ver.yaml"
   for v in "${ca_versions[@]}"; do echo "cluster-autoscaler-$v=$bin/cluster-autoscaler-$v"; done
   echo "helm=$bin/helm-$helm_ver"
+  echo "crds=$bin/crds-cert-manager-$certmanager_ver-prometheus-operator-$promop_ver.yaml"
 }
 if [ "${1:-}" = "--list" ]; then list; exit 0; fi
 
@@ -142,6 +149,27 @@ elif [ ! -s "$stages" ]; then
   fi
 else
   echo "e2e-build: kwok stages: cached ($stages)"
+fi
+
+# CRDs from the projects' Go modules (downloaded outside any module: no module graph to load).
+crds="$bin/crds-cert-manager-$certmanager_ver-prometheus-operator-$promop_ver.yaml"
+moddir() { (d=$(mktemp -d) && cd "$d" && GOFLAGS= GOWORK=off go mod download -json "$1" | awk -F'"' '$2 == "Dir" { print $4 }'; rm -rf "$d"); }
+if ! wanted crds; then
+  :
+elif [ -s "$crds" ]; then
+  echo "e2e-build: crds: cached ($crds)"
+else
+  t=$SECONDS
+  cm=$(moddir github.com/cert-manager/cert-manager@$certmanager_ver)
+  po=$(moddir github.com/prometheus-operator/prometheus-operator@$promop_ver)
+  files=("$cm"/deploy/crds/cert-manager.io_{certificates,issuers,clusterissuers}.yaml "$po"/example/prometheus-operator-crd/monitoring.coreos.com_{servicemonitors,prometheusrules}.yaml)
+  if [ -n "$cm" ] && [ -n "$po" ] && ls "${files[@]}" >/dev/null; then
+    for f in "${files[@]}"; do echo "---"; grep -v '^---$' "$f"; done >"$crds.tmp" && mv -f "$crds.tmp" "$crds"
+    echo "e2e-build: crds: cert-manager $certmanager_ver, prometheus-operator $promop_ver in $((SECONDS - t))s -> $crds"
+  else
+    echo "e2e-build: crds: FAILED: CRD files not found in the modules ($cm, $po)" >&2
+    status=1
+  fi
 fi
 
 # The real cluster-autoscaler: CA is its own main module there, so its replace lines apply.
