@@ -23,7 +23,7 @@ test("a first flavor load that outlasts the caller's deadline: templateNode give
   const caller = new AbortController();
   let outcome: unknown = "waiting";
   const first = provider.templateNode("gpu", caller.signal).then((r) => r, (e) => e);
-  void first.then((r) => (outcome = r));
+  first.then((r) => (outcome = r), (e: unknown) => (outcome = e));
   await settle();
   expect(outcome).toBe("waiting"); // no flavor known, no way to build the template yet
   caller.abort(); // CA's deadline
@@ -87,5 +87,24 @@ test("the flavor catalog: the slug while the API cannot be reached at the start,
   await provider.refresh(new AbortController().signal);
   await settle();
   expect(cloud.count("flavors")).toBe(6);
+  provider.stop();
+});
+
+test("a flavor answer that cannot be read leaves the last catalog in place", async () => {
+  const clock = new FakeClock();
+  const cloud = new FakeCloud(clock);
+  cloud.flavors = [FLEX(3, 8)];
+  const provider = createProvider({ config: flexConfig, cloud, clock });
+  await provider.start();
+  expect(await cpuOf(provider)).toBe("3");
+
+  // Past the bound, the re-read gets a page where the list belongs (what a client that casts instead
+  // of parsing would hand over): the catalog it had stays, rather than the slug's numbers.
+  await clock.advance(FLAVOR_CATALOG_MAX_AGE_MS + 1000);
+  cloud.flavors = "<html><body>Sign in to the network</body></html>" as unknown as (typeof cloud.flavors);
+  await provider.refresh(new AbortController().signal);
+  await settle();
+  expect(cloud.count("flavors")).toBe(2);
+  expect(await cpuOf(provider)).toBe("3");
   provider.stop();
 });
