@@ -41,7 +41,7 @@ let client: grpc.Client;
 beforeAll(async () => {
   server = http2.createServer();
   const serve = streamAdapter({ handlers: Object.entries(answers).map(([p, a]) => handler(p, a)), fallback: (s) => s.close(0x7) });
-  server.on("stream", (stream, headers) => {
+  server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
     stream.on("error", () => {}); // a reset stream reports it; as the gRPC server does (server.ts)
     serve(stream, headers);
   });
