@@ -7,7 +7,7 @@
 // names, units) is listed. Whatever happens (a failed step, a server stuck in
 // `changing`, Ctrl-C), everything the check created is deleted before it exits.
 import { CloudscaleError, type Cloudscale } from "./cloudscale";
-import { randomSuffix } from "./reconciler";
+import { randomSuffix } from "./names";
 import { flavorFromSlug } from "./resolved-group";
 import { CLUSTER_TAG, GROUP_TAG, type CreateServerRequest, type Flavor, type ProviderConfig, type Server, type ServerStatus } from "./types";
 import { CREATE_ERROR_CODES, viewOfList } from "./view";

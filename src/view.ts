@@ -146,6 +146,18 @@ export function pendingOf(marks: Marks, group: string): PendingCreate[] {
   return out;
 }
 
+/** Queued creations (not sent yet), and the same by group as "a=2,b=1". */
+export function queuedByGroup(marks: Marks): { held: number; heldByGroup: string } {
+  let held = 0;
+  const byGroup = new Map<string, number>();
+  for (const p of marks.pending.values()) {
+    if (p.state !== "queued") continue;
+    held++;
+    byGroup.set(p.group, (byGroup.get(p.group) ?? 0) + 1);
+  }
+  return { held, heldByGroup: [...byGroup].map(([g, n]) => `${g}=${n}`).join(",") };
+}
+
 /** An accepted creation the cloud has confirmed but no list has shown yet. */
 export function pendingWithUuid(marks: Marks, uuid: string): PendingCreate | undefined {
   for (const p of marks.pending.values()) if (p.uuid === uuid) return p;

@@ -369,9 +369,17 @@ describe("options and prices", () => {
     expect(o.scaleDownUnreadyTime.duration).toBe(String(1200e9));
     expect(o.MaxNodeProvisionTime.duration).toBe(String(1200e9));
     // An old CA sends only the legacy fields.
-    const legacy = await ca.call("NodeGroupGetOptions", { id: "tuned", defaults: { scaleDownUtilizationThreshold: 0.5, scaleDownUnreadyTime: { duration: String(1800e9) } } });
+    const legacy = await ca.call("NodeGroupGetOptions", { id: "tuned", defaults: { scaleDownUtilizationThreshold: 0.5, scaleDownGpuUtilizationThreshold: 0.5, scaleDownUnreadyTime: { duration: String(1800e9) } } });
     expect(legacy.nodeGroupAutoscalingOptions.scaleDownUnreadyTime.duration).toBe(String(1800e9));
     expect(legacy.nodeGroupAutoscalingOptions.scaleDownGpuUtilizationThreshold).toBe(0.5);
+    // An operator's explicit CA-wide 0 (CA sends all of its defaults) comes back as 0, in both shapes.
+    const zeros = await ca.call("NodeGroupGetOptions", { id: "tuned", defaults: { ...defaults, scaleDownGpuUtilizationThreshold: 0, scaleDownUnreadyDuration: { seconds: 0, nanos: 0 } } });
+    expect(zeros.nodeGroupAutoscalingOptions.scaleDownGpuUtilizationThreshold).toBe(0);
+    expect(zeros.nodeGroupAutoscalingOptions.scaleDownUnreadyDuration.seconds).toBe("0");
+    expect(zeros.nodeGroupAutoscalingOptions.scaleDownUnreadyTime.duration).toBe("0");
+    const oldZeros = await ca.call("NodeGroupGetOptions", { id: "tuned", defaults: { scaleDownUtilizationThreshold: 0, scaleDownGpuUtilizationThreshold: 0, scaleDownUnreadyTime: { duration: "0" } } });
+    expect(oldZeros.nodeGroupAutoscalingOptions.scaleDownGpuUtilizationThreshold).toBe(0);
+    expect(oldZeros.nodeGroupAutoscalingOptions.scaleDownUnreadyDuration.seconds).toBe("0");
   });
 
   test("NodePrice and PodPrice: positive, bigger flavors cost more, new and legacy time fields", async () => {
