@@ -89,7 +89,7 @@ if [ -d test/packaging ] && ls test/packaging/*.test.ts >/dev/null 2>&1; then
   bun_suite packaging "$LOGDIR/packaging.log" --timeout 300000 test/packaging
 fi
 
-step "Cluster Autoscaler's own code (Go, from ../shared/third_party): externalgrpc conformance of CA 1.36.1 and 1.34.1; CA 1.36.1's balancing, estimator and expanders over our templates"
+step "Cluster Autoscaler's own code (Go; CA's source from scripts/ca-source.sh): externalgrpc conformance of CA 1.36.1 and 1.34.1; CA 1.36.1's balancing, estimator and expanders over our templates"
 AUTOSCALER_CLOUDSCALE_BIN="$ROOT/dist/autoscaler-cloudscale" ./scripts/test-ca.sh 2>&1 | tee "$LOGDIR/ca.log"
 rc=${PIPESTATUS[0]}
 count_go "$LOGDIR/ca.log" "CA conformance"

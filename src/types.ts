@@ -178,6 +178,8 @@ export const CLUSTER_TAG = "autoscaler-cloudscale-cluster";
 export const GROUP_TAG = "autoscaler-cloudscale-group";
 /** Tag key naming the provider process that created a server (its instance id); ownership does not depend on it. */
 export const INSTANCE_TAG = "autoscaler-cloudscale-instance";
+/** The group tag of `check`'s servers; no configured node group may have this name. */
+export const CHECK_GROUP = "check";
 
 /**
  * Label on every node (template and real) naming the configuration entry of its node
