@@ -9,7 +9,7 @@ import { INSTANCE_TAG } from "./types";
 import type { View } from "./view";
 
 /** How long a server by another instance counts as a fresh creation (ms). */
-export const FRESH_CREATION_MS = 10 * 60_000;
+const FRESH_CREATION_MS = 10 * 60_000;
 
 /**
  * Other instances whose servers in `view` were created after `since` (this instance's active

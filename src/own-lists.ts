@@ -10,8 +10,8 @@ import { log } from "./log";
 import type { HoldReason } from "./snapshot";
 
 /** First and longest wait between the provider's own lists while they fail. */
-export const OWN_LIST_FIRST_WAIT_MS = 5_000;
-export const OWN_LIST_MAX_WAIT_MS = 60_000;
+const OWN_LIST_FIRST_WAIT_MS = 5_000;
+const OWN_LIST_MAX_WAIT_MS = 60_000;
 
 /** What the lister decides from, read anew each time it wakes. */
 export interface ListerState {

@@ -103,7 +103,7 @@ function durations(secs: number) {
   };
 }
 
-export function optionsMessage(o: GroupOptions, defaults: MessageInitShape<typeof NodeGroupAutoscalingOptionsSchema> | undefined) {
+function optionsMessage(o: GroupOptions, defaults: MessageInitShape<typeof NodeGroupAutoscalingOptionsSchema> | undefined) {
   // Every field is answered: ours where configured, else CA's own default from the request
   // (CA sends all of its defaults, so a 0 there is the operator's 0), else CA's documented
   // default when the request carries no defaults at all. A duration is taken from the first
@@ -198,7 +198,7 @@ function atTheEdge(p: ProviderApi, impl: ServiceImpl<typeof CloudProvider>): Ser
   return out as ServiceImpl<typeof CloudProvider>;
 }
 
-export function cloudProviderService(p: ProviderApi): ServiceImpl<typeof CloudProvider> {
+function cloudProviderService(p: ProviderApi): ServiceImpl<typeof CloudProvider> {
   return atTheEdge(p, handlers(p));
 }
 

@@ -5,7 +5,7 @@
 // Nothing in this file does I/O or keeps state; the reconciler owns the state.
 import { CLUSTER_TAG, GROUP_TAG, type Server } from "./types";
 
-export const PROVIDER_ID_PREFIX = "cloudscale://";
+const PROVIDER_ID_PREFIX = "cloudscale://";
 /** Instance ids of creations that have no server UUID yet. */
 export const PENDING_ID_PREFIX = "cloudscale://pending/";
 
@@ -136,7 +136,7 @@ export function parseProviderId(providerID: string): { uuid?: string; pendingNam
   return /^[0-9a-f-]{36}$/i.test(uuid) ? { uuid: uuid.toLowerCase() } : null;
 }
 
-export function serversOf(view: View, group: string): ServerView[] {
+function serversOf(view: View, group: string): ServerView[] {
   return view.byGroup.get(group) ?? [];
 }
 
