@@ -94,6 +94,8 @@ export async function confirmOwnership(
   clusterName: string,
   group: string,
   signal?: AbortSignal,
+  /** The configured groups: a server tagged for one that is not configured is not a node of ours. */
+  configured: (group: string) => boolean = () => true,
 ): Promise<string[]> {
   const seen = new Set<string>();
   const checked = await mapBounded(targets, 10, async (t) => {
@@ -108,11 +110,13 @@ export async function confirmOwnership(
       throw new ProviderError("unavailable", `nothing deleted: cannot read server ${t.uuid} to confirm it is ours: ${(e as Error).message}`);
     }
     if (!server) return { t, verdict: "gone" as const };
-    if (server.tags?.[CLUSTER_TAG] !== clusterName) return { t, verdict: "foreign" as const };
-    if (server.tags?.[GROUP_TAG] !== group) return { t, verdict: "other-group" as const, owner: server.tags?.[GROUP_TAG] ?? "" };
+    const owner = server.tags?.[GROUP_TAG] ?? "";
+    if (server.tags?.[CLUSTER_TAG] !== clusterName || !configured(owner)) return { t, verdict: "foreign" as const };
+    if (owner !== group) return { t, verdict: "other-group" as const, owner };
     return { t, verdict: "ours" as const };
   });
-  // As from the view: a server of another of our groups is a wrong request; one without our tags is not ours.
+  // As from the view: a server of another of our groups is a wrong request; one without our tags (or
+  // of a group no longer configured) is not ours.
   const otherGroup = checked.flatMap((c) => (c.verdict === "other-group" ? [`node "${c.t.label}" belongs to node group "${c.owner.slice(0, 100)}", not "${group}"`] : []));
   if (otherGroup.length) throw new ProviderError("invalid-argument", `nothing deleted: ${otherGroup.slice(0, 5).join("; ")}`);
   const foreign = checked.filter((c) => c.verdict === "foreign");

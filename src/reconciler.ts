@@ -469,7 +469,7 @@ export class Reconciler {
         "nothing deleted: the provider has just started, and requests of a previous instance may still be landing in the cloud; deletions resume after the next Refresh past the startup grace",
       );
     }
-    const ours = await confirmOwnership(this.deps.cloud, servers, this.deps.config.clusterName, groupId, signal);
+    const ours = await confirmOwnership(this.deps.cloud, servers, this.deps.config.clusterName, groupId, signal, (name) => this.groups.has(name));
     // Creations may have moved on while the cloud was asked (a POST sent or answered): decide again
     // from the view and the creations as they are now, and delete only what was confirmed.
     const targets = this.deletionTargets(groupId, nodes);

@@ -107,6 +107,12 @@ describe("confirmOwnership", () => {
     expect(toConnectError(e)).toMatchObject({ code: Code.InvalidArgument });
   });
 
+  test("a server tagged for a group that is no longer configured is not a node of ours", async () => {
+    const r = cloud.add("c-retired-1", ours("retired"));
+    const e = await confirmOwnership(cloud, [{ kind: "check", uuid: r.uuid, label: "c-retired-1" }], "c", "a", undefined, (g) => g === "a" || g === "b").catch((x) => x);
+    expect(e.kind).toBe("not-ours");
+  });
+
   test("a server that cannot be read refuses the whole call", async () => {
     const a1 = cloud.add("c-a-1", ours("a"));
     cloud.next("get", new CloudscaleError("server", "HTTP 503", 503));
