@@ -296,7 +296,7 @@ export class Reconciler {
       marks: this.marks,
       rules: this.rules,
     });
-    // The view and the marks.
+    // The view and the marks (a list the plan cannot read leaves the last good view and its age).
     this.appliedListStartedAt = startedAt;
     this.view = plan.view;
     this.views++;
