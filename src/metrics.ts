@@ -190,6 +190,31 @@ new Gauge({
   registers: [registry],
 }).set({ version, commit, bun_version: typeof Bun === "undefined" ? "" : Bun.version }, 1);
 
+/** Expiry of the TLS material the gRPC server serves with; registered on the first load (TLS only). */
+export interface TlsExpiry {
+  /** notAfter of the serving certificate (the first one in --tls-cert), Unix seconds. */
+  servingCert: number;
+  /** The earliest notAfter of the certificates in --tls-client-ca, Unix seconds. */
+  clientCa: number;
+}
+let tlsGauges: { servingCert: Gauge; clientCa: Gauge } | undefined;
+export function recordTlsExpiry(expiry: TlsExpiry): void {
+  tlsGauges ??= {
+    servingCert: new Gauge({
+      name: `${PREFIX}tls_serving_cert_expiry_timestamp_seconds`,
+      help: "When the gRPC server's certificate (--tls-cert) expires, Unix time; follows renewed files.",
+      registers: [registry],
+    }),
+    clientCa: new Gauge({
+      name: `${PREFIX}tls_client_ca_expiry_timestamp_seconds`,
+      help: "When the first certificate of the client CA bundle (--tls-client-ca) expires, Unix time; after it no client certificate is accepted.",
+      registers: [registry],
+    }),
+  };
+  tlsGauges.servingCert.set(expiry.servingCert);
+  tlsGauges.clientCa.set(expiry.clientCa);
+}
+
 // ------------------------------------------------------------- lifecycle
 
 /**
