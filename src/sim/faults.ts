@@ -25,7 +25,11 @@ export type FaultAction =
   | "drop"
   /** The request takes effect (e.g. the server IS created), then the answer is lost: a 502 (mode "502",
    *  the default) or a dropped connection (mode "drop"). Shorthand for error/drop with commit: true. */
-  | "lost-response";
+  | "lost-response"
+  /** Hold the request until the control API releases it (POST /_sim/release; at most 60 s), then handle
+   *  it as usual; with `commit`, it is handled (and its answer taken) first and only the answer waits.
+   *  A test orders a race on it: "this list is on its way" is a held request, not a sleep. */
+  | "hold";
 
 export interface FaultRule {
   /** Assigned when the rule is added; used in snapshots. */
@@ -47,7 +51,8 @@ export interface FaultRule {
    *  other shapes, such as Django REST framework's default lists, show how a client copes; with status
    *  200, an answer of the wrong shape). */
   body?: Record<string, unknown> | unknown[];
-  /** For "error"/"timeout"/"drop": let the request take effect before the fault is applied. */
+  /** For "error"/"timeout"/"drop": let the request take effect before the fault is applied. For "hold":
+   *  take the answer before holding it. */
   commit?: boolean;
   /** For "timeout": how long to hold before answering 504 if the client is still waiting (default and max
    *  60000 ms). */
@@ -65,6 +70,18 @@ export interface FaultPlan {
   latencyMs: number;
   /** The rule whose action applies, if any. */
   rule?: Required<Pick<FaultRule, "id">> & FaultRule;
+}
+
+/** A request the simulator holds (fault action "hold") until it is released. */
+export interface HeldRequest {
+  id: number;
+  /** "<METHOD> <route pattern>", as the counters name it. */
+  request: string;
+  /** The id of the rule that holds it. */
+  rule: string;
+  /** Whether it has taken effect already (the rule's commit), so only its answer waits. */
+  committed: boolean;
+  heldMs: number;
 }
 
 export type BootOutcome = "running" | "changing" | "error";
@@ -96,7 +113,7 @@ export interface FaultsSnapshot {
 /** Upper bound for "timeout" holds and latency, so a forgotten knob cannot hang a test run forever. */
 export const MAX_HOLD_MS = 60_000;
 
-const ACTIONS: readonly FaultAction[] = ["error", "timeout", "drop", "lost-response"];
+const ACTIONS: readonly FaultAction[] = ["error", "timeout", "drop", "lost-response", "hold"];
 const STATUSES: readonly number[] = [200, 400, 404, 409, 429, 500, 502, 503, 504];
 
 /** mulberry32: small, fast, good enough for fault injection; fully determined by the seed. */
