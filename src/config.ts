@@ -6,7 +6,7 @@ import { YAMLParseError } from "yaml";
 import { parseConfigYaml } from "./config-yaml";
 import { dirname, resolve } from "node:path";
 import { readFileSync } from "node:fs";
-import { detectUserDataFormat, forbiddenNodeLabels, patchTalosUserData } from "./talos";
+import { detectUserDataFormat, forbiddenNodeLabels, talosPatchFailure } from "./talos";
 import { nodeLabels, regionOfZone } from "./template";
 import { isValidQuantity, parseBytes, parseCpuMillis } from "./quantity";
 import { MAX_HOSTNAME, SERVER_NAME_SUFFIX, combinations, longestGroupName, overrideProblems, repeats, serverGroupCapacityProblems, sizeOf, type Combination } from "./expansion";
@@ -482,13 +482,10 @@ export function parseConfig(text: string, opts: LoadOptions = {}): ProviderConfi
 
 /** Why the group's Talos user-data cannot be patched for a server (as every creation does), or undefined. */
 function talosPatchProblem(clusterName: string, group: NodeGroupConfig): string | undefined {
-  try {
-    patchTalosUserData(group.userData, { hostname: `${clusterName}-${group.name}-00000000`, labels: nodeLabels(group, undefined), taints: group.taints });
-    return undefined;
-  } catch (e) {
-    const forced = group.userDataFormat === "talos" && detectUserDataFormat(group.userData) !== "talos" ? " (userDataFormat is talos, but this does not read as a Talos machine configuration)" : "";
-    return `cannot be patched for a server, so every creation would fail${forced}: ${(e as Error).message}`;
-  }
+  const failure = talosPatchFailure(group.userData, { hostname: `${clusterName}-${group.name}-00000000`, labels: nodeLabels(group, undefined), taints: group.taints });
+  if (failure === undefined) return undefined;
+  const forced = group.userDataFormat === "talos" && detectUserDataFormat(group.userData) !== "talos" ? " (userDataFormat is talos, but this does not read as a Talos machine configuration)" : "";
+  return `cannot be patched for a server, so every creation would fail${forced}: ${failure}`;
 }
 
 export function loadConfigFile(path: string): ProviderConfig {
