@@ -193,6 +193,10 @@ func runScale(t *testing.T, nodes, loops, blocks int, benchBin string) scaleSize
 	s.joiner = nil
 	size.Registered = math.Round(time.Since(t0).Seconds()*10) / 10
 	s.logf("%d servers seeded, %d Nodes registered and Ready in %.1fs", nodes, nodes, size.Registered)
+	// CA takes a node as its group's template only once it has been Ready for a minute
+	// (stabilizationDelay in its node-info processor); before that it asks the provider for
+	// templates, which a steady state does not.
+	stable := time.Now().Add(75 * time.Second)
 
 	s.provider.logLevel = "info" // a debug line per call would cost the provider CPU CA's loop waits for
 	if err := s.provider.start(); err != nil {
@@ -202,6 +206,7 @@ func runScale(t *testing.T, nodes, loops, blocks int, benchBin string) scaleSize
 		return providerCalls(s.provider.healthPort)
 	}}
 	goSide := s.startBaseline(benchBin)
+	time.Sleep(time.Until(stable))
 
 	for b := 0; b < 2*blocks; b++ {
 		side := ours
