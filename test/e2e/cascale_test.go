@@ -54,10 +54,12 @@ const (
 // The control plane for thousands of Nodes on two shared cores: kwok renews each
 // node's lease every 300 s instead of every 10 s (500 writes a second at 5,000
 // nodes would swamp the machine), so the node-lifecycle controller must wait
-// longer before it calls a node unreachable.
+// longer before it calls a node unreachable; and that controller may talk to the
+// apiserver faster than its default 20 requests a second, or lifting the
+// not-ready taint off 5,000 new Nodes takes a quarter of an hour.
 var scaleControlPlaneFlags = map[string][]string{
 	"kwok":                    {"--node-lease-duration-seconds=1200"},
-	"kube-controller-manager": {"--node-monitor-grace-period=15m"},
+	"kube-controller-manager": {"--node-monitor-grace-period=15m", "--kube-api-qps=200", "--kube-api-burst=400"},
 }
 
 // scaleSide is one server CA is pointed at: ours or the Go baseline.
