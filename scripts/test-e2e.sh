@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The end-to-end suite (issue 9, part 2): the real Cluster Autoscaler loop on one machine.
+# The end-to-end suite: the real Cluster Autoscaler loop on one machine.
 # etcd, kube-apiserver, kube-scheduler, kube-controller-manager, kwok, the real cluster-autoscaler
 # (1.36.1; 1.34.1 for the legacy scenario), our binary over mutual TLS and the simulator, all on
 # 127.0.0.1, started and stopped by test/e2e (Go).

@@ -1,6 +1,6 @@
 package e2e
 
-// Scenario 7: chaos under the real Cluster Autoscaler, from a printed seed.
+// Scenario 9: chaos under the real Cluster Autoscaler, from a printed seed.
 //
 // CA 1.36.1 runs while a Deployment's replicas walk at random between 0 and 50;
 // the provider is killed with kill -9 at random moments and started again; the
@@ -95,12 +95,12 @@ func chaosSeconds() int {
 	return 120
 }
 
-func TestScenario7Chaos(t *testing.T) {
+func TestScenario9Chaos(t *testing.T) {
 	seed := chaosSeed()
 	storm := chaosSeconds()
 	// startupGrace covers the longest request a killed process may still have at the API
 	// (latency below is at most 4 s; apiTimeout 5 s).
-	s := newScenario(t, "7 chaos under the real CA", scenarioOpts{groups: chaosGroups, startupGrace: "6s", settings: "apiTimeout: 5s\n"})
+	s := newScenario(t, "9 chaos under the real CA", scenarioOpts{groups: chaosGroups, startupGrace: "6s", settings: "apiTimeout: 5s\n"})
 	c := &chaosRun{s: s, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		injected: map[string]int{}, fired: map[string]int{}, ruleKind: map[string]string{}}
 	s.logf("chaos: seed %d (replay with E2E_CHAOS_SEED=%d), %d s of storm", seed, seed, storm)
