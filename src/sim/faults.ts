@@ -8,7 +8,8 @@
 //  2. Cloud-side knobs read by the state when a server is created or deleted: flavors out of capacity in a
 //     zone, the outcome of booting new servers (running / stuck in changing / error), and whether DELETE of a
 //     server that is still `changing` is refused with 400. The real API refuses it (cloudscale's acceptance
-//     tests, docs/cloudscale-api.md), so the simulator does too unless this is turned off.
+//     tests retry such a DELETE: https://github.com/cloudscale-ch/acceptance-tests, api.py), so the
+//     simulator does too unless this is turned off.
 //
 // All randomness comes from one seedable PRNG so runs are reproducible.
 
@@ -142,7 +143,7 @@ export class Faults {
   outOfCapacity: CapacityOutage[] = [];
   /** What newly created servers turn into after the boot delay. "changing" = stuck forever. */
   bootOutcome: BootOutcome = "running";
-  /** Refuse DELETE of a server still `changing` with 400, as the real API does (see cloudscale-api.md). */
+  /** Refuse DELETE of a server still `changing` with 400, as the real API does (see the module comment). */
   rejectDeleteWhileChanging = true;
 
   constructor(seed = 1) {
