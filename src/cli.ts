@@ -1,6 +1,6 @@
 // Sub-commands: serve, validate, template, sim, demo, version. Every one has
 // --help; unknown flags and missing values are reported plainly.
-import { parseArgs, type ParseArgsConfig } from "node:util";
+import { UsageError, help, parse } from "./cli-args";
 import { ConfigError, apiSettings, loadConfigFile, parseDuration } from "./config";
 import { CHECK_GROUP, runCheck } from "./check";
 import { configureLog, log, registerSecret, type LogLevel } from "./log";
@@ -26,6 +26,7 @@ Commands:
   validate   Check a configuration file (and, with an API token, the flavors, images and zones it names)
   check      Before enabling autoscaling: create and delete one small server per zone (--live --yes)
   template   Print the template node CA will simulate for a node group
+  convert    Convert a kubeterm-sh/autoscaler-cloudscale configuration into this provider's
   sim        Run the built-in cloudscale.ch API simulator (for tests and trying things out)
   demo       Simulator + provider + a scripted autoscaler: scale a group from zero for 50 pods, then back
   version    Print the version and commit
@@ -126,21 +127,6 @@ server could not be deleted: the last line names it), 130 when interrupted (afte
 `;
 
 const VERSION_USAGE = `Usage: autoscaler-cloudscale version\n\nPrints the version and the commit it was built from.\n`;
-
-function parse<T extends NonNullable<ParseArgsConfig["options"]>>(argv: string[], options: T, usage: string, allowPositionals = false) {
-  try {
-    return parseArgs({ args: argv, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals, strict: true });
-  } catch (e) {
-    throw new UsageError(`${(e as Error).message.split("\n")[0]}\n\n${usage}`);
-  }
-}
-
-class UsageError extends Error {}
-
-function help(text: string): number {
-  process.stdout.write(text);
-  return 0;
-}
 
 function splitHostPort(value: string, flag: string): { host: string; port: number } {
   const m = /^(\[[^\]]+\]|[^:]*):(\d{1,5})$/.exec(value);
@@ -398,6 +384,10 @@ export async function main(argv: string[]): Promise<number> {
         return await check(rest);
       case "template":
         return await template(rest);
+      case "convert": {
+        const { runConvert } = await import("./convert");
+        return runConvert(rest);
+      }
       case "sim": {
         const { runSimCommand } = await import("./sim/cli");
         await runSimCommand(rest);
