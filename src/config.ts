@@ -2,7 +2,8 @@
 // mistake is collected and reported with its path and a plain sentence, all at
 // once, before anything starts.
 import * as v from "valibot";
-import { parse as parseYaml, YAMLParseError } from "yaml";
+import { YAMLParseError } from "yaml";
+import { parseConfigYaml } from "./config-yaml";
 import { dirname, resolve } from "node:path";
 import { readFileSync } from "node:fs";
 import { detectUserDataFormat, forbiddenNodeLabels } from "./talos";
@@ -317,7 +318,7 @@ export interface LoadOptions {
 export function parseConfig(text: string, opts: LoadOptions = {}): ProviderConfig {
   let raw: unknown;
   try {
-    raw = parseYaml(text, { prettyErrors: true, uniqueKeys: true });
+    raw = parseConfigYaml(text);
   } catch (e) {
     const msg = e instanceof YAMLParseError ? e.message.split("\n")[0] : String(e);
     throw new ConfigError([`the file is not valid YAML: ${msg}`]);
