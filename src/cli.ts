@@ -65,9 +65,12 @@ Checks the configuration: every problem is listed with its path. Prints the node
 will see (an entry with flavors/zones lists expands into one group per flavor × zone).
 With an API token (CLOUDSCALE_API_TOKEN or --token-file) it also checks against the API, for
 every node group: the zone exists, the flavor exists and is offered in the zone, the image
-exists and is available in the zone, the server groups exist (by UUID), are in the zone and
-have room for the group's max. --offline skips that.
-Exit code 0 when valid, 1 when not.
+exists and is available in the zone, a Talos machine configuration goes to a custom image with
+user_data_handling pass-through, the server groups exist (by UUID), are in the zone and have
+room for the group's max. It also lists this cluster's servers that are in no node group of the
+file (a group renamed or removed): they are billed and CA does not see them ('cleanup' deletes
+them). --offline skips all of that.
+Exit code 0 when valid, 1 when not (servers in no node group alone do not make it 1).
 `;
 
 const TEMPLATE_USAGE = `Usage: autoscaler-cloudscale template --config FILE [GROUP...] [--output yaml|json] [--token-file FILE]
@@ -234,14 +237,16 @@ async function validate(argv: string[]): Promise<number> {
     return 0;
   }
   registerSecret(api.token);
-  const { validateAgainstApi } = await import("./validate");
-  const problems = await validateAgainstApi(config, createClient({ ...api, attempts: 2 }));
+  const { checkAgainstApi, orphansReport } = await import("./validate");
+  const { problems, orphans } = await checkAgainstApi(config, createClient({ ...api, attempts: 2 }));
   if (problems.length) {
     process.stdout.write(`${values.config}: ${problems.length} problem${problems.length === 1 ? "" : "s"} found against ${api.url}:\n${problems.map((p) => `  - ${p}`).join("\n")}\n`);
-    return 1;
+  } else {
+    process.stdout.write(`${values.config}: flavors, images, zones and server groups exist at ${api.url}; every flavor and image is offered in its groups' zones\n`);
   }
-  process.stdout.write(`${values.config}: flavors, images, zones and server groups exist at ${api.url}; every flavor and image is offered in its groups' zones\n`);
-  return 0;
+  // Not a problem of the file (the exit code stays), but servers that are billed while CA does not see them.
+  if (orphans.length) process.stdout.write(orphansReport(values.config, config.clusterName, orphans));
+  return problems.length ? 1 : 0;
 }
 
 async function status(argv: string[]): Promise<number> {
