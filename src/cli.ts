@@ -1,7 +1,7 @@
-// Sub-commands: serve, validate, template, sim, demo, version. Every one has
-// --help; unknown flags and missing values are reported plainly. What only one other
-// sub-command uses (check, validate, template, sim, demo, convert) is imported by it, so that
-// serve does not load it at start.
+// Sub-commands: serve, status, validate, check, template, convert, cleanup, adopt, sim, demo,
+// version. Every one has --help; unknown flags and missing values are reported plainly. What
+// only one other sub-command uses (check, validate, template, sim, demo, convert, cleanup,
+// adopt) is imported by it, so that serve does not load it at start.
 import { UsageError, help, parse } from "./cli-args";
 import { ConfigError, apiSettings, loadConfigFile, parseDuration } from "./config";
 import { configureLog, log, registerSecret, type LogLevel } from "./log";
@@ -25,7 +25,9 @@ Commands:
   validate   Check a configuration file (and, with an API token, the flavors, images and zones it names)
   check      Before enabling autoscaling: create and delete one small server per zone (--live --yes)
   template   Print the template node CA will simulate for a node group
+  cleanup    Delete this cluster's servers that are in no configured node group (explains first; --yes)
   convert    Convert a kubeterm-sh/autoscaler-cloudscale configuration into this provider's
+  adopt      Take over the servers of kubeterm-sh/autoscaler-cloudscale by re-tagging them (--yes)
   sim        Run the built-in cloudscale.ch API simulator (for tests and trying things out)
   demo       Simulator + provider + a scripted autoscaler: scale a group from zero for 50 pods, then back
   version    Print the version and commit
@@ -394,6 +396,14 @@ export async function main(argv: string[]): Promise<number> {
       case "convert": {
         const { runConvert } = await import("./convert");
         return runConvert(rest);
+      }
+      case "cleanup": {
+        const { runCleanup } = await import("./cleanup");
+        return await runCleanup(rest);
+      }
+      case "adopt": {
+        const { runAdopt } = await import("./adopt");
+        return await runAdopt(rest);
       }
       case "sim": {
         const { runSimCommand } = await import("./sim/cli");

@@ -120,6 +120,7 @@ const LIST_SERVERS: Route = { method: "GET", endpoint: "/v1/servers" };
 const CREATE_SERVER: Route = { method: "POST", endpoint: "/v1/servers" };
 const GET_SERVER: Route = { method: "GET", endpoint: "/v1/servers/{uuid}" };
 const DELETE_SERVER: Route = { method: "DELETE", endpoint: "/v1/servers/{uuid}" };
+const PATCH_SERVER: Route = { method: "PATCH", endpoint: "/v1/servers/{uuid}" };
 const FLAVORS: Route = { method: "GET", endpoint: "/v1/flavors" };
 const IMAGES: Route = { method: "GET", endpoint: "/v1/images" };
 const CUSTOM_IMAGES: Route = { method: "GET", endpoint: "/v1/custom-images" };
@@ -128,7 +129,7 @@ const SERVER_GROUPS: Route = { method: "GET", endpoint: "/v1/server-groups" };
 
 interface RequestOptions {
   query?: Record<string, string>;
-  body?: CreateServerRequest;
+  body?: CreateServerRequest | { tags: Record<string, string> };
   signal?: AbortSignal;
 }
 
@@ -201,6 +202,14 @@ export function createClient(opts: ClientOptions) {
     /** One create attempt (retried only on 429, which the API answers before acting). */
     createServer(body: CreateServerRequest, signal?: AbortSignal): Promise<Server> {
       return withRetry<Server>(`creating server ${body.name}`, CREATE_SERVER, "/servers", { body, signal }, (e) => e.kind === "rate-limit");
+    },
+
+    /**
+     * Replaces a server's tags (PATCH with the whole map: the API sets exactly the tags it is
+     * given, one attribute per request). Idempotent, so retried like a read.
+     */
+    async updateServerTags(uuid: string, tags: Record<string, string>, signal?: AbortSignal): Promise<void> {
+      await withRetry(`changing the tags of server ${uuid}`, PATCH_SERVER, `/servers/${encodeURIComponent(uuid)}`, { body: { tags }, signal });
     },
 
     /** Deletes a server; "gone" when it was already deleted. A server still `changing` fails as "busy". */

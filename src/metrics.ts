@@ -65,7 +65,7 @@ const createFailures = new Counter({
   registers: [registry],
 });
 
-export type HttpMethod = "GET" | "POST" | "DELETE";
+export type HttpMethod = "GET" | "POST" | "PATCH" | "DELETE";
 
 /** Recorders for the cloudscale.ch client (cloudscale.ts). `endpoint` is a template: /v1/servers/{uuid}. */
 export const apiMetrics = {
