@@ -73,10 +73,10 @@ export async function checkAgainstApi(config: ProviderConfig, cloud: ValidateApi
     // What a server of the image receives as user-data (the custom image's user_data_handling):
     // Talos must get its machine configuration as the provider wrote it.
     if (g.userDataFormat === "talos" && customImage) {
-      const handling = (customImage as { user_data_handling?: unknown }).user_data_handling;
+      const handling = customImage.user_data_handling;
       if (handling !== undefined && handling !== "pass-through") {
         problems.add(
-          `${at.path}.image: custom image ${customImage.slug} has user_data_handling ${String(handling)}, but the group's user-data is a Talos machine configuration, which Talos then does not get as written; import the image again with user_data_handling pass-through (${TALOS_IMAGE_DOCS})`,
+          `${at.path}.image: custom image ${customImage.slug} has user_data_handling ${handling}, but the group's user-data is a Talos machine configuration, which Talos then does not get as written; import the image again with user_data_handling pass-through (${TALOS_IMAGE_DOCS})`,
         );
       }
     } else if (g.userDataFormat === "talos" && publicImage) {

@@ -107,7 +107,7 @@ describe("servers in no node group", () => {
 describe("cleanup's checks just before each delete (fake cloud)", () => {
   const config = parseConfig(CONFIG);
   const server = (uuid: string, group: string, cluster = "prod"): Server =>
-    ({ uuid, name: `prod-${group}-${uuid}`, status: "running", tags: { [CLUSTER_TAG]: cluster, [GROUP_TAG]: group }, created_at: "2026-12-01T00:00:00Z" }) as Server;
+    ({ uuid, name: `prod-${group}-${uuid}`, status: "running", tags: { [CLUSTER_TAG]: cluster, [GROUP_TAG]: group }, created_at: "2026-12-01T00:00:00Z" }) as unknown as Server;
 
   test("a server whose tags changed since the list, or that is gone, is not deleted", async () => {
     const deleted: string[] = [];

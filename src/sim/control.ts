@@ -18,7 +18,8 @@
 //                                      bootOutcome?: "running"|"changing"|"error",
 //                                      rejectDeleteWhileChanging?: bool (default true)}. A rule: {method?, path? (route
 //                                      pattern as in the counters, "*" or a "prefix*"), latencyMs?,
-//                                      action?: "error"|"timeout"|"drop"|"lost-response", status?,
+//                                      action?: "error"|"timeout"|"drop"|"lost-response", status? (200:
+//                                      a captive portal's HTML page, or `body` where the API's JSON belongs),
 //                                      retryAfterSeconds?, body?, commit?, holdMs?, mode?: "502"|"drop",
 //                                      count?, probability?}
 //   POST   /_sim/reset-faults         clear all fault knobs (PRNG restarts from its seed)

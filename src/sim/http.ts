@@ -40,6 +40,10 @@ export function dropConnection(): Response {
   );
 }
 
+/** What a captive portal or a misrouted balancer answers in place of the API: 200, and a page. */
+const CAPTIVE_PORTAL =
+  "<!DOCTYPE html>\n<html>\n<head><title>Sign in to the network</title></head>\n<body>\n<h1>Welcome</h1>\n<p>Please accept the terms of use to continue.</p>\n</body>\n</html>\n";
+
 /** The answer of a rule that replaces the real one. */
 export function faultResponse(rule: FaultRule): Response {
   const status = rule.status ?? (rule.action === "lost-response" ? 502 : 500);
@@ -58,6 +62,8 @@ export function faultResponse(rule: FaultRule): Response {
       if (rule.retryAfterSeconds !== undefined) h["Retry-After"] = String(rule.retryAfterSeconds);
       return json(503, { detail: "Service temporarily unavailable, try again later." }, h);
     }
+    case 200:
+      return html(200, CAPTIVE_PORTAL);
     case 500:
       return html(500, "<!doctype html>\n<html lang=\"en\">\n<head>\n  <title>Server Error (500)</title>\n</head>\n<body>\n  <h1>Server Error (500)</h1><p></p>\n</body>\n</html>\n");
     case 502:
