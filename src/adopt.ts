@@ -6,7 +6,8 @@
 // and checking its tags after. Nothing is created or deleted.
 import { UsageError, help, parse } from "./cli-args";
 import { createClient, type Cloudscale } from "./cloudscale";
-import { apiSettings, loadConfigFile } from "./config";
+import { apiSettings } from "./api-settings";
+import { loadConfigFile } from "./config";
 import { registerSecret } from "./log";
 import { SEED_CLUSTER_TAG, SEED_GROUP_TAG } from "./seed-config";
 import { CLUSTER_TAG, GROUP_TAG, type ProviderConfig, type Server } from "./types";

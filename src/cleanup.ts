@@ -4,7 +4,8 @@
 // a group the configuration does not have, read again just before each deletion.
 import { UsageError, help, parse } from "./cli-args";
 import { CloudscaleError, createClient, type Cloudscale } from "./cloudscale";
-import { apiSettings, loadConfigFile, parseDuration } from "./config";
+import { apiSettings } from "./api-settings";
+import { loadConfigFile, parseDuration } from "./config";
 import { registerSecret } from "./log";
 import { describeOrphan, orphansOf, type Orphan } from "./orphans";
 import { CLUSTER_TAG, GROUP_TAG, type ProviderConfig } from "./types";

@@ -3,7 +3,8 @@
 // only one other sub-command uses (check, validate, template, sim, demo, convert, cleanup,
 // adopt) is imported by it, so that serve does not load it at start.
 import { UsageError, help, parse } from "./cli-args";
-import { ConfigError, apiSettings, loadConfigFile, parseDuration } from "./config";
+import { apiSettings } from "./api-settings";
+import { ConfigError, loadConfigFile, parseDuration } from "./config";
 import { configureLog, log, registerSecret, type LogLevel } from "./log";
 import { CHECK_GROUP, GROUP_TAG } from "./types";
 import { commit, version } from "./version";

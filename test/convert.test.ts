@@ -6,17 +6,9 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFi
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { parse } from "yaml";
-import { BIN, record, requireBinary } from "./helpers/procs";
+import { runBin as run } from "./helpers/procs";
 
 const FIXTURES = join(import.meta.dir, "fixtures/seed");
-
-function run(args: string[], env: Record<string, string> = {}, cwd?: string) {
-  requireBinary();
-  const r = Bun.spawnSync([BIN, ...args], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...env }, cwd, stdout: "pipe", stderr: "pipe" });
-  const out = { code: r.exitCode, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
-  record(out.stdout + out.stderr);
-  return out;
-}
 
 /** The seed's fixtures copied into a fresh directory (convert writes beside them). */
 function workdir(): string {
@@ -29,15 +21,15 @@ function workdir(): string {
 const notes = (stderr: string) => stderr.split("\n").filter((l) => l.startsWith("  - ")).map((l) => l.slice(4));
 
 describe("convert", () => {
-  test("the old provider's config.yaml becomes ours: every setting carried over or named", () => {
+  test("the old provider's config.yaml becomes ours: every setting carried over or named", async () => {
     const dir = workdir();
     const secret = "tok-must-never-appear-0c1d";
-    const r = run(["convert", "old/config.yaml", "--out", "new/config.yaml"], { SEED_CLUSTER: "seed-prod", CLOUDSCALE_TOKEN: secret }, dir);
+    const r = await run(["convert", "old/config.yaml", "--out", "new/config.yaml"], { SEED_CLUSTER: "seed-prod", CLOUDSCALE_TOKEN: secret }, dir);
     // The output directory does not exist yet: a clear error, nothing half-written.
     expect(r.code).toBe(1);
     expect(r.stderr).toBe("autoscaler-cloudscale convert: cannot write new/config.yaml: ENOENT\n");
     mkdirSync(join(dir, "new"));
-    const ok = run(["convert", "old/config.yaml", "--out", "new/config.yaml"], { SEED_CLUSTER: "seed-prod", CLOUDSCALE_TOKEN: secret }, dir);
+    const ok = await run(["convert", "old/config.yaml", "--out", "new/config.yaml"], { SEED_CLUSTER: "seed-prod", CLOUDSCALE_TOKEN: secret }, dir);
     expect(ok.stderr).toContain("convert: wrote new/config.yaml: cluster seed-prod, 2 node group entries");
     expect({ code: ok.code, tail: ok.stderr.trim().split("\n").pop() }).toEqual({
       code: 0,
@@ -81,18 +73,18 @@ describe("convert", () => {
     expect(written).toContain("# Converted by autoscaler-cloudscale convert");
     expect(written).toContain("#   - cloudscaleAPIToken: not written");
     // What validate says of the new file (it reads the user-data through the new path).
-    const v = run(["validate", "--config", "new/config.yaml", "--offline"], {}, dir);
+    const v = await run(["validate", "--config", "new/config.yaml", "--offline"], {}, dir);
     expect(v.code).toBe(0);
     expect(v.stdout).toContain("schema OK (cluster seed-prod, 2 node groups)");
     // Written once; not overwritten without --force.
-    const again = run(["convert", "old/config.yaml", "--out", "new/config.yaml"], { SEED_CLUSTER: "seed-prod" }, dir);
+    const again = await run(["convert", "old/config.yaml", "--out", "new/config.yaml"], { SEED_CLUSTER: "seed-prod" }, dir);
     expect(again.code).toBe(2);
     expect(again.stderr).toContain("new/config.yaml exists; pass --force to overwrite it");
   });
 
-  test("the old chart's values: the configuration under config:, the rest named; a missing user-data file fails validation", () => {
+  test("the old chart's values: the configuration under config:, the rest named; a missing user-data file fails validation", async () => {
     const dir = workdir();
-    const r = run(["convert", "old/values.yaml"], {}, dir);
+    const r = await run(["convert", "old/values.yaml"], {}, dir);
     // Written to stdout even so, with the problem named: the file lives in a pod, not here.
     expect(r.code).toBe(1);
     const cfg = parse(r.stdout);
@@ -114,7 +106,7 @@ describe("convert", () => {
     expect(r.stderr).toContain("  - nodeGroups[0].userDataFile: cannot read /etc/autoscaler-cloudscale/machineconfig/machineconfig.yaml: ENOENT");
   });
 
-  test("networks the new format cannot say offline, a missing cluster name, and files that are not the old format", () => {
+  test("networks the new format cannot say offline, a missing cluster name, and files that are not the old format", async () => {
     const dir = mkdtempSync(join(tmpdir(), "convert-"));
     writeFileSync(
       join(dir, "net.yaml"),
@@ -124,7 +116,7 @@ nodeGroups:
   - {name: none, minSize: 0, maxSize: 1, flavor: flex-4-1, image: debian-12, zone: lpg1, volumeSizeGB: 10, colour: red}
 `,
     );
-    const r = run(["convert", "net.yaml"], {}, dir);
+    const r = await run(["convert", "net.yaml"], {}, dir);
     expect(r.code).toBe(0);
     expect(parse(r.stdout).nodeGroups.map((g: { interfaces?: unknown }) => g.interfaces)).toEqual([undefined, undefined]);
     expect(notes(r.stderr)).toEqual([
@@ -135,25 +127,25 @@ nodeGroups:
     ]);
 
     writeFileSync(join(dir, "notag.yaml"), "nodeGroups:\n  - {name: w, minSize: 0, maxSize: 1, flavor: flex-4-1, image: debian-12, zone: lpg1, volumeSizeGB: 10, usePublicNetwork: true}\n");
-    const noTag = run(["convert", "notag.yaml"], {}, dir);
+    const noTag = await run(["convert", "notag.yaml"], {}, dir);
     expect(noTag.code).toBe(1);
     expect(noTag.stderr).toContain("notag.yaml: no nodeGroups clusterTag to take the cluster name from; pass --cluster-name NAME".replace("nodeGroups ", ""));
-    const named = run(["convert", "notag.yaml", "--cluster-name", "prod"], {}, dir);
+    const named = await run(["convert", "notag.yaml", "--cluster-name", "prod"], {}, dir);
     expect(named.code).toBe(0);
     expect(parse(named.stdout).clusterName).toBe("prod");
 
     writeFileSync(join(dir, "ours.yaml"), "clusterName: c\nnodeGroups:\n  - {name: w, flavor: flex-4-1, image: debian-13, min: 0, max: 1}\n");
-    const ours = run(["convert", "ours.yaml"], {}, dir);
+    const ours = await run(["convert", "ours.yaml"], {}, dir);
     expect(ours.code).toBe(1);
     expect(ours.stderr).toContain("its node groups have min/max, not minSize/maxSize: it looks like this provider's configuration already");
-    const missing = run(["convert", "nope.yaml"], {}, dir);
+    const missing = await run(["convert", "nope.yaml"], {}, dir);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain("cannot read nope.yaml: ENOENT");
     expect(existsSync(join(dir, "nope.yaml"))).toBe(false);
-    const usage = run(["convert"], {}, dir);
+    const usage = await run(["convert"], {}, dir);
     expect(usage.code).toBe(2);
     expect(usage.stderr).toContain("name the old configuration file");
-    const helpText = run(["convert", "--help"]);
+    const helpText = await run(["convert", "--help"]);
     expect(helpText.code).toBe(0);
     expect(helpText.stdout).toContain("Usage: autoscaler-cloudscale convert OLD-CONFIG");
   });

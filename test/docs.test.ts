@@ -6,19 +6,11 @@ import { describe, expect, test } from "bun:test";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { parse, parseAllDocuments } from "yaml";
-import { BIN, record, requireBinary } from "./helpers/procs";
+import { runBin as run } from "./helpers/procs";
 
 const ROOT = join(import.meta.dir, "..");
 const read = (p: string) => readFileSync(join(ROOT, p), "utf8");
 const reference = read("docs/reference.md");
-
-function run(args: string[]) {
-  requireBinary();
-  const r = Bun.spawnSync([BIN, ...args], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin" }, stdout: "pipe", stderr: "pipe" });
-  const out = { code: r.exitCode, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
-  record(out.stdout + out.stderr);
-  return out;
-}
 
 /** Every v1alpha1 worker configuration of the repository's Talos examples. */
 function workerExamples(): { where: string; config: any }[] {
@@ -51,12 +43,12 @@ describe("docs", () => {
     for (const need of ["Go 1.26", "npm", "root", "apt-get", "CA_SOURCE_DIR"]) expect(first).toContain(need);
   });
 
-  test("every command and flag docs/reference.md shows exists, with --help", () => {
+  test("every command and flag docs/reference.md shows exists, with --help", async () => {
     const commands = new Set<string>();
     for (const m of reference.matchAll(/autoscaler-cloudscale ([a-z]+)(?: [^`\n]*)?/g)) commands.add(m[1]!);
     expect([...commands].sort()).toEqual(["adopt", "cleanup", "convert", "status", "template", "validate"]);
     for (const c of commands) {
-      const h = run([c, "--help"]);
+      const h = await run([c, "--help"]);
       expect({ c, code: h.code }).toEqual({ c, code: 0 });
       // Each flag the reference writes after the command is one its help knows.
       for (const m of reference.matchAll(new RegExp(`autoscaler-cloudscale ${c}\\b([^\\n\`]*)`, "g"))) {
