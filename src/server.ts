@@ -4,11 +4,11 @@
 // calls and exits within a bounded time.
 import http2 from "node:http2";
 import { readFileSync, statSync } from "node:fs";
-import { createHash } from "node:crypto";
+import { createHash, X509Certificate } from "node:crypto";
 import { Code, ConnectError, createConnectRouter, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import type { Compression } from "@connectrpc/connect/protocol";
 import { log, redact } from "./log";
-import { grpcMetricsInterceptor, metricsResponse } from "./metrics";
+import { grpcMetricsInterceptor, metricsResponse, recordTlsExpiry, type TlsExpiry } from "./metrics";
 import { streamAdapter } from "./stream-adapter";
 
 export interface TlsFiles {
@@ -33,7 +33,7 @@ export interface RunningServer {
   shutdown(graceMs: number): Promise<void>;
 }
 
-export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 const MAX_ERROR_MESSAGE = 1024;
 
 function readTls(files: TlsFiles) {
@@ -45,6 +45,24 @@ function readTls(files: TlsFiles) {
     }
   };
   return { cert: read("TLS certificate", files.cert), key: read("TLS key", files.key), ca: read("client CA bundle", files.clientCa) };
+}
+
+/** notAfter (Unix seconds) of each certificate in a PEM bundle, in order. */
+function notAfter(pem: Buffer): number[] {
+  const blocks = pem.toString("utf8").match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  return blocks.map((b) => new X509Certificate(b).validToDate.getTime() / 1000);
+}
+
+function tlsExpiry(material: { cert: Buffer; ca: Buffer }): TlsExpiry | undefined {
+  try {
+    const serving = notAfter(material.cert);
+    const ca = notAfter(material.ca);
+    if (!serving.length || !ca.length) return undefined;
+    return { servingCert: serving[0]!, clientCa: Math.min(...ca) };
+  } catch {
+    // The TLS stack judges the files; the expiry metrics only follow what parses.
+    return undefined;
+  }
 }
 
 function fingerprint(files: TlsFiles): string {
@@ -148,6 +166,8 @@ export async function startGrpcServer(opts: ServerOptions): Promise<RunningServe
   if (opts.tls) {
     const tls = opts.tls;
     const material = readTls(tls);
+    const expiry = tlsExpiry(material);
+    if (expiry) recordTlsExpiry(expiry);
     server = http2.createSecureServer(
       {
         ...material,
@@ -166,7 +186,9 @@ export async function startGrpcServer(opts: ServerOptions): Promise<RunningServe
         const next = readTls(tls);
         (server as http2.Http2SecureServer).setSecureContext({ ...next, minVersion: "TLSv1.2" } as never);
         seen = now;
-        log.info("TLS certificates reloaded", { cert: tls.cert });
+        const renewed = tlsExpiry(next);
+        if (renewed) recordTlsExpiry(renewed);
+        log.info("TLS certificates reloaded", { cert: tls.cert, notAfter: renewed ? new Date(renewed.servingCert * 1000).toISOString() : undefined });
       } catch (e) {
         // A rotation may be half-written; keep serving with the old certificates and try again.
         log.warn("TLS certificates changed but cannot be loaded yet; keeping the previous ones", { error: (e as Error).message });

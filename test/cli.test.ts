@@ -179,4 +179,24 @@ nodeGroups:
     expect(r.stdout).toContain("demo finished: scaled 0 →");
     expect(r.code).toBe(0);
   }, 120_000);
+
+  test("demo exits as soon as it is done: the provider's waits end when it stops", async () => {
+    requireBinary();
+    const p = Bun.spawn([BIN, "demo", "--boot-seconds", "0", "--pods", "5"], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin" }, stdout: "pipe", stderr: "pipe" });
+    let out = "";
+    let finishedAt = 0;
+    const decoder = new TextDecoder();
+    for await (const chunk of p.stdout) {
+      out += decoder.decode(chunk, { stream: true });
+      if (!finishedAt && out.includes("demo finished")) finishedAt = performance.now();
+    }
+    const code = await p.exited;
+    const lingered = performance.now() - finishedAt;
+    record(out + (await new Response(p.stderr).text()));
+    expect(code).toBe(0);
+    expect(finishedAt).toBeGreaterThan(0);
+    // Before: the provider's own list timer (half of maxViewAge, 60 s) and any verify or busy-delete
+    // wait kept the process alive after the demo was over.
+    expect(lingered).toBeLessThan(5000);
+  }, 120_000);
 });
