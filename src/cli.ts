@@ -191,9 +191,9 @@ async function serve(argv: string[]): Promise<number> {
   const server = await startGrpcServer({ host: listen.host, port: listen.port, tls, routes: routes(provider) });
   const health = values["health-listen"] ? splitHostPort(values["health-listen"], "--health-listen") : undefined;
   // Metrics are read on the health listener only; without it nothing is sampled.
-  if (health) startMetrics(() => viewMetrics(provider.reconciler.snapshot(), config), config.nodeGroups.map((g) => g.name));
+  if (health) startMetrics(() => viewMetrics(provider.reconciler.snapshot(), config, provider.findings()), config.nodeGroups.map((g) => g.name));
   const healthServer = health
-    ? startHealthServer(health.host, health.port, () => provider.readiness(), () => statusReport(provider.reconciler.snapshot(), config, provider.readiness()))
+    ? startHealthServer(health.host, health.port, () => provider.readiness(), () => statusReport(provider.reconciler.snapshot(), config, provider.readiness(), Date.now(), provider.findings()))
     : undefined;
   log.info("serving gRPC", {
     listen: `${listen.host}:${server.port}`,
