@@ -57,8 +57,10 @@ describe("Talos extension service", () => {
     const p = Bun.spawn([process.execPath, EXEC_ENV, BIN, JSON.stringify(env), "status"], { stdout: "pipe", stderr: "pipe" });
     const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
     record(out + err);
+    // It asked the document's address (nothing listens there), not the service's.
     expect(code).toBe(1);
-    expect(err).toContain(`cannot reach the provider at http://127.0.0.1:${port}/status`);
+    expect(err).toContain(`http://127.0.0.1:${port}/status`);
+    expect(err).not.toContain("127.0.0.1:8087");
 
     // serve reads its listen address the same way: the document's.
     const cfg = writeConfig("clusterName: talos\nnodeGroups:\n  - {name: w, flavor: flex-4-1, image: debian-13, min: 0, max: 1}\n");
@@ -67,7 +69,7 @@ describe("Talos extension service", () => {
       [EXEC_ENV, BIN, JSON.stringify(serveEnv), "serve", "--config", cfg, "--insecure-plaintext"],
       /serving gRPC.*listen=127\.0\.0\.1:(\d+)/,
       {},
-      15_000,
+      30_000,
       process.execPath,
     );
     try {
