@@ -7,11 +7,14 @@ import { parseConfigYaml } from "./config-yaml";
 import { parseSettings } from "./config-issues";
 import { dirname, resolve } from "node:path";
 import { readFileSync } from "node:fs";
-import { detectUserDataFormat, forbiddenNodeLabels, patchTalosUserData } from "./talos";
+import { detectUserDataFormat, forbiddenNodeLabels, talosPatchProblem } from "./talos";
+import { duration, parseDuration } from "./duration";
 import { nodeLabels, regionOfZone } from "./template";
 import { isValidQuantity, parseBytes, parseCpuMillis } from "./quantity";
 import { MAX_HOSTNAME, SERVER_NAME_SUFFIX, combinations, longestGroupName, overrideProblems, repeats, serverGroupCapacityProblems, sizeOf, type Combination } from "./expansion";
 import { GPU_LABEL, NODE_GROUP_LABEL, type GroupOptions, type NodeGroupConfig, type ProviderConfig, type Reservations, type UserDataFormat } from "./types";
+
+export { parseDuration };
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -26,35 +29,6 @@ const dnsLabel = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
 // also keeps expanded group names (`<name>-<flavor>-<zone>`) valid DNS labels.
 const flavorSlugPattern = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
 
-/** "90s", "15m", "1h30m", "500ms" -> seconds. Bare numbers are seconds. */
-export function parseDuration(text: string): number | undefined {
-  const s = text.trim();
-  if (/^\d+(\.\d+)?$/.test(s)) return Number(s);
-  const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/g;
-  let total = 0;
-  let consumed = 0;
-  for (const m of s.matchAll(re)) {
-    if (m.index !== consumed) return undefined;
-    consumed += m[0].length;
-    const n = Number(m[1]);
-    total += m[2] === "ms" ? n / 1000 : m[2] === "s" ? n : m[2] === "m" ? n * 60 : n * 3600;
-  }
-  return consumed === s.length && s.length > 0 ? total : undefined;
-}
-
-/** The longest wait a timer can hold (2^31-1 ms, about 24 days); a longer one would fire at once. */
-const MAX_DURATION_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
-
-/** A duration in seconds, at least `min` (with the reason a shorter one breaks things). */
-function duration(min = 0, why = "") {
-  return v.pipe(
-    v.union([v.string(), v.number()], "must be a duration such as 90s, 10m or 1h"),
-    v.transform((x) => (typeof x === "number" ? x : parseDuration(x) ?? Number.NaN)),
-    v.check((n) => Number.isFinite(n) && n >= 0, "must be a duration such as 90s, 10m or 1h"),
-    v.check((n) => n >= min, `must be at least ${min}s${why ? `: ${why}` : ""}`),
-    v.check((n) => n <= MAX_DURATION_SECONDS, `must be at most ${MAX_DURATION_SECONDS}s (about 24 days)`),
-  );
-}
 const durationString = duration();
 
 const fraction = v.pipe(v.number("must be a number"), v.minValue(0, "must be at least 0"), v.maxValue(1, "must be at most 1"));
@@ -407,7 +381,8 @@ export function parseConfig(text: string, opts: LoadOptions = {}): ProviderConfi
     // Every creation patches the Talos user-data for its server: try it now, so that what would fail
     // each one of them fails the configuration instead.
     if (format === "talos" && out.length > 0) {
-      const problem = talosPatchProblem(c.clusterName ?? "c", out[0]!);
+      const g0 = out[0]!;
+      const problem = talosPatchProblem(g0.userData, g0.userDataFormat, { hostname: `${c.clusterName ?? "c"}-${g0.name}-00000000`, labels: nodeLabels(g0, undefined), taints: g0.taints });
       if (problem) problems.push(`${p}.${g.userDataFile !== undefined ? "userDataFile" : "userData"}: ${problem}`);
     }
     return out;
@@ -427,17 +402,6 @@ export function parseConfig(text: string, opts: LoadOptions = {}): ProviderConfi
     // A killed predecessor's requests end within its API timeout (plus the API's own work).
     startupGraceSeconds: c.startupGrace ?? (c.apiTimeout ?? 30) + 5,
   };
-}
-
-/** Why the group's Talos user-data cannot be patched for a server (as every creation does), or undefined. */
-function talosPatchProblem(clusterName: string, group: NodeGroupConfig): string | undefined {
-  try {
-    patchTalosUserData(group.userData, { hostname: `${clusterName}-${group.name}-00000000`, labels: nodeLabels(group, undefined), taints: group.taints });
-    return undefined;
-  } catch (e) {
-    const forced = group.userDataFormat === "talos" && detectUserDataFormat(group.userData) !== "talos" ? " (userDataFormat is talos, but this does not read as a Talos machine configuration)" : "";
-    return `cannot be patched for a server, so every creation would fail${forced}: ${(e as Error).message}`;
-  }
 }
 
 export function loadConfigFile(path: string): ProviderConfig {
