@@ -4,6 +4,7 @@
 import * as v from "valibot";
 import { YAMLParseError } from "yaml";
 import { parseConfigYaml } from "./config-yaml";
+import { parseSettings } from "./config-issues";
 import { dirname, resolve } from "node:path";
 import { readFileSync } from "node:fs";
 import { detectUserDataFormat, forbiddenNodeLabels, talosPatchProblem } from "./talos";
@@ -144,34 +145,6 @@ const configSchema = v.strictObject({
 type NodeGroupEntry = v.InferOutput<typeof nodeGroupSchema>;
 type TopLevel = v.InferOutput<typeof configSchema>;
 
-/** The first key of an issue's path: the setting that is wrong, or undefined for the value as a whole. */
-function firstKey(issue: v.BaseIssue<unknown>): string | undefined {
-  const key = (issue.path?.[0] as { key: unknown } | undefined)?.key;
-  return typeof key === "string" ? key : undefined;
-}
-
-/**
- * Parses a mapping with a strict object schema. On failure it also returns what the settings
- * that are right say (the wrong ones left out), so the checks that read only those still run:
- * every problem of the file is found in one round, not schema problems first and the rest
- * after they are fixed. `whole` is false when the value is not a mapping at all.
- */
-function parseSettings<T extends v.ObjectEntries>(
-  schema: v.StrictObjectSchema<T, undefined>,
-  input: unknown,
-  prefix: string,
-): { value: Partial<v.InferOutput<v.StrictObjectSchema<T, undefined>>> | undefined; complete: boolean; problems: string[] } {
-  const r = v.safeParse(schema, input, { abortEarly: false });
-  if (r.success) return { value: r.output, complete: true, problems: [] };
-  const problems = r.issues.map((i) => describeIssue(i, prefix));
-  if (input === null || typeof input !== "object" || Array.isArray(input)) return { value: undefined, complete: false, problems };
-  const wrong = new Set(r.issues.map(firstKey));
-  if (wrong.has(undefined)) return { value: undefined, complete: false, problems };
-  const right = Object.fromEntries(Object.entries(input).filter(([k]) => !wrong.has(k)));
-  const partial = v.safeParse(v.partial(schema), right, { abortEarly: false });
-  return { value: partial.success ? (partial.output as Partial<v.InferOutput<v.StrictObjectSchema<T, undefined>>>) : undefined, complete: false, problems };
-}
-
 type RawReservations = v.InferOutput<typeof reservationsSchema>;
 
 /** Overrides of the flavor-derived default reservations; merged in resolved-group.ts. */
@@ -197,30 +170,6 @@ export function reservationOverrides(raw: RawReservations | undefined, path: str
   if (raw.evictionNodefs !== undefined) out.evictionNodefsFraction = Number(raw.evictionNodefs.slice(0, -1)) / 100;
   if (raw.maxPods !== undefined) out.maxPods = raw.maxPods;
   return out;
-}
-
-/** An issue's path in the file; `prefix` is where the parsed value sits (an entry: `nodeGroups[2]`). */
-function issuePath(issue: v.BaseIssue<unknown>, prefix = ""): string {
-  const parts = issue.path ?? [];
-  let out = prefix;
-  for (const item of parts) {
-    const key = (item as { key: unknown }).key;
-    if (typeof key === "number") out += `[${key}]`;
-    else out += out ? `.${String(key)}` : String(key);
-  }
-  return out || "(top level)";
-}
-
-function describeIssue(issue: v.BaseIssue<unknown>, prefix = ""): string {
-  const path = issuePath(issue, prefix);
-  if (issue.kind === "schema" && issue.type === "strict_object" && issue.input !== undefined && issue.expected === "never") {
-    return `${path}: unknown setting (check the spelling)`;
-  }
-  if (issue.received === "undefined") return `${path}: ${issue.message.startsWith("Invalid") ? "is required" : issue.message}`;
-  const msg = issue.message.startsWith("Invalid ")
-    ? `expected ${issue.expected ?? "a different value"}, got ${issue.received}`
-    : issue.message;
-  return `${path}: ${msg}`;
 }
 
 const flavorOf = (c: Combination) => c.flavor;
@@ -463,32 +412,4 @@ export function loadConfigFile(path: string): ProviderConfig {
     throw new ConfigError([`cannot read the configuration file ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`]);
   }
   return parseConfig(text, { baseDir: dirname(resolve(path)) });
-}
-
-export interface ApiSettings {
-  token: string;
-  url: string;
-}
-
-/**
- * The API token and URL. The token comes from, in this order: the file given with
- * --token-file (an explicit flag wins over the environment), CLOUDSCALE_API_TOKEN, the
- * file named by CLOUDSCALE_API_TOKEN_FILE. The URL from CLOUDSCALE_API_URL.
- */
-export function apiSettings(env: Record<string, string | undefined>, tokenFile?: string): ApiSettings {
-  const fromFile = (file: string) => {
-    try {
-      return readFileSync(file, "utf8").trim();
-    } catch (e) {
-      throw new ConfigError([`cannot read the API token file ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`]);
-    }
-  };
-  let token = tokenFile ? fromFile(tokenFile) : (env.CLOUDSCALE_API_TOKEN?.trim() ?? "");
-  if (!tokenFile && !token && env.CLOUDSCALE_API_TOKEN_FILE) token = fromFile(env.CLOUDSCALE_API_TOKEN_FILE);
-  if (!token) {
-    throw new ConfigError(["no API token: set CLOUDSCALE_API_TOKEN, or pass --token-file FILE (or CLOUDSCALE_API_TOKEN_FILE)"]);
-  }
-  const url = (env.CLOUDSCALE_API_URL?.trim() || "https://api.cloudscale.ch/v1").replace(/\/+$/, "");
-  if (!/^https?:\/\//.test(url)) throw new ConfigError([`CLOUDSCALE_API_URL must start with http:// or https:// (got "${url}")`]);
-  return { token, url };
 }
