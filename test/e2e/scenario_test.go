@@ -24,10 +24,11 @@ import (
 
 type scenarioOpts struct {
 	groups       []groupSpec
-	caVersion    string // "1.36.1" (default) or "1.34.1"
-	expander     string // default least-waste
-	startupGrace string // provider startupGrace ("" = its default)
-	settings     string // more top-level lines of the provider's config.yaml
+	caVersion    string   // "1.36.1" (default) or "1.34.1"
+	expander     string   // default least-waste
+	startupGrace string   // provider startupGrace ("" = its default)
+	settings     string   // more top-level lines of the provider's config.yaml
+	caExtra      []string // more cluster-autoscaler flags
 }
 
 type scenario struct {
@@ -116,7 +117,7 @@ func (s *scenario) startCA() {
 	if _, err := os.Stat(bin); err != nil {
 		s.fatalf("cluster-autoscaler %s is not built (run scripts/e2e-build.sh): %v", s.opts.caVersion, err)
 	}
-	ca, err := startAutoscaler(s.dir, bin, s.opts.caVersion, caFlags(s.cp.kubeconfig, cc, port, s.opts.expander), port)
+	ca, err := startAutoscaler(s.dir, bin, s.opts.caVersion, append(caFlags(s.cp.kubeconfig, cc, port, s.opts.expander), s.opts.caExtra...), port)
 	s.ca = ca
 	if err != nil {
 		s.fatalf("cluster-autoscaler %s: %v", s.opts.caVersion, err)
