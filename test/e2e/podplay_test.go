@@ -174,19 +174,24 @@ func (pp *podPlay) prepare(s *scenario, config string, workerConfig string) erro
 	c["env"] = append(list(c, "env"), map[string]any{"name": "CLOUDSCALE_API_URL", "value": s.sim.API})
 
 	// Env from Secrets: podman secrets holding a JSON map of base64 values.
-	envSecrets := map[string]bool{}
+	envSecrets := map[string][]string{}
 	for _, e := range list(c, "env") {
 		if n := str(e, "valueFrom", "secretKeyRef", "name"); n != "" {
-			envSecrets[n] = true
+			envSecrets[n] = append(envSecrets[n], str(e, "valueFrom", "secretKeyRef", "key"))
 		}
 	}
-	for n := range envSecrets {
-		sec := find("Secret", n)
-		if sec == nil {
-			return fmt.Errorf("env names Secret %s, which the rendered deploy/ lacks (create it as the docs say)", n)
+	for n, keys := range envSecrets {
+		values := map[string]string{}
+		if sec := find("Secret", n); sec != nil {
+			values = secretData(sec)
+		} else {
+			// The operator creates it (the API token; `kubectl create secret generic`); the simulator takes any token.
+			for _, k := range keys {
+				values[k] = "e2e-sim-token"
+			}
 		}
 		data := map[string]string{}
-		for k, v := range secretData(sec) {
+		for k, v := range values {
 			data[k] = base64.StdEncoding.EncodeToString([]byte(v))
 		}
 		b, _ := json.Marshal(data)
