@@ -7,7 +7,7 @@
 // names, units) is listed. Whatever happens (a failed step, a server stuck in
 // `changing`, Ctrl-C), everything the check created is deleted before it exits.
 import { CloudscaleError, type Cloudscale } from "./cloudscale";
-import { randomSuffix } from "./reconciler";
+import { randomSuffix } from "./names";
 import { flavorFromSlug } from "./resolved-group";
 import { CHECK_GROUP, CLUSTER_TAG, GROUP_TAG, type CreateServerRequest, type Flavor, type ProviderConfig, type Server, type ServerStatus } from "./types";
 import { CREATE_ERROR_CODES, viewOfList } from "./view";
@@ -74,14 +74,14 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 }
 
 /** The smallest flavor (memory, then vCPUs) without GPUs offered in a zone. */
-export function smallestFlavor(flavors: Flavor[], zone: string): { flavor: Flavor | undefined; offered: number } {
+function smallestFlavor(flavors: Flavor[], zone: string): { flavor: Flavor | undefined; offered: number } {
   const offered = flavors.filter((f) => f.zones?.some((z) => z.slug === zone) && !f.gpu);
   const flavor = [...offered].sort((a, b) => a.memory_gb - b.memory_gb || a.vcpu_count - b.vcpu_count || a.slug.localeCompare(b.slug))[0];
   return { flavor, offered: offered.length };
 }
 
 /** How an error body differs from the API's documented shape (a JSON object of plain strings), or undefined. */
-export function errorShapeProblem(body: unknown): string | undefined {
+function errorShapeProblem(body: unknown): string | undefined {
   if (body === undefined || body === null || body === "") return "an empty body, not a JSON object";
   if (typeof body !== "object" || Array.isArray(body)) return `${JSON.stringify(body).slice(0, 120)}, not a JSON object`;
   const bad = Object.entries(body).filter(([, v]) => typeof v !== "string");
@@ -97,7 +97,7 @@ function createVerdict(e: CloudscaleError): string {
 }
 
 /** How a create's answer differs from what the provider reads of it. */
-export function createAnswerProblems(s: Server, body: CreateServerRequest, flavor: Flavor): string[] {
+function createAnswerProblems(s: Server, body: CreateServerRequest, flavor: Flavor): string[] {
   const out: string[] = [];
   const what = `POST /v1/servers answered`;
   if (!/^[0-9a-f-]{36}$/i.test(String(s.uuid))) out.push(`${what} uuid ${JSON.stringify(s.uuid)}, which is not the UUID the providerID cloudscale://<uuid> carries`);
@@ -117,7 +117,7 @@ export function createAnswerProblems(s: Server, body: CreateServerRequest, flavo
 }
 
 /** Flavors whose slug (flex-<GiB>-<vCPUs>, plus-…) says other numbers than the API's fields: the provider reads both. */
-export function flavorUnitProblems(flavors: Flavor[]): string[] {
+function flavorUnitProblems(flavors: Flavor[]): string[] {
   const out: string[] = [];
   for (const f of flavors) {
     const bySlug = flavorFromSlug(f.slug);

@@ -12,7 +12,7 @@ import { isLoopback, startGrpcServer, startHealthServer } from "./server";
 import { routes } from "./service";
 import { createProvider } from "./provider";
 import { createClient } from "./cloudscale";
-import { startMetrics, viewMetrics } from "./metrics";
+import { apiMetrics, reconcilerMetrics, startMetrics, viewMetrics } from "./metrics";
 import { DEFAULT_HEALTH, StatusError, fetchStatus, renderStatus, statusReport, statusUrl } from "./status";
 
 const USAGE = `autoscaler-cloudscale ${version} — Cluster Autoscaler externalgrpc provider for cloudscale.ch
@@ -192,7 +192,9 @@ async function serve(argv: string[]): Promise<number> {
   const config = loadConfigFile(values.config);
   const api = apiSettings(process.env, values["token-file"]);
   registerSecret(api.token);
-  const provider = createProvider({ config, cloud: createClient({ ...api, timeoutMs: config.apiTimeoutSeconds * 1000 }) });
+  // The composition root: the metrics' recorders are the client's and the reconciler's recording hooks.
+  const cloud = createClient({ ...api, timeoutMs: config.apiTimeoutSeconds * 1000, record: apiMetrics });
+  const provider = createProvider({ config, cloud, record: reconcilerMetrics });
   await provider.start();
   const server = await startGrpcServer({ host: listen.host, port: listen.port, tls, routes: routes(provider) });
   const health = values["health-listen"] ? splitHostPort(values["health-listen"], "--health-listen") : undefined;

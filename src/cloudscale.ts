@@ -5,6 +5,7 @@
 // except on 429, which the API answers before doing anything. Every successful
 // answer is parsed against its schema (api-schema.ts) before it is believed.
 import { ofetch, FetchError } from "ofetch";
+import { sleep } from "./clock";
 import {
   CustomImageListAnswer,
   EmptyAnswer,
@@ -18,8 +19,15 @@ import {
   type AnswerSchema,
 } from "./api-schema";
 import { redact } from "./log";
-import { apiMetrics, type HttpMethod } from "./metrics";
 import type { CreateServerRequest, Flavor, Server } from "./types";
+
+export type HttpMethod = "GET" | "POST" | "DELETE";
+
+/** What the client reports of each attempt (the composition root records it: metrics.ts apiMetrics). */
+export interface ApiRecorder {
+  request(method: HttpMethod, endpoint: string, statusClass: string, seconds: number): void;
+  retry(method: HttpMethod, endpoint: string, reason: string): void;
+}
 
 export type ErrorKind =
   | "validation" // 400 with field errors: the request is wrong, retrying will not help
@@ -66,6 +74,8 @@ export interface ClientOptions {
   attempts?: number;
   /** Upper bound on one backoff sleep in ms. */
   maxBackoffMs?: number;
+  /** Recording hook for every attempt (unset: nothing is recorded). */
+  record?: ApiRecorder;
 }
 
 /** The API's error body as one line. Secrets are redacted before any cut, so no piece of one survives. */
@@ -107,13 +117,6 @@ export function classify(e: unknown, what: string): CloudscaleError {
   if (err?.name === "AbortError" || err?.name === "TimeoutError") return new CloudscaleError("timeout", `${what}: ${err.message}`);
   return new CloudscaleError("network", `${what}: ${err?.message ?? String(e)}`);
 }
-
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener("abort", () => { clearTimeout(t); reject(signal.reason); }, { once: true });
-  });
 
 function parseBody(text: string): unknown {
   try {
@@ -183,7 +186,7 @@ export function createClient(opts: ClientOptions) {
       outcome = err.status !== undefined ? `${Math.floor(err.status / 100)}xx` : err.kind; // "network" or "timeout": no answer
       throw e;
     } finally {
-      apiMetrics.request(route.method, route.endpoint, outcome, (performance.now() - started) / 1000);
+      opts.record?.request(route.method, route.endpoint, outcome, (performance.now() - started) / 1000);
     }
   }
 
@@ -200,8 +203,9 @@ export function createClient(opts: ClientOptions) {
         const backoff = last.retryAfterSeconds !== undefined
           ? Math.min(last.retryAfterSeconds * 1000, maxBackoffMs * 4)
           : Math.min(maxBackoffMs, 200 * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
-        apiMetrics.retry(route.method, route.endpoint, last.kind);
+        opts.record?.retry(route.method, route.endpoint, last.kind);
         await sleep(backoff, signal);
+        if (signal?.aborted) throw last;
       }
     }
     throw last!;

@@ -6,8 +6,8 @@ import { YAMLParseError } from "yaml";
 import { parseConfigYaml } from "./config-yaml";
 import { dirname, resolve } from "node:path";
 import { readFileSync } from "node:fs";
-import { detectUserDataFormat, forbiddenNodeLabels } from "./talos";
-import { regionOfZone } from "./template";
+import { detectUserDataFormat, forbiddenNodeLabels, patchTalosUserData } from "./talos";
+import { nodeLabels, regionOfZone } from "./template";
 import { isValidQuantity, parseBytes, parseCpuMillis } from "./quantity";
 import { MAX_HOSTNAME, SERVER_NAME_SUFFIX, combinations, longestGroupName, overrideProblems, repeats, serverGroupCapacityProblems, sizeOf, type Combination } from "./expansion";
 import { GPU_LABEL, NODE_GROUP_LABEL, type GroupOptions, type NodeGroupConfig, type ProviderConfig, type Reservations, type UserDataFormat } from "./types";
@@ -41,11 +41,20 @@ export function parseDuration(text: string): number | undefined {
   return consumed === s.length && s.length > 0 ? total : undefined;
 }
 
-const durationString = v.pipe(
-  v.union([v.string(), v.number()], "must be a duration such as 90s, 10m or 1h"),
-  v.transform((x) => (typeof x === "number" ? x : parseDuration(x) ?? Number.NaN)),
-  v.check((n) => Number.isFinite(n) && n >= 0, "must be a duration such as 90s, 10m or 1h"),
-);
+/** The longest wait a timer can hold (2^31-1 ms, about 24 days); a longer one would fire at once. */
+const MAX_DURATION_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
+
+/** A duration in seconds, at least `min` (with the reason a shorter one breaks things). */
+function duration(min = 0, why = "") {
+  return v.pipe(
+    v.union([v.string(), v.number()], "must be a duration such as 90s, 10m or 1h"),
+    v.transform((x) => (typeof x === "number" ? x : parseDuration(x) ?? Number.NaN)),
+    v.check((n) => Number.isFinite(n) && n >= 0, "must be a duration such as 90s, 10m or 1h"),
+    v.check((n) => n >= min, `must be at least ${min}s${why ? `: ${why}` : ""}`),
+    v.check((n) => n <= MAX_DURATION_SECONDS, `must be at most ${MAX_DURATION_SECONDS}s (about 24 days)`),
+  );
+}
+const durationString = duration();
 
 const fraction = v.pipe(v.number("must be a number"), v.minValue(0, "must be at least 0"), v.maxValue(1, "must be at most 1"));
 
@@ -147,10 +156,10 @@ const configSchema = v.strictObject({
   clusterName: v.pipe(v.string("is required (it scopes which servers are ours)"), v.regex(dnsLabel, "must be lower-case letters, digits and '-', starting and ending with a letter or digit")),
   zone: v.optional(v.pipe(v.string(), v.regex(/^[a-z]+\d+$/, "must be a zone slug such as lpg1 or rma1"))),
   createConcurrency: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1, "must be at least 1"), v.maxValue(100, "must be at most 100"))),
-  maxViewAge: v.optional(durationString),
-  failedCreateTtl: v.optional(durationString),
+  maxViewAge: v.optional(duration(2, "servers are created and deleted only from a view younger than this, and a view is already as old as the list it was read from")),
+  failedCreateTtl: v.optional(duration(30, "CA reads instances once per loop (every 10s by default) and must see a failed creation to back off")),
   createVerifyDelay: v.optional(durationString),
-  apiTimeout: v.optional(durationString),
+  apiTimeout: v.optional(duration(1, "0 turns the timeout off (one hung request would stall every Refresh), and shorter ones cut off ordinary lists")),
   startupGrace: v.optional(durationString),
   prices: v.optional(v.record(v.string(), v.pipe(v.number("must be a price in CHF per hour"), v.minValue(0, "must not be negative")))),
   reservations: v.optional(reservationsSchema),
@@ -422,7 +431,7 @@ export function parseConfig(text: string, opts: LoadOptions = {}): ProviderConfi
         problems.push(`${from}: min (${size.min}, ${size.minFrom}) must not be greater than max (${size.max}, ${size.maxFrom})`);
       }
       const sg = serverGroupsFor(combo.zone);
-      out.push({
+      const group: NodeGroupConfig = {
         name: combo.name,
         entry: entry.name,
         source: { path: p, flavorPath: combo.flavorPath, zonePath: combo.zonePath, serverGroupPaths: sg.paths },
@@ -443,7 +452,14 @@ export function parseConfig(text: string, opts: LoadOptions = {}): ProviderConfi
         pricePerHour: g.pricePerHour,
         options,
         reservationOverrides: reservations,
-      });
+      };
+      out.push(group);
+    }
+    // Every creation patches the Talos user-data for its server: try it now, so that what would fail
+    // each one of them fails the configuration instead.
+    if (format === "talos" && out.length > 0) {
+      const problem = talosPatchProblem(c.clusterName ?? "c", out[0]!);
+      if (problem) problems.push(`${p}.${g.userDataFile !== undefined ? "userDataFile" : "userData"}: ${problem}`);
     }
     return out;
   }
@@ -462,6 +478,17 @@ export function parseConfig(text: string, opts: LoadOptions = {}): ProviderConfi
     // A killed predecessor's requests end within its API timeout (plus the API's own work).
     startupGraceSeconds: c.startupGrace ?? (c.apiTimeout ?? 30) + 5,
   };
+}
+
+/** Why the group's Talos user-data cannot be patched for a server (as every creation does), or undefined. */
+function talosPatchProblem(clusterName: string, group: NodeGroupConfig): string | undefined {
+  try {
+    patchTalosUserData(group.userData, { hostname: `${clusterName}-${group.name}-00000000`, labels: nodeLabels(group, undefined), taints: group.taints });
+    return undefined;
+  } catch (e) {
+    const forced = group.userDataFormat === "talos" && detectUserDataFormat(group.userData) !== "talos" ? " (userDataFormat is talos, but this does not read as a Talos machine configuration)" : "";
+    return `cannot be patched for a server, so every creation would fail${forced}: ${(e as Error).message}`;
+  }
 }
 
 export function loadConfigFile(path: string): ProviderConfig {

@@ -16,7 +16,7 @@ export function longestGroupName(clusterName: string): number {
 }
 
 /** The name of the group an entry expands to for one flavor in one zone. */
-export function expandedGroupName(entry: string, flavor: string, zone: string): string {
+function expandedGroupName(entry: string, flavor: string, zone: string): string {
   return `${entry}-${flavor}-${zone}`;
 }
 

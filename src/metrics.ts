@@ -1,12 +1,14 @@
 // Prometheus metrics (prom-client): one registry, every family an operator
-// reads, and small typed recorders for the modules that see events happen
-// (gRPC calls, cloudscale API requests, creations). Numbers that mirror the
+// reads, and small typed recorders that the composition root (cli.ts) hands to
+// the modules that see events happen, as their recording hooks (the API
+// client's, the reconciler's); the server records the gRPC calls. Numbers that mirror the
 // provider's view (servers by state, sizes, pending and held creates, view age)
 // are not pushed: they are read from a snapshot of the view when scraped, so
 // they cannot drift from what the provider answers CA.
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { GroupSnapshot, ReconcilerSnapshot } from "./reconciler";
+import type { ApiRecorder } from "./cloudscale";
+import type { GroupSnapshot, ReconcilerSnapshot } from "./snapshot";
 import type { ProviderConfig } from "./types";
 import { commit, version } from "./version";
 import { CREATE_ERROR_CODES, SERVER_STATES } from "./view";
@@ -65,34 +67,28 @@ const createFailures = new Counter({
   registers: [registry],
 });
 
-export type HttpMethod = "GET" | "POST" | "DELETE";
-
-/** Recorders for the cloudscale.ch client (cloudscale.ts). `endpoint` is a template: /v1/servers/{uuid}. */
-export const apiMetrics = {
-  request(method: HttpMethod, endpoint: string, statusClass: string, seconds: number): void {
+/** The cloudscale.ch client's recording hook (cloudscale.ts ApiRecorder). `endpoint` is a template: /v1/servers/{uuid}. */
+export const apiMetrics: ApiRecorder = {
+  request(method, endpoint, statusClass, seconds) {
     apiRequests.inc({ method, endpoint, status_class: statusClass });
     apiDuration.observe({ method, endpoint }, seconds);
   },
-  retry(method: HttpMethod, endpoint: string, reason: string): void {
+  retry(method, endpoint, reason) {
     apiRetries.inc({ method, endpoint, reason });
   },
 };
 
 /**
- * The list that rebuilds the view (reconciler.ts). Only that one: the create queue's lists that
- * look for an unanswered create by its name do not rebuild the view and are not timed here
- * (api_request_duration_seconds has every request).
+ * The reconciler's recording hook (reconciler.ts ReconcilerRecorder): the list that rebuilds the
+ * view (only that one: the create queue's lists that look for an unanswered create by its name
+ * are not timed here; api_request_duration_seconds has every request), and creations given up
+ * (shown to CA with `code`, view.ts CREATE_ERROR_CODES).
  */
-export const listMetrics = {
-  done(seconds: number, ok: boolean): void {
+export const reconcilerMetrics = {
+  list(seconds: number, ok: boolean): void {
     listDuration.observe({ result: ok ? "ok" : "error" }, seconds);
   },
-};
-
-/** Recorders for the create queue. */
-export const createMetrics = {
-  /** A creation was given up and is now shown to CA with `code` (view.ts CREATE_ERROR_CODES). */
-  failed(group: string, code: string): void {
+  createFailed(group: string, code: string): void {
     createFailures.inc({ group, code });
   },
 };
@@ -125,6 +121,8 @@ export interface ViewMetrics {
   /** Seconds since the start of the last list that was applied; Infinity before the first. */
   viewAgeSeconds: number;
   maxViewAgeSeconds: number;
+  /** Other provider instances that created servers for this cluster while this one served CA. */
+  otherInstances: number;
   groups: (Omit<GroupSnapshot, "lastError"> & { min: number; max: number })[];
 }
 
@@ -134,6 +132,7 @@ export function viewMetrics(snapshot: ReconcilerSnapshot, config: ProviderConfig
   return {
     viewAgeSeconds: snapshot.viewAgeSeconds ?? Infinity,
     maxViewAgeSeconds: config.maxViewAgeSeconds,
+    otherInstances: snapshot.otherInstances.length,
     groups: snapshot.groups.map(({ lastError: _, ...g }) => ({ ...g, min: byName.get(g.name)?.min ?? 0, max: byName.get(g.name)?.max ?? 0 })),
   };
 }
@@ -177,8 +176,11 @@ viewGauge("creates_held", "Accepted server creations held back because the view 
 viewGauge("view_age_seconds", "Seconds since the start of the last successful list of servers (+Inf before the first).", [], (m, v) => {
   m.set(v.viewAgeSeconds);
 });
-viewGauge("view_max_age_seconds", "Configured maxViewAge: past this age Refresh fails and no server is created or deleted.", [], (m, v) => {
+viewGauge("view_max_age_seconds", "Configured maxViewAge: past this age Refresh fails and no server is created or deleted. The provider lists by itself when CA is quiet, so the view only gets this old while the API fails.", [], (m, v) => {
   m.set(v.maxViewAgeSeconds);
+});
+viewGauge("other_instances", "Other provider instances that created servers for this cluster (instance tag) while this one served CA, in the last 10 minutes. Anything above 0 means two active providers: run one replica.", [], (m, v) => {
+  m.set(v.otherInstances);
 });
 
 new Gauge({

@@ -33,7 +33,7 @@ export interface RunningServer {
   shutdown(graceMs: number): Promise<void>;
 }
 
-export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 const MAX_ERROR_MESSAGE = 1024;
 
 function readTls(files: TlsFiles) {

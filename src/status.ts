@@ -2,7 +2,7 @@
 // serves (built from the reconciler's snapshot and the configuration), and the
 // `status` command that fetches it from a running provider and prints it as one
 // table, a line per node group.
-import type { GroupSnapshot, LastError, ReconcilerSnapshot } from "./reconciler";
+import type { GroupSnapshot, LastError, ReconcilerSnapshot } from "./snapshot";
 import type { ProviderConfig } from "./types";
 import { commit, version } from "./version";
 import { SERVER_STATES } from "./view";
@@ -21,11 +21,15 @@ export interface StatusReport {
   viewAgeSeconds: number | null;
   maxViewAgeSeconds: number;
   startupGraceEndsAt: string;
+  /** This process's instance id (the instance tag on the servers it creates). */
+  instanceId: string;
+  /** Other instances that created servers for this cluster while this one served CA: there should be none. */
+  otherInstances: { id: string; servers: number; lastCreatedAt: string }[];
   /** A list that started after the startup grace has been applied: creations and deletions may go out. */
   settled: boolean;
   hold: { reason: string; since: string; detail: string } | null;
   lastListError: Stamped<LastError> | null;
-  /** The reconciler's snapshot of each group (reconciler.ts GroupSnapshot) with its configuration. */
+  /** The reconciler's snapshot of each group (snapshot.ts GroupSnapshot) with its configuration. */
   groups: (Omit<GroupSnapshot, "lastError"> & { flavor: string; zone: string; min: number; max: number; lastError: Stamped<LastError> | null })[];
 }
 
@@ -44,6 +48,8 @@ export function statusReport(snapshot: ReconcilerSnapshot, config: ProviderConfi
     viewAgeSeconds: snapshot.viewAgeSeconds,
     maxViewAgeSeconds: config.maxViewAgeSeconds,
     startupGraceEndsAt: iso(snapshot.graceEndsAt),
+    instanceId: snapshot.instanceId,
+    otherInstances: snapshot.otherInstances.map((o) => ({ ...o, lastCreatedAt: iso(o.lastCreatedAt) })),
     settled: snapshot.settled,
     hold: snapshot.hold && { reason: snapshot.hold.reason, since: iso(snapshot.hold.since), detail: snapshot.hold.detail },
     lastListError: stamped(snapshot.lastListError),
@@ -138,6 +144,9 @@ export function renderStatus(r: StatusReport, now = Date.parse(r.time)): string 
   if (!r.groups.length) out.push("(no node groups)");
   if (r.hold) out.push(`creations held since ${since(r.hold.since, now)}: ${r.hold.detail}`);
   else if (!r.settled) out.push(`startup grace: no server is created or deleted before a list that starts after ${r.startupGraceEndsAt}`);
+  for (const o of r.otherInstances ?? []) {
+    out.push(`another provider instance ${o.id} created ${o.servers} server(s) while this one served CA (last ${since(o.lastCreatedAt, now)}): run one replica`);
+  }
   if (r.lastListError) out.push(`last failed list: ${since(r.lastListError.at, now)}: ${oneLine(r.lastListError.message, 200)}`);
   return `${out.join("\n")}\n`;
 }

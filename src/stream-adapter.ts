@@ -102,6 +102,26 @@ function requestBody(stream: http2.ServerHttp2Stream): AsyncIterable<Uint8Array>
   };
 }
 
+const H2_INTERNAL_ERROR = 0x2;
+const GRPC_INTERNAL = "13";
+
+/**
+ * Ends a call whose answer could not be written, so the client learns it now rather than at its
+ * deadline: a gRPC INTERNAL (trailers-only) while no headers are out, else a reset of the stream.
+ */
+function failCall(stream: http2.ServerHttp2Stream, message: string): void {
+  if (stream.destroyed) return;
+  if (!stream.headersSent) {
+    try {
+      stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-status": GRPC_INTERNAL, "grpc-message": encodeURIComponent(message) }, { endStream: true });
+      return;
+    } catch {
+      // The headers cannot be sent either: reset below.
+    }
+  }
+  stream.close(H2_INTERNAL_ERROR);
+}
+
 /** Writes a universal response to the stream: headers, the body's chunks, then trailers. */
 async function respond(stream: http2.ServerHttp2Stream, res: UniversalServerResponse): Promise<void> {
   const it = res.body?.[Symbol.asyncIterator]() as AsyncIterator<Uint8Array> | undefined;
@@ -118,7 +138,12 @@ async function respond(stream: http2.ServerHttp2Stream, res: UniversalServerResp
     }
     if (!stream.destroyed) stream.end();
   } catch (e) {
-    // A write that failed (the client went away) is reported to the handler's pipeline.
+    // A write that failed (the client went away) is reported to the handler's pipeline; an answer
+    // that could not be produced or sent ends the call with an error the client sees at once.
+    if (!stream.destroyed) {
+      log.error("gRPC answer could not be sent", { error: (e as Error)?.message ?? String(e) });
+      failCall(stream, "the server could not send its answer");
+    }
     await it?.throw?.(e).catch(() => {});
   } finally {
     await it?.return?.().catch(() => {});
@@ -166,10 +191,10 @@ export function streamAdapter(opts: StreamAdapterOptions) {
     handler(req)
       .then((res) => respond(stream, res))
       .catch((e) => {
-        // connect-es turns every failure of the call into a status; what reaches here is a
-        // stream that broke under us. Nothing can be answered on it any more.
+        // connect-es turns every failure of the call into a status, and respond() ends the call
+        // itself when its answer fails; should the handler still reject, the call ends now too.
         log.error("gRPC stream failed", { method: handler.method.name, error: (e as Error)?.message ?? String(e) });
-        if (!stream.destroyed) stream.close(0x2 /* INTERNAL_ERROR */);
+        failCall(stream, "the server could not answer this call");
       });
   };
 }

@@ -298,7 +298,7 @@ export function patchTalosUserData(userData: string, p: UserDataPatch): string {
   const docs = openForEditing(userData);
   const bad = docs.findIndex((d) => d.errors.length > 0);
   if (bad >= 0) {
-    throw new Error(`The Talos user-data is not valid YAML (document ${bad + 1} of ${docs.length}): ${docs[bad]!.errors[0]!.message.split("\n")[0]}`);
+    throw new Error(`The Talos user-data is not valid YAML (document ${bad + 1} of ${docs.length}): ${docs[bad]!.errors[0]!.message.split("\n")[0]!.replace(/:$/, "")}`);
   }
   const values = docs.map((d) => d.toJS() as unknown);
 

@@ -258,7 +258,7 @@ export function nodeLabels(group: NodeGroupConfig, flavor: Flavor | undefined): 
 }
 
 /** The template node's name: `template-<cluster>-<group>` (CA renames its copies anyway). */
-export function templateNodeName(clusterName: string, groupName: string): string {
+function templateNodeName(clusterName: string, groupName: string): string {
   return `template-${clusterName}-${groupName}`;
 }
 

@@ -177,6 +177,8 @@ export interface CreateServerRequest {
 /** Tag keys that mark a server as ours. Values: cluster name, group name. */
 export const CLUSTER_TAG = "autoscaler-cloudscale-cluster";
 export const GROUP_TAG = "autoscaler-cloudscale-group";
+/** Tag key naming the provider process that created a server (its instance id); ownership does not depend on it. */
+export const INSTANCE_TAG = "autoscaler-cloudscale-instance";
 /** The group tag of `check`'s servers; no configured node group may have this name. */
 export const CHECK_GROUP = "check";
 
@@ -198,9 +200,3 @@ export const SERVER_GROUP_CAPACITY = 4;
 
 /** Extended resource name of NVIDIA GPUs (the device plugin's, and CA's default). */
 export const GPU_RESOURCE = "nvidia.com/gpu";
-
-/** Time and waiting, faked in tests that force an order of events. */
-export interface Clock {
-  now(): number;
-  sleep(ms: number): Promise<void>;
-}

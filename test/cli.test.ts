@@ -80,6 +80,22 @@ describe("cli", () => {
     expect(noToken.stderr).toContain("no API token");
   });
 
+  test("validate and serve both refuse Talos user-data no creation could patch, and a duration that breaks the provider", () => {
+    const talos = "version: v1alpha1\nmachine:\n  type: worker\n  token: abc.def\ncluster:\n  controlPlane:\n    endpoint: https://cp:6443\n";
+    const dir = mkdtempSync(join(tmpdir(), "cfg-"));
+    writeFileSync(join(dir, "talos-worker.yaml"), `${talos}---\n${talos}`);
+    const cfg = writeConfig("clusterName: c\napiTimeout: 0s\nnodeGroups:\n  - {name: w, flavor: flex-4-1, image: custom:talos-1.13.2, min: 0, max: 1, userDataFile: talos-worker.yaml}\n", dir);
+    const env = { CLOUDSCALE_API_TOKEN: TEST_TOKEN, CLOUDSCALE_API_URL: sim.apiUrl };
+    for (const args of [["validate", "--config", cfg], ["serve", "--config", cfg, "--insecure-plaintext", "--listen", "127.0.0.1:0"]]) {
+      const r = run(args, env);
+      expect({ args: args[0], code: r.code }).toEqual({ args: args[0], code: 1 });
+      expect(r.stderr).toContain("configuration has 2 problems");
+      expect(r.stderr).toContain("nodeGroups[0].userDataFile: cannot be patched for a server, so every creation would fail: The Talos user-data has more than one v1alpha1 machine configuration document.");
+      expect(r.stderr).toContain("apiTimeout: must be at least 1s: 0 turns the timeout off");
+      expect(r.stdout + r.stderr).not.toContain("serving gRPC");
+    }
+  });
+
   test("schema problems, min > max, an unreadable file and a too-long name come in one round", () => {
     const dir = mkdtempSync(join(tmpdir(), "one-round-"));
     const cfg = writeConfig(
@@ -178,5 +194,25 @@ nodeGroups:
     expect(r.stdout).toMatch(/IncreaseSize\(workers, \+(\d+)\) acknowledged/);
     expect(r.stdout).toContain("demo finished: scaled 0 →");
     expect(r.code).toBe(0);
+  }, 120_000);
+
+  test("demo exits as soon as it is done: the provider's waits end when it stops", async () => {
+    requireBinary();
+    const p = Bun.spawn([BIN, "demo", "--boot-seconds", "0", "--pods", "5"], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin" }, stdout: "pipe", stderr: "pipe" });
+    let out = "";
+    let finishedAt = 0;
+    const decoder = new TextDecoder();
+    for await (const chunk of p.stdout) {
+      out += decoder.decode(chunk, { stream: true });
+      if (!finishedAt && out.includes("demo finished")) finishedAt = performance.now();
+    }
+    const code = await p.exited;
+    const lingered = performance.now() - finishedAt;
+    record(out + (await new Response(p.stderr).text()));
+    expect(code).toBe(0);
+    expect(finishedAt).toBeGreaterThan(0);
+    // Before: the provider's own list timer (half of maxViewAge, 60 s) and any verify or busy-delete
+    // wait kept the process alive after the demo was over.
+    expect(lingered).toBeLessThan(5000);
   }, 120_000);
 });
