@@ -95,7 +95,7 @@ func newPodPlay(s *scenario) *podPlay {
 // kubeObject is the part of a rendered object the harness reads; the rest is kept as it is.
 type kubeObject = map[string]any
 
-func field(o any, path ...string) any {
+func objField(o any, path ...string) any {
 	for _, p := range path {
 		m, ok := o.(map[string]any)
 		if !ok {
@@ -106,9 +106,9 @@ func field(o any, path ...string) any {
 	return o
 }
 
-func str(o any, path ...string) string { v, _ := field(o, path...).(string); return v }
+func objStr(o any, path ...string) string { v, _ := objField(o, path...).(string); return v }
 
-func list(o any, path ...string) []any { v, _ := field(o, path...).([]any); return v }
+func objList(o any, path ...string) []any { v, _ := objField(o, path...).([]any); return v }
 
 // prepare renders deploy/, picks the provider's objects and writes the play file and podman secrets.
 func (pp *podPlay) prepare(s *scenario, config string, workerConfig string) error {
@@ -133,7 +133,7 @@ func (pp *podPlay) prepare(s *scenario, config string, workerConfig string) erro
 	}
 	find := func(kind, name string) kubeObject {
 		for _, o := range objs {
-			if str(o, "kind") == kind && str(o, "metadata", "name") == name {
+			if objStr(o, "kind") == kind && objStr(o, "metadata", "name") == name {
 				return o
 			}
 		}
@@ -143,8 +143,8 @@ func (pp *podPlay) prepare(s *scenario, config string, workerConfig string) erro
 	if dep == nil {
 		return fmt.Errorf("the rendered deploy/ has no Deployment autoscaler-cloudscale")
 	}
-	pod := field(dep, "spec", "template", "spec").(map[string]any)
-	containers := list(pod, "containers")
+	pod := objField(dep, "spec", "template", "spec").(map[string]any)
+	containers := objList(pod, "containers")
 	if len(containers) != 1 {
 		return fmt.Errorf("the provider's pod has %d containers, the harness expects 1", len(containers))
 	}
@@ -153,7 +153,7 @@ func (pp *podPlay) prepare(s *scenario, config string, workerConfig string) erro
 	pp.log = append(pp.log, "image "+pp.image)
 
 	// Listen addresses: loopback on the host network, same ports.
-	args := list(c, "args")
+	args := objList(c, "args")
 	for i, a := range args {
 		m := listenArg.FindStringSubmatch(fmt.Sprint(a))
 		if m == nil || i == 0 {
@@ -171,13 +171,13 @@ func (pp *podPlay) prepare(s *scenario, config string, workerConfig string) erro
 		return fmt.Errorf("the rendered args name no --listen / --health-listen 0.0.0.0:PORT: %v", args)
 	}
 	delete(c, "ports")
-	c["env"] = append(list(c, "env"), map[string]any{"name": "CLOUDSCALE_API_URL", "value": s.sim.API})
+	c["env"] = append(objList(c, "env"), map[string]any{"name": "CLOUDSCALE_API_URL", "value": s.sim.API})
 
 	// Env from Secrets: podman secrets holding a JSON map of base64 values.
 	envSecrets := map[string][]string{}
-	for _, e := range list(c, "env") {
-		if n := str(e, "valueFrom", "secretKeyRef", "name"); n != "" {
-			envSecrets[n] = append(envSecrets[n], str(e, "valueFrom", "secretKeyRef", "key"))
+	for _, e := range objList(c, "env") {
+		if n := objStr(e, "valueFrom", "secretKeyRef", "name"); n != "" {
+			envSecrets[n] = append(envSecrets[n], objStr(e, "valueFrom", "secretKeyRef", "key"))
 		}
 	}
 	for n, keys := range envSecrets {
@@ -201,25 +201,25 @@ func (pp *podPlay) prepare(s *scenario, config string, workerConfig string) erro
 	}
 
 	// Volumes.
-	mounts := list(c, "volumeMounts")
-	for _, v := range list(pod, "volumes") {
+	mounts := objList(c, "volumeMounts")
+	for _, v := range objList(pod, "volumes") {
 		vol := v.(map[string]any)
-		name := str(vol, "name")
+		name := objStr(vol, "name")
 		var mount map[string]any
 		for _, m := range mounts {
-			if str(m, "name") == name {
+			if objStr(m, "name") == name {
 				mount = m.(map[string]any)
 			}
 		}
 		switch {
-		case field(vol, "configMap") != nil:
-			cmName := str(vol, "configMap", "name")
+		case objField(vol, "configMap") != nil:
+			cmName := objStr(vol, "configMap", "name")
 			cm := find("ConfigMap", cmName)
-			if cm == nil || mount == nil || str(mount, "subPath") == "" {
+			if cm == nil || mount == nil || objStr(mount, "subPath") == "" {
 				return fmt.Errorf("volume %s: ConfigMap %s mounted without subPath is not handled", name, cmName)
 			}
-			key := str(mount, "subPath")
-			content := str(cm, "data", key)
+			key := objStr(mount, "subPath")
+			content := objStr(cm, "data", key)
 			if key == "config.yaml" && cmName == "autoscaler-cloudscale-config" {
 				content = withUserDataFile(config, content)
 			}
@@ -230,8 +230,8 @@ func (pp *podPlay) prepare(s *scenario, config string, workerConfig string) erro
 			delete(vol, "configMap")
 			vol["hostPath"] = map[string]any{"path": file, "type": "File"}
 			delete(mount, "subPath")
-		case field(vol, "secret") != nil:
-			secName := str(vol, "secret", "secretName")
+		case objField(vol, "secret") != nil:
+			secName := objStr(vol, "secret", "secretName")
 			data := map[string]string{}
 			if sec := find("Secret", secName); sec != nil {
 				data = secretData(sec)
@@ -273,13 +273,13 @@ func (pp *podPlay) prepare(s *scenario, config string, workerConfig string) erro
 // secretData is a rendered Secret's data (base64-decoded) and stringData.
 func secretData(sec kubeObject) map[string]string {
 	out := map[string]string{}
-	if d, ok := field(sec, "data").(map[string]any); ok {
+	if d, ok := objField(sec, "data").(map[string]any); ok {
 		for k, v := range d {
 			b, _ := base64.StdEncoding.DecodeString(fmt.Sprint(v))
 			out[k] = string(b)
 		}
 	}
-	if d, ok := field(sec, "stringData").(map[string]any); ok {
+	if d, ok := objField(sec, "stringData").(map[string]any); ok {
 		for k, v := range d {
 			out[k] = fmt.Sprint(v)
 		}
