@@ -26,10 +26,10 @@
 #       65532), nsswitch.conf; config USER 65532, WORKDIR /home/nonroot, PATH and SSL_CERT_FILE.
 #       No shell, no package manager.
 #
-# podman runs here only as docs in ../shared/docs/containers.md say: runc, cgroupfs, no default
-# ulimits. This script writes that containers.conf to .cache/podman/containers.conf and uses it
-# through CONTAINERS_CONF; `--env` prints the export for other callers (after installing what is
-# missing). Podman, runc and systemd come from Debian (apt-get) when missing.
+# podman runs on this kind of machine only with runc, cgroupfs and no default ulimits (crun, its
+# default runtime, fails in cgroup hybrid mode). This script writes that containers.conf to
+# .cache/podman/containers.conf and uses it through CONTAINERS_CONF; `--env` prints the export for
+# other callers (after installing what is missing). Podman, runc and systemd come from Debian (apt-get) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -56,7 +56,7 @@ STANDIN=localhost/autoscaler-cloudscale-standin
 CONF_DIR="$ROOT/.cache/podman"
 mkdir -p "$CONF_DIR"
 cat >"$CONF_DIR/containers.conf" <<'EOF'
-# podman on this kind of machine (../shared/docs/containers.md): crun fails in hybrid cgroup
+# podman on this kind of machine: crun fails in hybrid cgroup
 # mode, podman's default ulimits cannot be set here.
 [containers]
 default_ulimits = []

@@ -35,8 +35,11 @@ export const ServerAnswer = v.object({
   server_groups: v.optional(v.array(uuidRef)),
 });
 
+/** One server of a list: what is read of it is checked (the list is read element by element, list-stream.ts). */
+export const ListedServer = v.object(listedServer);
+
 /** A list of servers: up to thousands at every Refresh, so only what is read of each is checked. */
-export const ServerListAnswer = v.array(v.object(listedServer));
+export const ServerListAnswer = v.array(ListedServer);
 
 const gpu = v.object({ name: v.string(), count: v.number(), vram_per_gpu_gb: v.number(), total_vram_gb: v.number() });
 

@@ -4,13 +4,14 @@
 // create is never re-sent blindly (the caller decides after checking the cloud),
 // except on 429, which the API answers before doing anything. Every successful
 // answer is parsed against its schema (api-schema.ts) before it is believed.
-import { ofetch, FetchError } from "ofetch";
+import { createFetchError, ofetch, FetchError } from "ofetch";
 import { sleep } from "./clock";
 import {
   CustomImageListAnswer,
   EmptyAnswer,
   FlavorListAnswer,
   ImageListAnswer,
+  ListedServer,
   parseAnswer,
   RegionListAnswer,
   ServerAnswer,
@@ -18,6 +19,7 @@ import {
   ServerListAnswer,
   type AnswerSchema,
 } from "./api-schema";
+import { readList } from "./list-stream";
 import { redact } from "./log";
 import type { CreateServerRequest, Flavor, Server } from "./types";
 
@@ -136,8 +138,10 @@ interface Route<T> {
   answer: AnswerSchema<T>;
   /** The answer in words, for the error when it is something else. */
   expected: string;
+  /** A list read element by element as it arrives (list-stream.ts): the schema of one element. */
+  element?: AnswerSchema<unknown>;
 }
-const LIST_SERVERS: Route<Server[]> = { method: "GET", endpoint: "/v1/servers", answer: ServerListAnswer, expected: "a list of servers" };
+const LIST_SERVERS: Route<Server[]> = { method: "GET", endpoint: "/v1/servers", answer: ServerListAnswer, expected: "a list of servers", element: ListedServer };
 const CREATE_SERVER: Route<Server> = { method: "POST", endpoint: "/v1/servers", answer: ServerAnswer, expected: "a server" };
 const GET_SERVER: Route<Server> = { method: "GET", endpoint: "/v1/servers/{uuid}", answer: ServerAnswer, expected: "a server" };
 const DELETE_SERVER: Route<unknown> = { method: "DELETE", endpoint: "/v1/servers/{uuid}", answer: EmptyAnswer, expected: "no content" };
@@ -177,6 +181,7 @@ export function createClient(opts: ClientOptions) {
     const started = performance.now();
     let outcome = "2xx";
     try {
+      if (route.element) return await readListAnswer(what, route, path, options);
       const res = await api.raw(path, { ...options, method: route.method });
       const parsed = parseAnswer(route.answer, res._data, route.expected);
       if (parsed.ok) return parsed.value;
@@ -188,6 +193,25 @@ export function createClient(opts: ClientOptions) {
     } finally {
       opts.record?.request(route.method, route.endpoint, outcome, (performance.now() - started) / 1000);
     }
+  }
+
+  /**
+   * A list answer read from the body as it arrives (list-stream.ts), never as one text. An error
+   * status is read whole and thrown as ofetch throws it, so that it is classified alike.
+   */
+  async function readListAnswer<T>(what: string, route: Route<T>, path: string, options: RequestOptions): Promise<T> {
+    const res = await api.raw(path, { ...options, method: route.method, parseResponse: undefined, responseType: "stream", ignoreResponseError: true });
+    if (res.status >= 400) {
+      (res as { _data?: unknown })._data = parseBody(await res.text());
+      throw createFetchError({ request: path, options: { ...options, method: route.method } as never, response: res });
+    }
+    const parsed = await readList(res.body, route.element!, route.expected, (text) => {
+      const data = parseBody(text);
+      const whole = parseAnswer(route.answer, data, route.expected);
+      return whole.ok ? { ok: true, value: whole.value as unknown[] } : { ok: false, message: whole.message, data };
+    });
+    if (parsed.ok) return parsed.value as T;
+    throw new CloudscaleError("malformed", `${what}: the HTTP ${res.status} answer is not the API's: ${redact(parsed.message)}`, res.status, undefined, parsed.data);
   }
 
   /** Runs a call with retries on rate limits and transient failures (by default; creates pass `retryOn`). */

@@ -6,7 +6,12 @@
 // are not pushed: they are read from a snapshot of the view when scraped, so
 // they cannot drift from what the provider answers CA.
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+// prom-client's parts one by one, not its index (see prom-client-parts.d.ts); the process metrics
+// are loaded when serve turns them on (startMetrics).
+import Counter from "prom-client/lib/counter";
+import Gauge from "prom-client/lib/gauge";
+import Histogram from "prom-client/lib/histogram";
+import Registry from "prom-client/lib/registry";
 import type { ApiRecorder } from "./cloudscale";
 import type { GroupSnapshot, ReconcilerSnapshot } from "./snapshot";
 import type { ProviderConfig } from "./types";
@@ -98,18 +103,23 @@ export const reconcilerMetrics = {
  * InvalidArgument, Unavailable, …). Registered outermost, so it sees the code CA receives.
  */
 export function grpcMetricsInterceptor(): Interceptor {
+  // Each method's series, found once: prom-client hashes the labels of every inc() and observe()
+  // it is given as an object, which CA's thousands of calls per loop would pay each time.
+  const series = new Map<string, { duration: ReturnType<typeof grpcDuration.labels>; ok: ReturnType<typeof grpcCalls.labels> }>();
   return (next) => async (req) => {
     const method = req.method.name;
-    const stop = grpcDuration.startTimer({ method });
+    let s = series.get(method);
+    if (!s) series.set(method, (s = { duration: grpcDuration.labels({ method }), ok: grpcCalls.labels({ method, code: "OK" }) }));
+    const started = performance.now();
     try {
       const res = await next(req);
-      grpcCalls.inc({ method, code: "OK" });
+      s.ok.inc();
       return res;
     } catch (e) {
       grpcCalls.inc({ method, code: Code[e instanceof ConnectError ? e.code : Code.Unknown] });
       throw e;
     } finally {
-      stop();
+      s.duration.observe((performance.now() - started) / 1000);
     }
   };
 }
@@ -245,6 +255,8 @@ const PROCESS_METRICS = [
 ];
 
 let started = false;
+/** The process metrics being loaded; a scrape waits for them. */
+let processMetrics: Promise<void> | undefined;
 
 /**
  * Turns on the process metrics and the view gauges (serve only; other commands record into the
@@ -256,17 +268,20 @@ export function startMetrics(view: () => ViewMetrics, groups: string[]): void {
   if (started) return;
   started = true;
   const all = new Registry();
-  // The event-loop delay is sampled every 100 ms, not every 10 ms (prom-client's default): an idle
-  // provider then wakes 10 times a second, not 100, for a figure that only matters when it is large.
-  collectDefaultMetrics({ register: all, eventLoopMonitoringPrecision: 100 });
-  for (const name of PROCESS_METRICS) {
-    const m = all.getSingleMetric(name);
-    if (m) registry.registerMetric(m);
-  }
+  processMetrics = import("prom-client/lib/defaultMetrics").then(({ default: collectDefaultMetrics }) => {
+    // The event-loop delay is sampled every 100 ms, not every 10 ms (prom-client's default): an idle
+    // provider then wakes 10 times a second, not 100, for a figure that only matters when it is large.
+    collectDefaultMetrics({ register: all, eventLoopMonitoringPrecision: 100 });
+    for (const name of PROCESS_METRICS) {
+      const m = all.getSingleMetric(name);
+      if (m) registry.registerMetric(m);
+    }
+  });
 }
 
 /** One scrape: a snapshot of the view, then the exposition in the Prometheus text format. */
 export async function scrape(): Promise<{ body: string; contentType: string }> {
+  await processMetrics;
   scraped = viewSource?.();
   try {
     return { body: await registry.metrics(), contentType: registry.contentType };

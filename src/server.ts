@@ -10,6 +10,7 @@ import type { Compression } from "@connectrpc/connect/protocol";
 import { log, redact } from "./log";
 import { grpcMetricsInterceptor, metricsResponse, recordTlsExpiry, type TlsExpiry } from "./metrics";
 import { streamAdapter } from "./stream-adapter";
+import { unaryPath, type UnaryPathOptions } from "./unary-call";
 
 export interface TlsFiles {
   cert: string;
@@ -126,6 +127,7 @@ export async function startGrpcServer(opts: ServerOptions): Promise<RunningServe
   const shutdownController = new AbortController();
   // connect-es serves gRPC only; the universal handlers are what connect-node's adapter would
   // serve, with the same options (and the same compressions it would accept by default).
+  const interceptors = [grpcMetricsInterceptor(), errorInterceptor()];
   const router = createConnectRouter({
     grpc: true,
     grpcWeb: false,
@@ -133,12 +135,21 @@ export async function startGrpcServer(opts: ServerOptions): Promise<RunningServe
     readMaxBytes: MAX_MESSAGE_BYTES,
     writeMaxBytes: MAX_MESSAGE_BYTES,
     shutdownSignal: shutdownController.signal,
-    interceptors: [grpcMetricsInterceptor(), errorInterceptor()],
+    interceptors,
     acceptCompression: [lazyCompression("gzip"), lazyCompression("br")],
   });
-  opts.routes(router);
+  // The services as registered, for the lean path of plain unary calls (unary-call.ts).
+  const services: UnaryPathOptions["services"] = [];
+  opts.routes({
+    ...router,
+    service(service, impl, options) {
+      services.push({ service, impl: impl as Record<string, unknown> });
+      return router.service(service, impl, options);
+    },
+  });
   const serve = streamAdapter({
     handlers: router.handlers,
+    unary: unaryPath({ services, interceptors, readMaxBytes: MAX_MESSAGE_BYTES, writeMaxBytes: MAX_MESSAGE_BYTES, shutdownSignal: shutdownController.signal }),
     // An unknown method gets a proper gRPC UNIMPLEMENTED, not a bare HTTP 404.
     fallback(stream, path) {
       trailersOnly(stream, Code.Unimplemented, `method ${path.slice(0, 200)} is not implemented by autoscaler-cloudscale`);

@@ -4,8 +4,9 @@
 // real node, so a Talos worker config (generated once with `talosctl gen
 // config`) is patched for every server we create: its host name (= the server
 // name, the only link between server and Node until the CCM sets the
-// providerID), the node labels and the registration taints. Rules, from
-// /work/shared/docs/talos.md (checked against siderolabs/talos):
+// providerID), the node labels and the registration taints. Rules, from Talos'
+// configuration reference (https://www.talos.dev/) and its source
+// (https://github.com/siderolabs/talos):
 //
 // - Host name: if a `HostnameConfig` document exists (Talos ≥ 1.12 `gen config`
 //   emits one with `auto: stable`), edit it: remove `auto` and set `hostname`

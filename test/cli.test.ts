@@ -196,6 +196,30 @@ nodeGroups:
     expect(r.code).toBe(0);
   }, 120_000);
 
+  test("a rejection nothing handles is logged and the process goes on (Bun would exit on it)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "rejection-"));
+    const preload = join(dir, "reject-later.ts");
+    // Fires once main.ts has long installed its handler: a promise somewhere rejects with nobody listening.
+    writeFileSync(preload, 'setTimeout(() => { void Promise.reject(new Error("rejected with nobody listening")); }, 1500);\n');
+    const p = Bun.spawn([process.execPath, "--preload", preload, join(import.meta.dir, "../src/main.ts"), "sim", "--listen", "127.0.0.1:0"], { stdout: "pipe", stderr: "pipe" });
+    let err = "";
+    const decoder = new TextDecoder();
+    const reader = p.stderr.getReader();
+    const until = Date.now() + 20_000;
+    while (!err.includes("nothing handled it") && Date.now() < until) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      err += decoder.decode(value, { stream: true });
+    }
+    await Bun.sleep(300);
+    const alive = p.exitCode === null; // before: exit code 1 at the rejection
+    p.kill("SIGTERM");
+    await p.exited;
+    record(err);
+    expect(err).toContain('ERROR a promise was rejected and nothing handled it; going on error="rejected with nobody listening"');
+    expect(alive).toBe(true);
+  }, 30_000);
+
   test("demo exits as soon as it is done: the provider's waits end when it stops", async () => {
     requireBinary();
     const p = Bun.spawn([BIN, "demo", "--boot-seconds", "0", "--pods", "5"], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin" }, stdout: "pipe", stderr: "pipe" });

@@ -27,6 +27,7 @@ type scenarioOpts struct {
 	caVersion    string // "1.36.1" (default) or "1.34.1"
 	expander     string // default least-waste
 	startupGrace string // provider startupGrace ("" = its default)
+	settings     string // more top-level lines of the provider's config.yaml
 	inContainer  bool   // the provider runs as deploy/'s Deployment in its image (podplay_test.go)
 }
 
@@ -90,14 +91,14 @@ func newScenario(t *testing.T, name string, opts scenarioOpts) *scenario {
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(s.dir, "config.yaml")
-	if err := writeFile(cfg, providerConfig(s.cluster, opts.groups, opts.startupGrace)); err != nil {
+	if err := writeFile(cfg, providerConfig(s.cluster, opts.groups, opts.startupGrace, opts.settings)); err != nil {
 		t.Fatal(err)
 	}
 	s.provider = &provider{bin: s.bin, dir: s.dir, config: cfg, sim: s.sim, certs: cp.certs,
 		addr: fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)), healthPort: harness.FreePort(t)}
 	if opts.inContainer {
 		pp := newPodPlay(s)
-		if err := pp.prepare(s, providerConfig(s.cluster, opts.groups, opts.startupGrace), talosWorker); err != nil {
+		if err := pp.prepare(s, providerConfig(s.cluster, opts.groups, opts.startupGrace, opts.settings), talosWorker); err != nil {
 			s.fatalf("the provider's Deployment for podman kube play: %v", err)
 		}
 		s.provider.pod, s.provider.addr, s.provider.healthPort = pp, pp.addr, pp.health
