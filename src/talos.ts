@@ -373,6 +373,20 @@ export function patchTalosUserData(userData: string, p: UserDataPatch): string {
   return writeDocuments(userData, docs, edited);
 }
 
+/**
+ * Why this Talos user-data cannot be patched for a server (as every creation does), or undefined:
+ * tried once per group at load, so what would fail every creation fails the configuration instead.
+ */
+export function talosPatchProblem(userData: string, format: UserDataFormat, sample: UserDataPatch): string | undefined {
+  try {
+    patchTalosUserData(userData, sample);
+    return undefined;
+  } catch (e) {
+    const forced = format === "talos" && detectUserDataFormat(userData) !== "talos" ? " (userDataFormat is talos, but this does not read as a Talos machine configuration)" : "";
+    return `cannot be patched for a server, so every creation would fail${forced}: ${(e as Error).message}`;
+  }
+}
+
 /** Patches user-data of the given format: Talos configs are patched, cloud-init and empty user-data pass through unchanged. */
 export function patchUserData(format: UserDataFormat, userData: string, params: UserDataPatch): string {
   if (format === "talos") return patchTalosUserData(userData, params);

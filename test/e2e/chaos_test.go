@@ -142,32 +142,62 @@ func TestScenario9Chaos(t *testing.T) {
 	// ---- three storms, each followed by a quiet spell
 	replicas := 0
 	const storms = 3
+	stormLen := time.Duration(storm/storms) * time.Second
 	for i := 0; i < storms; i++ {
-		end := time.Now().Add(time.Duration(storm/storms) * time.Second)
-		lastKill := time.Now()
-		capacityUntil := time.Time{}
-		for time.Now().Before(end) {
-			r := c.rng.Float64()
-			switch {
-			case r < 0.12:
-				replicas = c.walkReplicas(replicas)
-			case r < 0.17 && time.Since(lastKill) > 12*time.Second:
+		start := time.Now()
+		// One or two kills at random moments of the storm, at least 10 s apart.
+		var kills []time.Duration
+		for k := 0; k < 1+c.rng.IntN(2); k++ {
+			at := time.Duration(c.rng.Int64N(int64(stormLen)))
+			if len(kills) == 0 || at-kills[len(kills)-1] >= 10*time.Second {
+				kills = append(kills, at)
+			}
+		}
+		// The scarce flavor: out of capacity from the first storm's start, for a while; later storms at random.
+		var capFrom, capTo time.Duration = -1, -1
+		if i == 0 || c.rng.IntN(2) == 0 {
+			if i > 0 {
+				capFrom = time.Duration(c.rng.Int64N(int64(stormLen / 2)))
+			} else {
+				capFrom = 0
+			}
+			capTo = capFrom + time.Duration(15+c.rng.IntN(20))*time.Second
+		}
+		capOn := false
+		if i == 0 {
+			// The first storm opens with the faults a create meets, then pods to create servers for.
+			c.injectKind("lost response")
+			c.injectKind("200 page, not JSON")
+		}
+		first := true
+		for time.Since(start) < stormLen {
+			el := time.Since(start)
+			if len(kills) > 0 && el >= kills[0] {
+				kills = kills[1:]
 				c.killAndRestart()
-				lastKill = time.Now()
-			case r < 0.45:
-				c.injectFault()
-			case r < 0.48 && capacityUntil.IsZero():
-				d := time.Duration(15+c.rng.IntN(20)) * time.Second
+			}
+			if !capOn && capFrom >= 0 && el >= capFrom && el < capTo {
 				s.sim.Control(t, "POST", "/_sim/faults", map[string]any{"outOfCapacity": []map[string]string{{"flavor": chaosScarceFlavor, "zone": "lpg1"}}})
 				c.count("capacity outage", 1)
-				capacityUntil = time.Now().Add(d)
-				s.t.Logf("chaos: %s out of capacity for %s", chaosScarceFlavor, d)
-			}
-			if !capacityUntil.IsZero() && time.Now().After(capacityUntil) {
+				capOn = true
+				s.t.Logf("chaos: %s out of capacity for %s", chaosScarceFlavor, capTo-capFrom)
+			} else if capOn && el >= capTo {
 				s.sim.Control(t, "POST", "/_sim/faults", map[string]any{"outOfCapacity": []map[string]string{}})
-				capacityUntil = time.Time{}
+				capOn = false
 			}
+			switch r := c.rng.Float64(); {
+			case first && i == 0:
+				replicas = c.setReplicas(replicas, 30+c.rng.IntN(21))
+			case r < 0.12:
+				replicas = c.setReplicas(replicas, c.walk1(replicas))
+			case r < 0.4:
+				c.injectFault()
+			}
+			first = false
 			time.Sleep(time.Duration(500+c.rng.IntN(1000)) * time.Millisecond) // the storm's pace, not an ordering
+		}
+		for range kills { // a kill the storm's pace stepped past still happens, at its end
+			c.killAndRestart()
 		}
 		c.quietSpell(i + 1)
 	}
@@ -201,6 +231,15 @@ func TestScenario9Chaos(t *testing.T) {
 		}
 	}
 	c.report(seed, down, len(js.Seen))
+	// The run did what it is for: every kind of fault reached a request, and the provider was killed.
+	for _, k := range chaosKinds {
+		if c.fired[k] == 0 {
+			s.errorf("chaos (seed %d): fault kind %q was injected %d times but answered no request", seed, k, c.injected[k])
+		}
+	}
+	if c.kills == 0 {
+		s.errorf("chaos (seed %d): the provider was never killed", seed)
+	}
 	if len(c.violations) > 0 {
 		s.errorf("chaos (seed %d): %d invariant violations:\n  %s", seed, len(c.violations), strings.Join(c.violations, "\n  "))
 	}
@@ -243,12 +282,16 @@ func (c *chaosRun) count(kind string, n int) {
 	c.mu.Unlock()
 }
 
-func (c *chaosRun) walkReplicas(cur int) int {
+// walk1 is the replica walk's next step: up or down by at most 20, sometimes a jump to 0 or 50.
+func (c *chaosRun) walk1(cur int) int {
 	next := cur + c.rng.IntN(41) - 20
 	if c.rng.Float64() < 0.15 {
 		next = []int{0, 50}[c.rng.IntN(2)]
 	}
-	next = min(50, max(0, next))
+	return min(50, max(0, next))
+}
+
+func (c *chaosRun) setReplicas(cur, next int) int {
 	if err := c.s.kube.scaleDeployment(c.s.ns, "chaos", next); err != nil {
 		c.s.t.Logf("chaos: scaling to %d: %v", next, err)
 		return cur
@@ -274,44 +317,60 @@ func (c *chaosRun) killAndRestart() {
 	c.s.t.Logf("chaos: kill -9 of %s, restarted after %s", pr.name, pause)
 }
 
-// injectFault adds one fault rule of a random kind; every rule has a count, so it ends by itself.
+var chaosKinds = []string{"5xx burst", "latency", "lost response", "200 page, not JSON", "429 + Retry-After"}
+
+// injectFault adds the rules of one fault kind: a kind not injected yet if there is one, else a random one.
 func (c *chaosRun) injectFault() {
-	rng := c.rng
-	var kind string
-	var rule map[string]any
-	switch rng.IntN(5) {
-	case 0:
-		kind = "5xx burst"
-		rule = map[string]any{"path": "/v1/*", "action": "error", "status": []int{500, 502, 503, 504}[rng.IntN(4)], "count": 3 + rng.IntN(10)}
-	case 1:
-		kind = "latency"
-		rule = map[string]any{"path": "/v1/*", "latencyMs": 300 + rng.IntN(3700), "probability": 0.5, "count": 10 + rng.IntN(20)}
-	case 2:
-		kind = "lost response"
-		if rng.IntN(3) == 0 {
-			rule = map[string]any{"method": "DELETE", "path": "/v1/servers/:uuid", "action": "lost-response", "mode": []string{"502", "drop"}[rng.IntN(2)], "count": 1 + rng.IntN(2)}
-		} else {
-			rule = map[string]any{"method": "POST", "path": "/v1/servers", "action": "lost-response", "mode": []string{"502", "drop"}[rng.IntN(2)], "count": 1 + rng.IntN(3)}
+	var fresh []string
+	c.mu.Lock()
+	for _, k := range chaosKinds {
+		if c.injected[k] == 0 {
+			fresh = append(fresh, k)
 		}
-	case 3:
-		kind = "200 page, not JSON"
-		if rng.IntN(3) == 0 {
-			// A create answered with the page: the server was made, the answer is not the API's.
-			rule = map[string]any{"method": "POST", "path": "/v1/servers", "action": "error", "status": 200, "commit": true, "count": 1}
-		} else {
-			rule = map[string]any{"method": "GET", "path": "/v1/servers", "action": "error", "status": 200, "count": 1 + rng.IntN(3)}
-		}
-	default:
-		kind = "429 + Retry-After"
-		rule = map[string]any{"path": "/v1/*", "action": "error", "status": 429, "retryAfterSeconds": 1 + rng.IntN(3), "count": 2 + rng.IntN(6)}
 	}
-	body := c.s.sim.Control(c.s.t, "POST", "/_sim/faults", map[string]any{"addRules": []map[string]any{rule}})
+	c.mu.Unlock()
+	if len(fresh) > 0 {
+		c.injectKind(fresh[c.rng.IntN(len(fresh))])
+		return
+	}
+	c.injectKind(chaosKinds[c.rng.IntN(len(chaosKinds))])
+}
+
+// injectKind adds the rules of one fault kind; every rule has a count, so it ends by itself.
+func (c *chaosRun) injectKind(kind string) {
+	rng := c.rng
+	var rules []map[string]any
+	switch kind {
+	case "5xx burst":
+		rules = append(rules, map[string]any{"path": "/v1/*", "action": "error", "status": []int{500, 502, 503, 504}[rng.IntN(4)], "count": 3 + rng.IntN(10)})
+	case "latency":
+		rules = append(rules, map[string]any{"path": "/v1/*", "latencyMs": 300 + rng.IntN(3700), "probability": 0.5, "count": 10 + rng.IntN(20)})
+	case "lost response":
+		// The request takes effect, its answer is lost: a create (and sometimes a delete).
+		rules = append(rules, map[string]any{"method": "POST", "path": "/v1/servers", "action": "lost-response", "mode": []string{"502", "drop"}[rng.IntN(2)], "count": 1 + rng.IntN(3)})
+		if rng.IntN(3) == 0 {
+			rules = append(rules, map[string]any{"method": "DELETE", "path": "/v1/servers/:uuid", "action": "lost-response", "mode": []string{"502", "drop"}[rng.IntN(2)], "count": 1 + rng.IntN(2)})
+		}
+	case "200 page, not JSON":
+		// A captive portal's page where the list belongs (and sometimes as a create's answer, the server made).
+		rules = append(rules, map[string]any{"method": "GET", "path": "/v1/servers", "action": "error", "status": 200, "count": 1 + rng.IntN(3)})
+		if rng.IntN(3) == 0 {
+			rules = append(rules, map[string]any{"method": "POST", "path": "/v1/servers", "action": "error", "status": 200, "commit": true, "count": 1})
+		}
+	case "429 + Retry-After":
+		rules = append(rules, map[string]any{"path": "/v1/*", "action": "error", "status": 429, "retryAfterSeconds": 1 + rng.IntN(3), "count": 2 + rng.IntN(6)})
+	default:
+		c.s.fatalf("chaos: unknown fault kind %q", kind)
+	}
+	body := c.s.sim.Control(c.s.t, "POST", "/_sim/faults", map[string]any{"addRules": rules})
 	var snap struct {
 		Rules []struct{ ID string }
 	}
-	if err := json.Unmarshal(body, &snap); err == nil && len(snap.Rules) > 0 {
+	if err := json.Unmarshal(body, &snap); err == nil && len(snap.Rules) >= len(rules) {
 		c.mu.Lock()
-		c.ruleKind[snap.Rules[len(snap.Rules)-1].ID] = kind
+		for _, r := range snap.Rules[len(snap.Rules)-len(rules):] {
+			c.ruleKind[r.ID] = kind
+		}
 		c.mu.Unlock()
 	}
 	c.count(kind, 1)
@@ -325,12 +384,14 @@ func (c *chaosRun) resetFaults() {
 			ID    string
 			Fired int
 		}
+		CapacityRefusals int
 	}
 	if err := json.Unmarshal(body, &snap); err == nil {
 		c.mu.Lock()
 		for _, r := range snap.Rules {
 			c.fired[c.ruleKind[r.ID]] += r.Fired
 		}
+		c.fired["capacity outage"] += snap.CapacityRefusals
 		c.mu.Unlock()
 	}
 	c.s.sim.Control(c.s.t, "POST", "/_sim/reset-faults", map[string]any{})
@@ -409,10 +470,10 @@ func (c *chaosRun) report(seed uint64, down time.Duration, created int) {
 	var parts []string
 	for _, k := range kinds {
 		if k == "capacity outage" {
-			parts = append(parts, fmt.Sprintf("%s %d", k, c.injected[k]))
+			parts = append(parts, fmt.Sprintf("%s %d (creates refused %d)", k, c.injected[k], c.fired[k]))
 			continue
 		}
-		parts = append(parts, fmt.Sprintf("%s %d (fired %d)", k, c.injected[k], c.fired[k]))
+		parts = append(parts, fmt.Sprintf("%s %d (requests answered by it %d)", k, c.injected[k], c.fired[k]))
 	}
 	s := c.s
 	s.logf("chaos: seed %d; faults by kind: %s; kill -9 %d", seed, strings.Join(parts, ", "), c.kills)
