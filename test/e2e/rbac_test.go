@@ -9,7 +9,9 @@ package e2e
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,10 +48,10 @@ func renderedDocs(text string) ([]map[string]any, error) {
 	for {
 		var doc map[string]any
 		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
 		if err != nil {
-			if err.Error() == "EOF" {
-				return out, nil
-			}
 			return nil, err
 		}
 		if doc != nil {

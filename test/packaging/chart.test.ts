@@ -78,6 +78,13 @@ describe("charts/autoscaler-cloudscale with the real helm", () => {
     expect(templateError([...TOKEN_SECRET, "--set", "tls.mode=selfSigned"])).toContain("neither certManager nor existingSecrets");
   });
 
+  test("values.schema.json refuses misspelt or mistyped values before anything renders", () => {
+    expect(templateError([...TOKEN_SECRET, "--set", "tokne.value=x"])).toContain("tokne");
+    expect(templateError([...TOKEN_SECRET, "--set", "metrics.serviceMonitor.enable=true"])).toContain("enable");
+    expect(templateError([...TOKEN_SECRET, "--set", "service.grpcPort=http"])).toContain("grpcPort");
+    expect(templateError([...TOKEN_SECRET, "--set", "logLevel=verbose"])).toContain("logLevel");
+  });
+
   test("the operator's token Secret: referenced, never rendered", () => {
     const objs = template(["--set", "token.existingSecret=my-token", "--set", "token.existingSecretKey=api-token"]);
     expect(objs.filter((o) => o.kind === "Secret" && o.metadata.name === "my-token")).toEqual([]);
