@@ -10,6 +10,14 @@ package bench
 // answers stay those built at start: the benchmark does not change the
 // servers while it times lookups). It runs as a separate process (this test
 // binary re-executed with BENCH_ROLE=baseline), like the provider.
+//
+// The CA-at-scale scenario (test/e2e/cascale_test.go) starts it the same way
+// but hands over no data file: with BENCH_BASELINE_FROM (the cloud-config of a
+// running provider) it asks that provider for its groups, templates and GPU
+// label, and lists the servers from the simulator once, so that it answers the
+// real Cluster Autoscaler with the same groups and nodes. With
+// BENCH_BASELINE_STATS_LISTEN it counts the calls it served by method and
+// shows the counts as JSON at GET /calls there.
 
 import (
 	"context"
@@ -23,8 +31,10 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -279,13 +289,21 @@ func runBaseline() int {
 		fmt.Fprintf(os.Stderr, "baseline: "+format+"\n", a...)
 		return 1
 	}
-	raw, err := os.ReadFile(os.Getenv("BENCH_BASELINE_DATA"))
-	if err != nil {
-		return fail("reading data: %v", err)
-	}
 	var d baselineData
-	if err := json.Unmarshal(raw, &d); err != nil {
-		return fail("parsing data: %v", err)
+	if from := os.Getenv("BENCH_BASELINE_FROM"); from != "" && os.Getenv("BENCH_BASELINE_DATA") == "" {
+		got, err := baselineDataFrom(from, os.Getenv("BENCH_BASELINE_LIST_URL"), os.Getenv("BENCH_BASELINE_TOKEN"))
+		if err != nil {
+			return fail("data from the provider: %v", err)
+		}
+		d = *got
+	} else {
+		raw, err := os.ReadFile(os.Getenv("BENCH_BASELINE_DATA"))
+		if err != nil {
+			return fail("reading data: %v", err)
+		}
+		if err := json.Unmarshal(raw, &d); err != nil {
+			return fail("parsing data: %v", err)
+		}
 	}
 	pair, err := tls.LoadX509KeyPair(os.Getenv("BENCH_TLS_CERT"), os.Getenv("BENCH_TLS_KEY"))
 	if err != nil {
@@ -310,7 +328,17 @@ func runBaseline() int {
 	if err != nil {
 		return fail("listen: %v", err)
 	}
-	srv := grpc.NewServer(grpc.Creds(creds), grpc.MaxRecvMsgSize(4<<20), grpc.MaxSendMsgSize(4<<20))
+	opts := []grpc.ServerOption{grpc.Creds(creds), grpc.MaxRecvMsgSize(4 << 20), grpc.MaxSendMsgSize(4 << 20)}
+	if addr := os.Getenv("BENCH_BASELINE_STATS_LISTEN"); addr != "" {
+		calls := &callCounts{byMethod: map[string]int64{}}
+		opts = append(opts, grpc.UnaryInterceptor(calls.interceptor))
+		stats, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fail("stats listen: %v", err)
+		}
+		go func() { _ = http.Serve(stats, calls) }()
+	}
+	srv := grpc.NewServer(opts...)
 	wire.RegisterCloudProviderServer(srv, newBaselineServer(&d))
 	go func() {
 		sig := make(chan os.Signal, 1)
@@ -323,4 +351,82 @@ func runBaseline() int {
 		return fail("serve: %v", err)
 	}
 	return 0
+}
+
+// baselineDataFrom builds the baseline's data from a running provider (its
+// groups, template bytes and GPU label, over the cloud-config's mutual TLS) and
+// from one list of the servers in the simulator (listURL, tag-filtered).
+func baselineDataFrom(cloudConfigPath, listURL, token string) (*baselineData, error) {
+	conn, cfg, err := dialAsCA(cloudConfigPath)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	c := wire.NewCloudProviderClient(conn)
+	call := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), cfg.Timeout)
+	}
+	d := &baselineData{Templates: map[string][]byte{}}
+	ctx, cancel := call()
+	ng, err := c.NodeGroups(ctx, &wire.NodeGroupsRequest{}, grpc.WaitForReady(true))
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("NodeGroups: %v", err)
+	}
+	for _, g := range ng.GetNodeGroups() {
+		d.Groups = append(d.Groups, baselineGroup{ID: g.GetId(), Min: g.GetMinSize(), Max: g.GetMaxSize(), Debug: g.GetDebug()})
+		ctx, cancel := call()
+		tpl, err := c.NodeGroupTemplateNodeInfo(ctx, &wire.NodeGroupTemplateNodeInfoRequest{Id: g.GetId()})
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("NodeGroupTemplateNodeInfo(%s): %v", g.GetId(), err)
+		}
+		d.Templates[g.GetId()] = tpl.GetNodeBytes()
+	}
+	ctx, cancel = call()
+	if l, err := c.GPULabel(ctx, &wire.GPULabelRequest{}); err == nil {
+		d.GPULabel = l.GetLabel()
+	}
+	cancel()
+	req, err := http.NewRequest("GET", listURL, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := (&http.Client{Timeout: time.Minute}).Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("listing servers: %v", err)
+	}
+	defer res.Body.Close()
+	var list []listedServer
+	if err := json.NewDecoder(res.Body).Decode(&list); err != nil || res.StatusCode != 200 {
+		return nil, fmt.Errorf("listing servers: HTTP %d, %v", res.StatusCode, err)
+	}
+	for _, s := range list {
+		d.Servers = append(d.Servers, seededServer{UUID: s.UUID, Name: s.Name, Group: s.Tags["autoscaler-cloudscale-group"]})
+	}
+	return d, nil
+}
+
+// callCounts counts the calls the baseline served, by method (the last element
+// of the full method name), and serves them as JSON.
+type callCounts struct {
+	mu       sync.Mutex
+	byMethod map[string]int64
+}
+
+func (c *callCounts) interceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	name := info.FullMethod[strings.LastIndexByte(info.FullMethod, '/')+1:]
+	c.mu.Lock()
+	c.byMethod[name]++
+	c.mu.Unlock()
+	return handler(ctx, req)
+}
+
+func (c *callCounts) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	c.mu.Lock()
+	raw, _ := json.Marshal(c.byMethod)
+	c.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(raw)
 }

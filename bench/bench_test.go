@@ -116,16 +116,16 @@ type latency struct {
 }
 
 type lookupResult struct {
-	Key      string  `json:"key"`
-	RPC      string  `json:"rpc"`
-	Mode     string  `json:"mode"`
-	Provider latency `json:"provider"`
-	Baseline latency `json:"baseline"`
-	P50X     float64 `json:"p50_ratio"`
-	P99X     float64 `json:"p99_ratio"`
-	TputX    float64 `json:"throughput_ratio"`
+	Key      string   `json:"key"`
+	RPC      string   `json:"rpc"`
+	Mode     string   `json:"mode"`
+	Provider latency  `json:"provider"`
+	Baseline latency  `json:"baseline"`
+	P50X     float64  `json:"p50_ratio"`
+	P99X     float64  `json:"p99_ratio"`
+	TputX    float64  `json:"throughput_ratio"`
 	Before   *latency `json:"before,omitempty"` // -before: the same figure of that binary, in the same rounds
-	Met      bool    `json:"targets_met"` // seq: p50 and p99; c32: throughput and p99 (issue 12)
+	Met      bool     `json:"targets_met"`      // seq: p50 and p99; c32: throughput and p99 (issue 12)
 }
 
 type target struct {
@@ -150,7 +150,8 @@ type results struct {
 	Process   map[string]any   `json:"process"`
 	Checks    []string         `json:"checkFailures"`
 	Targets   []target         `json:"targets"`
-	Figures   []map[string]any `json:"figures"` // the summary line, in order
+	Figures   []map[string]any `json:"figures"`           // the summary line, in order
+	CAScale   *caScaleFile     `json:"caScale,omitempty"` // -ca-scale: the real CA at 1,000 and 5,000 nodes
 	figureMap map[string]string
 }
 
@@ -207,6 +208,17 @@ func TestBench(t *testing.T) {
 		p.Mode, p.Servers, p.Groups, p.Foreign, runtime.NumCPU(), e.res.Machine["loadavgStart"], e.res.Binary)
 
 	e.setup()
+	if *flagStartOnly {
+		e.startTimes()
+		pr := e.res.Process
+		line := fmt.Sprintf("bench: start_ms=%v start_go_ms=%v start_x=%.2f start_at_scale_ms=%v rss_idle_mib=%v", pr["startEmpty_p50_ms"], pr["baselineStart_ms"],
+			pr["startEmpty_p50_ms"].(float64)/pr["baselineStart_ms"].(float64), pr["startAtScale_p50_ms"], pr["rssIdleMiB"])
+		if bm, ok := pr["before"].(map[string]any); ok {
+			line += fmt.Sprintf(" start_before_ms=%v", bm["startEmpty_p50_ms"])
+		}
+		summaryLine = line + " loadavg_end=" + strings.ReplaceAll(loadavg(), " ", "/")
+		return
+	}
 	e.checkAnswers()
 	e.lookups()
 	e.caLoop()
@@ -947,8 +959,8 @@ func (e *env) startTimes() {
 	// Where the start time goes: spawn -> "initial view of the cloud loaded" (runtime, bundle,
 	// config, the flavor and server lists) -> "serving gRPC" (listening) -> first answer
 	// (TLS handshake, HTTP/2 session, first call).
-	var phases [][3]time.Duration
-	trial := func(api string, i int, measureRSS bool) (time.Duration, float64) {
+	type phase [3]time.Duration
+	trial := func(bin, api string, i int, measureRSS bool) (time.Duration, float64, phase) {
 		addr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 		cc := harness.CloudConfig(t, e.dir, fmt.Sprintf("cloud-config-start-%d.yaml", i), addr, e.certs, "10s")
 		conn, err := dialProbe(cc, time.Now().Add(30*time.Second))
@@ -960,7 +972,7 @@ func (e *env) startTimes() {
 		var mu sync.Mutex
 		var viewAt, servingAt time.Duration
 		t0 := time.Now()
-		ch := spawn(t, e.bin, []string{"serve", "--config", e.cfgPath, "--listen", addr, "--tls-cert", e.certs.ServerCert, "--tls-key", e.certs.ServerKey, "--tls-client-ca", e.certs.CA},
+		ch := spawn(t, bin, []string{"serve", "--config", e.cfgPath, "--listen", addr, "--tls-cert", e.certs.ServerCert, "--tls-key", e.certs.ServerKey, "--tls-client-ca", e.certs.CA},
 			[]string{"CLOUDSCALE_API_TOKEN=" + harness.Token, "CLOUDSCALE_API_URL=" + api}, func(line string) {
 				mu.Lock()
 				defer mu.Unlock()
@@ -976,12 +988,10 @@ func (e *env) startTimes() {
 		_, err = c.NodeGroups(ctx, &wire.NodeGroupsRequest{}, grpc.WaitForReady(true))
 		d := time.Since(t0)
 		cancel()
-		if api == empty.API {
-			time.Sleep(20 * time.Millisecond) // let the log lines arrive
-			mu.Lock()
-			phases = append(phases, [3]time.Duration{viewAt, servingAt, d})
-			mu.Unlock()
-		}
+		time.Sleep(20 * time.Millisecond) // let the log lines arrive
+		mu.Lock()
+		ph := phase{viewAt, servingAt, d}
+		mu.Unlock()
 		if err != nil {
 			t.Fatalf("start trial %d: no answer: %v\n%s", i, err, ch.Output())
 		}
@@ -991,39 +1001,63 @@ func (e *env) startTimes() {
 			rss, _ = rssMiB(ch.Pid())
 			idleParts = rssParts(ch.Pid())
 		}
-		return d, rss
+		return d, rss, ph
 	}
-	var starts, startsFull []time.Duration
+	// The provider, the -before binary and the Go baseline take turns, the order
+	// rotating every round, so that the machine's load hits all of them alike.
+	var starts, startsFull, goStarts, beforeStarts []time.Duration
+	var phases, beforePhases []phase
 	var rssIdle []float64
+	before := ""
+	if *flagBefore != "" {
+		before, _ = filepath.Abs(*flagBefore)
+	}
 	for i := 0; i < p.StartTrials; i++ {
-		d, rss := trial(empty.API, i, true)
-		starts = append(starts, d)
-		rssIdle = append(rssIdle, rss)
+		for k := 0; k < 3; k++ {
+			switch (i + k) % 3 {
+			case 0:
+				d, rss, ph := trial(e.bin, empty.API, i, true)
+				starts, rssIdle, phases = append(starts, d), append(rssIdle, rss), append(phases, ph)
+			case 1:
+				goStarts = append(goStarts, e.baselineStart())
+			case 2:
+				if before != "" {
+					d, _, ph := trial(before, empty.API, 200+i, false)
+					beforeStarts, beforePhases = append(beforeStarts, d), append(beforePhases, ph)
+				}
+			}
+		}
 	}
 	for i := 0; i < p.StartTrialsFull; i++ {
-		d, _ := trial(e.sim.API, 100+i, false)
+		d, _, _ := trial(e.bin, e.sim.API, 100+i, false)
 		startsFull = append(startsFull, d)
 	}
 	empty.Stop()
 	// The runtime and the bundle alone: `version` from spawn to exit.
-	var versions []time.Duration
-	for i := 0; i < max(3, p.StartTrials/2); i++ {
-		t0 := time.Now()
-		if err := exec.Command(e.bin, "version").Run(); err != nil {
-			t.Errorf("%s version: %v", e.bin, err)
+	version := func(bin string) []time.Duration {
+		var out []time.Duration
+		for i := 0; i < max(3, p.StartTrials/2); i++ {
+			t0 := time.Now()
+			if err := exec.Command(bin, "version").Run(); err != nil {
+				t.Errorf("%s version: %v", bin, err)
+			}
+			out = append(out, time.Since(t0))
 		}
-		versions = append(versions, time.Since(t0))
+		return out
 	}
-	var pv, ps, pf []time.Duration
-	for _, ph := range phases {
-		pv, ps, pf = append(pv, ph[0]), append(ps, ph[1]-ph[0]), append(pf, ph[2]-ph[1])
+	phaseP50 := func(phases []phase, versions []time.Duration) map[string]float64 {
+		var pv, ps, pf []time.Duration
+		for _, ph := range phases {
+			pv, ps, pf = append(pv, ph[0]), append(ps, ph[1]-ph[0]), append(pf, ph[2]-ph[1])
+		}
+		return map[string]float64{
+			"spawnToViewLoaded":      round(ms(pct(sortDurations(pv), 0.5)), 1),
+			"viewLoadedToListening":  round(ms(pct(sortDurations(ps), 0.5)), 1),
+			"listeningToFirstAnswer": round(ms(pct(sortDurations(pf), 0.5)), 1),
+			"versionCommand":         round(ms(pct(sortDurations(versions), 0.5)), 1),
+		}
 	}
-	e.res.Process["startPhasesEmpty_p50_ms"] = map[string]float64{
-		"spawnToViewLoaded":      round(ms(pct(sortDurations(pv), 0.5)), 1),
-		"viewLoadedToListening":  round(ms(pct(sortDurations(ps), 0.5)), 1),
-		"listeningToFirstAnswer": round(ms(pct(sortDurations(pf), 0.5)), 1),
-		"versionCommand":         round(ms(pct(sortDurations(versions), 0.5)), 1),
-	}
+	e.res.Process["startPhasesEmpty_p50_ms"] = phaseP50(phases, version(e.bin))
 	ss, sf := sortDurations(starts), sortDurations(startsFull)
 	sort.Float64s(rssIdle)
 	msList := func(d []time.Duration) []float64 {
@@ -1039,10 +1073,22 @@ func (e *env) startTimes() {
 	e.res.Process["startAtScale_p50_ms"] = round(ms(pct(sf, 0.5)), 1)
 	e.res.Process["rssIdleMiB"] = round(rssIdle[len(rssIdle)/2], 1)
 	e.res.Process["rssPartsIdle"] = idleParts
-	e.res.Process["baselineStart_ms"] = round(ms(e.baselineStart()), 1)
+	e.res.Process["baselineStarts_ms"] = msList(goStarts)
+	e.res.Process["baselineStart_ms"] = round(ms(pct(sortDurations(goStarts), 0.5)), 1)
 	logf("bench: start phases (p50, empty account): %v", e.res.Process["startPhasesEmpty_p50_ms"])
-	logf("bench: start to first served call: empty account p50 %.1f ms %v; with %d servers p50 %.1f ms %v; Go baseline %.1f ms; RSS idle %.1f MiB %v",
-		ms(pct(ss, 0.5)), msList(starts), p.Servers, ms(pct(sf, 0.5)), msList(startsFull), e.res.Process["baselineStart_ms"], rssIdle[len(rssIdle)/2], idleParts)
+	logf("bench: start to first served call: empty account p50 %.1f ms %v; with %d servers p50 %.1f ms %v; Go baseline p50 %.1f ms %v; RSS idle %.1f MiB %v",
+		ms(pct(ss, 0.5)), msList(starts), p.Servers, ms(pct(sf, 0.5)), msList(startsFull), e.res.Process["baselineStart_ms"], msList(goStarts), rssIdle[len(rssIdle)/2], idleParts)
+	if before != "" {
+		bm, _ := e.res.Process["before"].(map[string]any)
+		if bm == nil {
+			bm = map[string]any{}
+			e.res.Process["before"] = bm
+		}
+		bm["startEmpty_ms"] = msList(beforeStarts)
+		bm["startEmpty_p50_ms"] = round(ms(pct(sortDurations(beforeStarts), 0.5)), 1)
+		bm["startPhasesEmpty_p50_ms"] = phaseP50(beforePhases, version(before))
+		logf("bench: A/B start: before p50 %.1f ms %v, phases %v", bm["startEmpty_p50_ms"], bm["startEmpty_ms"], bm["startPhasesEmpty_p50_ms"])
+	}
 }
 
 // baselineStart times the Go baseline the same way (spawn -> first answered
@@ -1263,6 +1309,9 @@ func (e *env) evaluate() {
 	}
 	r.Process["rssGrewBetween10thAndLast"] = grew == "yes"
 	r.fig("rss_grew", grew)
+	if *flagCAScale != "" {
+		r.addCAScale(readCAScale(*flagCAScale))
+	}
 	met := 0
 	for _, tg := range r.Targets {
 		if tg.Met {
@@ -1314,6 +1363,9 @@ func (e *env) report() {
 			fmt.Fprintf(&b, "| anonymous memory settled | %.1f MiB | %.1f MiB |\n", bm["rssAnonSettledAfterRefreshLastMiB"], r.Process["rssAnonSettledAfterRefreshLastMiB"])
 			fmt.Fprintf(&b, "| RSS peak (VmHWM) | %.1f MiB | %.1f MiB |\n", bm["rssPeakMiB"], r.Process["rssPeakMiB"])
 			fmt.Fprintf(&b, "| Refresh p50 / CPU per Refresh | %.1f / %.1f ms | %.1f / %.1f ms |\n", bm["refresh_p50_ms"], bm["refreshCpuMs"], r.Refresh["p50_ms"], r.Refresh["serverCpuMsPerRefresh"])
+			if st, ok := bm["startEmpty_p50_ms"]; ok {
+				fmt.Fprintf(&b, "| start to first served call p50 (same rounds) | %.1f ms | %.1f ms |\n", st, r.Process["startEmpty_p50_ms"])
+			}
 		}
 	}
 	fmt.Fprintf(&b, "\n| figure | value |\n|---|---|\n")
@@ -1325,8 +1377,8 @@ func (e *env) report() {
 	fmt.Fprintf(&b, "| API calls per Refresh | %s; other calls: %v |\n", strings.Join(r.Refresh["listCallsPerRefresh"].([]string), ", "), r.Refresh["otherApiCalls"])
 	fmt.Fprintf(&b, "| IncreaseSize(%d), %d ms per POST, createConcurrency %d | acknowledged in %.1f ms; all created after %.2f s; ideal %.1f s; ratio %.2f× |\n",
 		r.Params.ScaleDelta, r.Params.PostLatency.Milliseconds(), r.Params.CreateConcurrency, r.ScaleUp["ack_ms"], r.ScaleUp["allCreated_s"], r.ScaleUp["ideal_s"], r.ScaleUp["ratioToIdeal"])
-	fmt.Fprintf(&b, "| start (spawn → first served call) | empty account p50 %.1f ms %v; with %d servers p50 %.1f ms %v; Go baseline %.1f ms |\n",
-		r.Process["startEmpty_p50_ms"], r.Process["startEmpty_ms"], r.Params.Servers, r.Process["startAtScale_p50_ms"], r.Process["startAtScale_ms"], r.Process["baselineStart_ms"])
+	fmt.Fprintf(&b, "| start (spawn → first served call) | empty account p50 %.1f ms %v; with %d servers p50 %.1f ms %v; Go baseline p50 %.1f ms %v (same rounds); phases p50 %v |\n",
+		r.Process["startEmpty_p50_ms"], r.Process["startEmpty_ms"], r.Params.Servers, r.Process["startAtScale_p50_ms"], r.Process["startAtScale_ms"], r.Process["baselineStart_ms"], r.Process["baselineStarts_ms"], r.Process["startPhasesEmpty_p50_ms"])
 	idle := r.Process["rssPartsIdle"].(map[string]float64)
 	fmt.Fprintf(&b, "| RSS (VmRSS) idle | %.1f MiB (anonymous %.1f, file-backed %.1f: the mapped executable); Go baseline %.1f MiB at %d servers |\n",
 		r.Process["rssIdleMiB"], idle["RssAnonMiB"], idle["RssFileMiB"], r.Process["baselineRssMiB"], r.Params.Servers)
@@ -1336,6 +1388,9 @@ func (e *env) report() {
 		r.Process["rssSettledAfterRefreshLastMiB"].(float64)-r.Process["rssSettledAfterRefresh10MiB"].(float64), r.Process["rssGrewBetween10thAndLast"], r.Process["rssPeakMiB"])
 	fmt.Fprintf(&b, "| anonymous memory (RssAnon) at %d servers, settled as above | %v MiB; last windows %.1f MiB |\n",
 		r.Params.Servers, r.Process["rssAnonSettledEvery10thMiB"], r.Process["rssAnonSettledAfterRefreshLastMiB"])
+	if r.CAScale != nil {
+		b.WriteString(caScaleMarkdown(r.CAScale))
+	}
 	fmt.Fprintf(&b, "\n| target | wanted | measured | |\n|---|---|---|---|\n")
 	for _, tg := range r.Targets {
 		v := "missed"

@@ -1,6 +1,6 @@
-// The benchmark of issue 6 (scripts/bench.sh builds and runs it; see bench/README.md). The
-// client and the Go baseline speak through CA 1.36.1's own generated externalgrpc code
-// (cloudprovider/externalgrpc/protos), taken from ../shared/third_party by relative path.
+// The benchmark (scripts/bench.sh builds and runs it; see bench/README.md). The client and
+// the Go baseline speak through CA 1.36.1's own generated externalgrpc code
+// (cloudprovider/externalgrpc/protos), through the link scripts/ca-source.sh makes.
 module autoscaler-cloudscale/bench
 
 go 1.26.0
@@ -22,9 +22,9 @@ require (
 replace autoscaler-cloudscale/test/ca/harness => ../test/ca/harness
 
 // CA 1.36.1 and the k8s.io replace lines of its go.mod, as test/ca has them.
-replace k8s.io/autoscaler/cluster-autoscaler => ../../shared/third_party/cluster-autoscaler-1.36.1
+replace k8s.io/autoscaler/cluster-autoscaler => ../.cache/ca-src/cluster-autoscaler-1.36.1
 
-replace k8s.io/autoscaler/cluster-autoscaler/apis => ../../shared/third_party/cluster-autoscaler-1.36.1/apis
+replace k8s.io/autoscaler/cluster-autoscaler/apis => ../.cache/ca-src/cluster-autoscaler-1.36.1/apis
 
 replace k8s.io/api => k8s.io/api v0.36.2
 

@@ -53,7 +53,7 @@ async function start(binary: string) {
     out += new TextDecoder().decode(value);
   }
   if (!m) throw new Error(`serve did not start:\n${out}`);
-  void (async () => { while (!(await reader.read()).done); })(); // keep draining
+  (async () => { while (!(await reader.read()).done); })().catch(() => {}); // keep draining (a closed pipe ends it)
   const c = connect(Number(m[1]));
   await c.call("Refresh", {}, { deadlineMs: 60_000 });
   await Bun.sleep(3000); // let the start settle before the idle figure

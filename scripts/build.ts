@@ -26,6 +26,10 @@ const args = [
   // src/sim/cli.ts uses a top-level await.
   "--bytecode",
   "--format=esm",
+  // Every `await import()` becomes its own chunk inside the executable, loaded (Node built-ins
+  // included) only by the sub-command that imports it: serve does not evaluate the simulator,
+  // check, demo, connect-node's zlib or prom-client's process metrics at start.
+  "--splitting",
   "--no-compile-autoload-dotenv",
   "--no-compile-autoload-bunfig",
   `--define=BUILD_VERSION=${JSON.stringify(pkg.version)}`,

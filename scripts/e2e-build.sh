@@ -19,12 +19,12 @@
 #     Certificate, Issuer, ClusterIssuer; the Prometheus Operator's ServiceMonitor, PrometheusRule),
 #     each project's own YAML from its Go module (deploy/crds, example/prometheus-operator-crd), in
 #     one file, so the e2e suite checks those objects against their real schemas
-#   cluster-autoscaler 1.36.1 and 1.34.1: `go build -tags externalgrpc` inside
-#     ../shared/third_party/cluster-autoscaler-<v> (read-only is fine: only -o and the Go caches are written)
+#   cluster-autoscaler 1.36.1 and 1.34.1: `go build -tags externalgrpc` inside CA's source tree, as
+#     scripts/ca-source.sh finds it (read-only is fine: only -o and the Go caches are written)
 # Needs Go (>= 1.26) and the Go module proxy. A missing Go or a failed build exits non-zero.
 #
 # Env: E2E_BIN_DIR      cache directory (default ${XDG_CACHE_HOME:-~/.cache}/autoscaler-cloudscale/e2e-bin)
-#      E2E_THIRD_PARTY  CA source trees (default ../shared/third_party from the project root)
+#      CA_SOURCE_DIR    CA's source trees (see scripts/ca-source.sh)
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -36,7 +36,6 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 export GOTOOLCHAIN=local
 bin=${E2E_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/autoscaler-cloudscale/e2e-bin}
-third=${E2E_THIRD_PARTY:-$root/../shared/third_party}
 mkdir -p "$bin"
 
 # Version of a required module in a tool module's go.mod.
@@ -173,9 +172,13 @@ else
 fi
 
 # The real cluster-autoscaler: CA is its own main module there, so its replace lines apply.
-for v in "${ca_versions[@]}"; do
-  wanted "cluster-autoscaler-$v" || continue
-  src="$third/cluster-autoscaler-$v"
+# shellcheck source=scripts/ca-source.sh
+source "$root/scripts/ca-source.sh"
+ca_wanted=()
+for v in "${ca_versions[@]}"; do wanted "cluster-autoscaler-$v" && ca_wanted+=("$v"); done
+if [ ${#ca_wanted[@]} -gt 0 ]; then ca_source "${ca_wanted[@]}" || status=1; fi
+for v in "${ca_wanted[@]}"; do
+  src=$(cd "$root/.cache/ca-src/cluster-autoscaler-$v" 2>/dev/null && pwd -P)
   if [ ! -f "$src/go.mod" ]; then
     echo "e2e-build: cluster-autoscaler $v: FAILED: source tree not found at $src" >&2
     status=1

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs the Go test modules that drive Cluster Autoscaler's own code (from ../shared/third_party,
-# relative to the repo root, built with -tags externalgrpc as CA builds itself) against the
-# compiled binary:
+# Runs the Go test modules that drive Cluster Autoscaler's own code (found by scripts/ca-source.sh:
+# $CA_SOURCE_DIR, else ../shared/third_party, else downloaded into the user's cache; built with
+# -tags externalgrpc as CA builds itself) against the compiled binary:
 #   ./scripts/test-ca.sh [MODULE_DIR...]
 #   test/ca            CA 1.36.1's cloudprovider/externalgrpc (current wire), mTLS and h2c
 #   test/ca-legacy     CA 1.34.1's (pre-1.35 wire), mTLS and h2c
@@ -13,6 +13,7 @@
 #
 # Env: AUTOSCALER_CLOUDSCALE_BIN  the binary under test (default dist/autoscaler-cloudscale)
 #      CA_TEST_RUN                optional -run pattern passed to go test
+#      CA_SOURCE_DIR              CA's source trees (see scripts/ca-source.sh)
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -32,10 +33,9 @@ command -v go >/dev/null 2>&1 || fail "the Go toolchain (go) is not installed or
 bin=${AUTOSCALER_CLOUDSCALE_BIN:-dist/autoscaler-cloudscale}
 case "$bin" in /*) ;; *) bin="$root/$bin" ;; esac
 [ -x "$bin" ] || fail "binary under test not found or not executable: $bin (build it with 'bun run build' or set AUTOSCALER_CLOUDSCALE_BIN)"
-for ver in 1.36.1 1.34.1; do
-  [ -f "$root/../shared/third_party/cluster-autoscaler-$ver/go.mod" ] ||
-    fail "CA's source not found at $root/../shared/third_party/cluster-autoscaler-$ver (the test modules import it by relative path)"
-done
+# shellcheck source=scripts/ca-source.sh
+source "$root/scripts/ca-source.sh"
+ca_source 1.36.1 1.34.1 || fail "Cluster Autoscaler's source not found (see above); the test modules import it through .cache/ca-src"
 export AUTOSCALER_CLOUDSCALE_BIN="$bin"
 # The trees keep only the externalgrpc cloud provider: CA 1.34.1's cloudprovider/builder (which
 # its config/flags, our source of CA's defaults, imports) wants every other provider without the

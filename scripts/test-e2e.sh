@@ -6,11 +6,13 @@
 #
 #   ./scripts/test-e2e.sh                      build what is missing (~/.cache/autoscaler-cloudscale/e2e-bin), run every scenario
 #   E2E_RUN='Scenario(1|4)' ./scripts/test-e2e.sh   only some scenarios (a go test -run pattern)
+#   E2E_TAGS=cascale E2E_RUN=TestCAScale ./scripts/test-e2e.sh   the CA-at-scale benchmark (scripts/bench.sh --ca-scale)
 #
 # The last line is "N passed, N failed" (Go's --- PASS / --- FAIL lines). A missing Go, a failed
 # build or a crashed run counts as failed, never as skipped.
 # Env: AUTOSCALER_CLOUDSCALE_BIN  the binary under test (default dist/autoscaler-cloudscale; built if missing)
 #      E2E_TIMEOUT                go test -timeout (default 35m)
+#      E2E_TAGS                   go build tags (cascale: also compile test/e2e/cascale_test.go)
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -71,10 +73,16 @@ kill_leftovers() {
 }
 trap kill_leftovers EXIT
 
+# The CA-at-scale benchmark (build tag cascale) is not run here, but it must keep compiling.
+if [ "${E2E_TAGS:-}" != cascale ] && ! (cd test/e2e && GOFLAGS="-mod=mod -buildvcs=false" go vet -tags cascale .); then
+  echo "e2e: FAILED: test/e2e with the cascale tag (the CA-at-scale benchmark) does not build" >&2
+  finish 0 1
+fi
+
 echo "e2e: === scenarios (logs in $run_dir)"
 tt=$SECONDS
 log="$run_dir/go-test.log"
-(cd test/e2e && GOFLAGS="-mod=mod -buildvcs=false" go test -count=1 -v -timeout "${E2E_TIMEOUT:-35m}" -run "${E2E_RUN:-.}" .) 2>&1 | tee "$log"
+(cd test/e2e && GOFLAGS="-mod=mod -buildvcs=false" go test -count=1 -v -tags "${E2E_TAGS:-}" -timeout "${E2E_TIMEOUT:-35m}" -run "${E2E_RUN:-.}" .) 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 echo "e2e: go test exit $rc after $((SECONDS - tt))s"
 kill_leftovers

@@ -62,6 +62,9 @@ rm -rf "$gen_tmp"
 step "typecheck"
 if tsc --noEmit -p . >"$LOGDIR/tsc.log" 2>&1; then passed=$((passed + 1)); echo "typecheck: clean"; else fail_suite typecheck "$(head -20 "$LOGDIR/tsc.log")"; fi
 
+step "lint (eslint with typescript-eslint's type-aware promise rules: eslint.config.js)"
+if eslint --max-warnings 0 . >"$LOGDIR/lint.log" 2>&1; then passed=$((passed + 1)); echo "lint: clean"; else fail_suite lint "$(head -40 "$LOGDIR/lint.log")"; fi
+
 step "build"
 if ! bun run scripts/build.ts; then fail_suite build "bun build --compile failed"; echo "$passed passed, $failed failed"; exit 1; fi
 
@@ -91,7 +94,7 @@ if [ -d test/packaging ] && ls test/packaging/*.test.ts >/dev/null 2>&1; then
   bun_suite packaging "$LOGDIR/packaging.log" --timeout 300000 test/packaging
 fi
 
-step "Cluster Autoscaler's own code (Go, from ../shared/third_party): externalgrpc conformance of CA 1.36.1 and 1.34.1; CA 1.36.1's balancing, estimator and expanders over our templates"
+step "Cluster Autoscaler's own code (Go; CA's source from scripts/ca-source.sh): externalgrpc conformance of CA 1.36.1 and 1.34.1; CA 1.36.1's balancing, estimator and expanders over our templates"
 AUTOSCALER_CLOUDSCALE_BIN="$ROOT/dist/autoscaler-cloudscale" ./scripts/test-ca.sh 2>&1 | tee "$LOGDIR/ca.log"
 rc=${PIPESTATUS[0]}
 count_go "$LOGDIR/ca.log" "CA conformance"

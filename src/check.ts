@@ -9,11 +9,8 @@
 import { CloudscaleError, type Cloudscale } from "./cloudscale";
 import { randomSuffix } from "./reconciler";
 import { flavorFromSlug } from "./resolved-group";
-import { CLUSTER_TAG, GROUP_TAG, type CreateServerRequest, type Flavor, type ProviderConfig, type Server, type ServerStatus } from "./types";
+import { CHECK_GROUP, CLUSTER_TAG, GROUP_TAG, type CreateServerRequest, type Flavor, type ProviderConfig, type Server, type ServerStatus } from "./types";
 import { CREATE_ERROR_CODES, viewOfList } from "./view";
-
-/** The group tag of the check's servers; no configured node group may have this name. */
-export const CHECK_GROUP = "check";
 
 export type CheckCloud = Pick<Cloudscale, "listFlavors" | "listServers" | "createServer" | "getServer" | "deleteServer">;
 

@@ -1,18 +1,17 @@
 // Sub-commands: serve, validate, template, sim, demo, version. Every one has
-// --help; unknown flags and missing values are reported plainly.
+// --help; unknown flags and missing values are reported plainly. What only one other
+// sub-command uses (check, validate, template, sim, demo) is imported by it, so that serve
+// does not load it at start.
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { ConfigError, apiSettings, loadConfigFile, parseDuration } from "./config";
-import { CHECK_GROUP, runCheck } from "./check";
 import { configureLog, log, registerSecret, type LogLevel } from "./log";
-import { GROUP_TAG } from "./types";
+import { CHECK_GROUP, GROUP_TAG } from "./types";
 import { commit, version } from "./version";
 import type { ProviderConfig } from "./types";
 import { isLoopback, startGrpcServer, startHealthServer } from "./server";
 import { routes } from "./service";
 import { createProvider } from "./provider";
 import { createClient } from "./cloudscale";
-import { validateAgainstApi } from "./validate";
-import { renderTemplate } from "./template-output";
 import { startMetrics, viewMetrics } from "./metrics";
 import { DEFAULT_HEALTH, StatusError, fetchStatus, renderStatus, statusReport, statusUrl } from "./status";
 
@@ -226,7 +225,7 @@ async function serve(argv: string[]): Promise<number> {
   hardStop.unref();
   const shutdownStarted = Date.now();
   await server.shutdown(grace * 1000);
-  healthServer?.stop(true);
+  await healthServer?.stop(true);
   // Creations already sent are waited for, so their servers are answered and tagged before we go;
   // queued ones never reached the cloud and are dropped (the next instance starts from the cloud).
   await provider.shutdown(Math.max(0, grace * 1000 - (Date.now() - shutdownStarted)));
@@ -249,6 +248,7 @@ async function validate(argv: string[]): Promise<number> {
     return 0;
   }
   registerSecret(api.token);
+  const { validateAgainstApi } = await import("./validate");
   const problems = await validateAgainstApi(config, createClient({ ...api, attempts: 2 }));
   if (problems.length) {
     process.stdout.write(`${values.config}: ${problems.length} problem${problems.length === 1 ? "" : "s"} found against ${api.url}:\n${problems.map((p) => `  - ${p}`).join("\n")}\n`);
@@ -328,6 +328,7 @@ async function check(argv: string[]): Promise<number> {
   const sigterm = () => onSignal("SIGTERM");
   process.on("SIGINT", sigint);
   process.on("SIGTERM", sigterm);
+  const { runCheck } = await import("./check");
   try {
     return await runCheck({
       config,
@@ -369,6 +370,7 @@ async function template(argv: string[]): Promise<number> {
   } catch {
     cloud = undefined;
   }
+  const { renderTemplate } = await import("./template-output");
   process.stdout.write(await renderTemplate(config, positionals, values.output, cloud));
   return 0;
 }

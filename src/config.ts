@@ -2,7 +2,8 @@
 // mistake is collected and reported with its path and a plain sentence, all at
 // once, before anything starts.
 import * as v from "valibot";
-import { parse as parseYaml, YAMLParseError } from "yaml";
+import { YAMLParseError } from "yaml";
+import { parseConfigYaml } from "./config-yaml";
 import { dirname, resolve } from "node:path";
 import { readFileSync } from "node:fs";
 import { detectUserDataFormat, forbiddenNodeLabels } from "./talos";
@@ -153,8 +154,40 @@ const configSchema = v.strictObject({
   startupGrace: v.optional(durationString),
   prices: v.optional(v.record(v.string(), v.pipe(v.number("must be a price in CHF per hour"), v.minValue(0, "must not be negative")))),
   reservations: v.optional(reservationsSchema),
-  nodeGroups: v.pipe(v.array(nodeGroupSchema, "must be a list of node groups"), v.minLength(1, "must list at least one node group")),
+  // Each entry is parsed on its own (parseEntries), so one bad entry does not hide the others' problems.
+  nodeGroups: v.pipe(v.array(v.unknown(), "must be a list of node groups"), v.minLength(1, "must list at least one node group")),
 });
+
+type NodeGroupEntry = v.InferOutput<typeof nodeGroupSchema>;
+type TopLevel = v.InferOutput<typeof configSchema>;
+
+/** The first key of an issue's path: the setting that is wrong, or undefined for the value as a whole. */
+function firstKey(issue: v.BaseIssue<unknown>): string | undefined {
+  const key = (issue.path?.[0] as { key: unknown } | undefined)?.key;
+  return typeof key === "string" ? key : undefined;
+}
+
+/**
+ * Parses a mapping with a strict object schema. On failure it also returns what the settings
+ * that are right say (the wrong ones left out), so the checks that read only those still run:
+ * every problem of the file is found in one round, not schema problems first and the rest
+ * after they are fixed. `whole` is false when the value is not a mapping at all.
+ */
+function parseSettings<T extends v.ObjectEntries>(
+  schema: v.StrictObjectSchema<T, undefined>,
+  input: unknown,
+  prefix: string,
+): { value: Partial<v.InferOutput<v.StrictObjectSchema<T, undefined>>> | undefined; complete: boolean; problems: string[] } {
+  const r = v.safeParse(schema, input, { abortEarly: false });
+  if (r.success) return { value: r.output, complete: true, problems: [] };
+  const problems = r.issues.map((i) => describeIssue(i, prefix));
+  if (input === null || typeof input !== "object" || Array.isArray(input)) return { value: undefined, complete: false, problems };
+  const wrong = new Set(r.issues.map(firstKey));
+  if (wrong.has(undefined)) return { value: undefined, complete: false, problems };
+  const right = Object.fromEntries(Object.entries(input).filter(([k]) => !wrong.has(k)));
+  const partial = v.safeParse(v.partial(schema), right, { abortEarly: false });
+  return { value: partial.success ? (partial.output as Partial<v.InferOutput<v.StrictObjectSchema<T, undefined>>>) : undefined, complete: false, problems };
+}
 
 type RawReservations = v.InferOutput<typeof reservationsSchema>;
 
@@ -183,9 +216,10 @@ export function reservationOverrides(raw: RawReservations | undefined, path: str
   return out;
 }
 
-function issuePath(issue: v.BaseIssue<unknown>): string {
+/** An issue's path in the file; `prefix` is where the parsed value sits (an entry: `nodeGroups[2]`). */
+function issuePath(issue: v.BaseIssue<unknown>, prefix = ""): string {
   const parts = issue.path ?? [];
-  let out = "";
+  let out = prefix;
   for (const item of parts) {
     const key = (item as { key: unknown }).key;
     if (typeof key === "number") out += `[${key}]`;
@@ -194,8 +228,8 @@ function issuePath(issue: v.BaseIssue<unknown>): string {
   return out || "(top level)";
 }
 
-function describeIssue(issue: v.BaseIssue<unknown>): string {
-  const path = issuePath(issue);
+function describeIssue(issue: v.BaseIssue<unknown>, prefix = ""): string {
+  const path = issuePath(issue, prefix);
   if (issue.kind === "schema" && issue.type === "strict_object" && issue.input !== undefined && issue.expected === "never") {
     return `${path}: unknown setting (check the spelling)`;
   }
@@ -223,17 +257,13 @@ const placementLabels: [string, (c: Combination) => string][] = [
  * are reported together with every schema problem: exactly one of flavor and flavors,
  * at most one of zone and zones.
  */
-function entryKeyProblems(raw: object): string[] {
-  const entries = (raw as { nodeGroups?: unknown }).nodeGroups;
-  if (!Array.isArray(entries)) return [];
+function entryKeyProblems(entry: unknown, i: number): string[] {
+  if (entry === null || typeof entry !== "object" || Array.isArray(entry)) return [];
   const problems: string[] = [];
-  entries.forEach((e, i) => {
-    if (e === null || typeof e !== "object" || Array.isArray(e)) return;
-    const has = (k: string) => k in e;
-    if (!has("flavor") && !has("flavors")) problems.push(`nodeGroups[${i}].flavor: is required (a flavor slug such as flex-8-2, or flavors: [...] for several)`);
-    if (has("flavor") && has("flavors")) problems.push(`nodeGroups[${i}]: set either flavor or flavors, not both`);
-    if (has("zone") && has("zones")) problems.push(`nodeGroups[${i}]: set either zone or zones, not both`);
-  });
+  const has = (k: string) => k in entry;
+  if (!has("flavor") && !has("flavors")) problems.push(`nodeGroups[${i}].flavor: is required (a flavor slug such as flex-8-2, or flavors: [...] for several)`);
+  if (has("flavor") && has("flavors")) problems.push(`nodeGroups[${i}]: set either flavor or flavors, not both`);
+  if (has("zone") && has("zones")) problems.push(`nodeGroups[${i}]: set either zone or zones, not both`);
   return problems;
 }
 
@@ -284,11 +314,11 @@ export interface LoadOptions {
   readFile?: (path: string) => string;
 }
 
-/** Parses and validates config text. Throws ConfigError listing every problem. */
+/** Parses and validates config text. Throws ConfigError listing every problem, all in one round. */
 export function parseConfig(text: string, opts: LoadOptions = {}): ProviderConfig {
   let raw: unknown;
   try {
-    raw = parseYaml(text, { prettyErrors: true, uniqueKeys: true });
+    raw = parseConfigYaml(text);
   } catch (e) {
     const msg = e instanceof YAMLParseError ? e.message.split("\n")[0] : String(e);
     throw new ConfigError([`the file is not valid YAML: ${msg}`]);
@@ -296,21 +326,30 @@ export function parseConfig(text: string, opts: LoadOptions = {}): ProviderConfi
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
     throw new ConfigError(["the file must be a YAML mapping with clusterName and nodeGroups"]);
   }
-  const keyProblems = entryKeyProblems(raw);
-  const result = v.safeParse(configSchema, raw, { abortEarly: false });
-  if (!result.success || keyProblems.length) throw new ConfigError([...(result.issues ?? []).map(describeIssue), ...keyProblems]);
-  const c = result.output;
-  const problems: string[] = [];
+  // Schema problems first (top level, then each entry), then the key rules, then what the
+  // settings that are right say together: all of them from one reading of the file.
+  const top = parseSettings(configSchema, raw, "");
+  const c: Partial<TopLevel> = top.value ?? {};
+  const rawEntries = Array.isArray((raw as { nodeGroups?: unknown }).nodeGroups) ? ((raw as { nodeGroups: unknown[] }).nodeGroups) : [];
+  const parsed = rawEntries.map((e, i) => ({ i, keys: entryKeyProblems(e, i), ...parseSettings(nodeGroupSchema, e, `nodeGroups[${i}]`) }));
+  const problems: string[] = [...top.problems, ...parsed.flatMap((e) => e.problems), ...parsed.flatMap((e) => e.keys)];
+  const complete = top.complete && parsed.every((e) => e.complete && !e.keys.length);
+
   const readFile = opts.readFile ?? ((p: string) => readFileSync(p, "utf8"));
   const baseDir = opts.baseDir ?? process.cwd();
   const defaultZone = c.zone ?? "lpg1";
   const globalReservations = reservationOverrides(c.reservations, "reservations", problems);
-  const longest = longestGroupName(c.clusterName);
+  const longest = c.clusterName !== undefined ? longestGroupName(c.clusterName) : Infinity;
   const named = new Map<string, { entry: string; from: string }>(); // group name -> its entry and what it was expanded from
   const groups: NodeGroupConfig[] = [];
-  c.nodeGroups.forEach((g, i) => {
-    const p = `nodeGroups[${i}]`;
-    if (g.min > g.max) problems.push(`${p}: min (${g.min}) must not be greater than max (${g.max})`);
+  for (const { i, value, keys } of parsed) {
+    if (!value) continue;
+    groups.push(...entryGroups(value, `nodeGroups[${i}]`, !keys.length));
+  }
+
+  /** The groups an entry expands to, and the problems of what it says (partial: only its settings that are right). */
+  function entryGroups(g: Partial<NodeGroupEntry>, p: string, keysOk: boolean): NodeGroupConfig[] {
+    if (g.min !== undefined && g.max !== undefined && g.min > g.max) problems.push(`${p}: min (${g.min}) must not be greater than max (${g.max})`);
     let userData = g.userData ?? "";
     if (g.userData !== undefined && g.userDataFile !== undefined) {
       problems.push(`${p}: set either userData or userDataFile, not both`);
@@ -348,8 +387,10 @@ export function parseConfig(text: string, opts: LoadOptions = {}): ProviderConfi
       : undefined;
     const reservations = { ...globalReservations, ...reservationOverrides(g.reservations, `${p}.reservations`, problems) };
 
-    // The flavor × zone expansion.
-    const combos = combinations(g, p, defaultZone);
+    // The flavor × zone expansion needs the entry's name and a clear flavor/zone choice.
+    if (g.name === undefined || !keysOk || (g.flavor === undefined && g.flavors === undefined)) return [];
+    const entry = { ...g, name: g.name };
+    const combos = combinations(entry, p, defaultZone);
     const flavors = [...new Set(combos.map((x) => x.flavor))];
     const zones = [...new Set(combos.map((x) => x.zone))];
     problems.push(...repeats(g.flavors, `${p}.flavors`, "flavor"), ...repeats(g.zones, `${p}.zones`, "zone"));
@@ -367,24 +408,26 @@ export function parseConfig(text: string, opts: LoadOptions = {}): ProviderConfi
     }
     // One message for the entry, about its longest name.
     const longestCombo = combos.reduce((a, b) => (b.name.length > a.name.length ? b : a));
-    if (longestCombo.name.length > longest) problems.push(nameTooLong(c.clusterName, g.name, longestCombo, p, longest));
+    if (longestCombo.name.length > longest) problems.push(nameTooLong(c.clusterName!, entry.name, longestCombo, p, longest));
+    const out: NodeGroupConfig[] = [];
     for (const combo of combos) {
-      const from = combo.name === g.name ? p : `${p}: ${combo.flavor} in ${combo.zone}`;
+      const from = combo.name === entry.name ? p : `${p}: ${combo.flavor} in ${combo.zone}`;
       const other = named.get(combo.name);
       // (Within one entry only a repeated flavor or zone repeats a name; that has its own message.)
       if (other !== undefined && other.entry !== p) problems.push(`${p}.name: "${combo.name}" is used by another node group (${other.from}); names must be unique`);
       named.set(combo.name, { entry: p, from });
-      const size = sizeOf(combo, g, overrides, p);
+      // Without both bounds a size cannot be checked; such an entry has a schema problem already.
+      const size = g.min !== undefined && g.max !== undefined ? sizeOf(combo, { min: g.min, max: g.max }, overrides, p) : { min: 0, max: 0, minFrom: "", maxFrom: "" };
       if (size.min > size.max && (size.minFrom !== `${p}.min` || size.maxFrom !== `${p}.max`)) {
         problems.push(`${from}: min (${size.min}, ${size.minFrom}) must not be greater than max (${size.max}, ${size.maxFrom})`);
       }
       const sg = serverGroupsFor(combo.zone);
-      groups.push({
+      out.push({
         name: combo.name,
-        entry: g.name,
+        entry: entry.name,
         source: { path: p, flavorPath: combo.flavorPath, zonePath: combo.zonePath, serverGroupPaths: sg.paths },
         flavor: combo.flavor,
-        image: g.image,
+        image: g.image ?? "",
         zone: combo.zone,
         min: size.min,
         max: size.max,
@@ -402,11 +445,13 @@ export function parseConfig(text: string, opts: LoadOptions = {}): ProviderConfi
         reservationOverrides: reservations,
       });
     }
-  });
+    return out;
+  }
+
   problems.push(...serverGroupCapacityProblems(groups));
-  if (problems.length) throw new ConfigError(problems);
+  if (problems.length || !complete) throw new ConfigError(problems);
   return {
-    clusterName: c.clusterName,
+    clusterName: c.clusterName!,
     nodeGroups: groups,
     prices: c.prices ?? {},
     createConcurrency: c.createConcurrency ?? 10,

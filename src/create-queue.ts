@@ -79,11 +79,14 @@ export class CreateQueue {
       const p = this.queue.shift()!;
       if (!this.live(p)) continue; // cancelled meanwhile
       this.active++;
-      void this.createOne(p).finally(() => {
-        this.active--;
-        this.pump();
-        if (this.active === 0 && this.queue.length === 0) for (const f of this.idle) f();
-      });
+      this.createOne(p)
+        .catch((e: unknown) => this.fail(p, e instanceof Error ? e : new Error(String(e))))
+        .finally(() => {
+          this.active--;
+          this.pump();
+          if (this.active === 0 && this.queue.length === 0) for (const f of this.idle) f();
+        })
+        .catch((e: unknown) => log.error("create queue bookkeeping failed", { error: String(e) }));
     }
     if (!this.stopped && !this.deps.mayCreate() && this.queue.some((p) => this.live(p))) this.deps.onHeld?.();
   }

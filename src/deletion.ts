@@ -155,7 +155,7 @@ export class Deleter {
     } catch (e) {
       if (e instanceof CloudscaleError && e.kind === "busy") {
         log.info("the server is still changing; its delete is tried again until it can be done", { group, uuid });
-        void this.retryWhileBusy(uuid, mark);
+        this.retryWhileBusy(uuid, mark).catch((err: unknown) => this.failed(uuid, mark, err instanceof Error ? err : new Error(String(err))));
         return "later";
       }
       this.failed(uuid, mark, e as Error);

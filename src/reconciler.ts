@@ -464,7 +464,7 @@ export class Reconciler {
       const fields = { creates, reason, groups: this.heldByGroup() };
       if (reason === "startup-grace") log.info(`creations are held: ${this.holdDetail(reason)} (the provider lists by itself then)`, fields);
       else log.warn(`creations are held: ${this.holdDetail(reason)} (the provider lists by itself until one succeeds)`, fields);
-      if (!this.hold) void this.listWhileHeld(++this.holdEpoch);
+      if (!this.hold) this.listWhileHeld(++this.holdEpoch).catch((e: unknown) => log.error("the provider's own listing stopped", { error: String(e) }));
       this.hold = { reason, since: this.hold?.since ?? now, creates };
     } else if (reason && this.hold) {
       this.hold.creates = Math.max(this.hold.creates, this.heldCreates());

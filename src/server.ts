@@ -5,8 +5,8 @@
 import http2 from "node:http2";
 import { readFileSync, statSync } from "node:fs";
 import { createHash } from "node:crypto";
-import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import { Code, ConnectError, createConnectRouter, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import type { Compression } from "@connectrpc/connect/protocol";
 import { log, redact } from "./log";
 import { grpcMetricsInterceptor, metricsResponse } from "./metrics";
 import { streamAdapter } from "./stream-adapter";
@@ -85,6 +85,22 @@ function trailersOnly(stream: http2.ServerHttp2Stream, code: Code, message: stri
   else if (!stream.destroyed) stream.end();
 }
 
+/**
+ * connect-node's gzip or brotli, loaded with node:zlib on the first compressed message: CA sends
+ * none, and loading them costs every start.
+ */
+function lazyCompression(name: "gzip" | "br"): Compression {
+  const load = async () => {
+    const m = await import("@connectrpc/connect-node");
+    return name === "gzip" ? m.compressionGzip : m.compressionBrotli;
+  };
+  return {
+    name,
+    compress: async (bytes) => (await load()).compress(bytes),
+    decompress: async (bytes, readMaxBytes) => (await load()).decompress(bytes, readMaxBytes),
+  };
+}
+
 export async function startGrpcServer(opts: ServerOptions): Promise<RunningServer> {
   let inFlight = 0;
   let draining = false;
@@ -100,7 +116,7 @@ export async function startGrpcServer(opts: ServerOptions): Promise<RunningServe
     writeMaxBytes: MAX_MESSAGE_BYTES,
     shutdownSignal: shutdownController.signal,
     interceptors: [grpcMetricsInterceptor(), errorInterceptor()],
-    acceptCompression: [compressionGzip, compressionBrotli],
+    acceptCompression: [lazyCompression("gzip"), lazyCompression("br")],
   });
   opts.routes(router);
   const serve = streamAdapter({

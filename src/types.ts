@@ -176,6 +176,8 @@ export interface CreateServerRequest {
 /** Tag keys that mark a server as ours. Values: cluster name, group name. */
 export const CLUSTER_TAG = "autoscaler-cloudscale-cluster";
 export const GROUP_TAG = "autoscaler-cloudscale-group";
+/** The group tag of `check`'s servers; no configured node group may have this name. */
+export const CHECK_GROUP = "check";
 
 /**
  * Label on every node (template and real) naming the configuration entry of its node

@@ -80,6 +80,33 @@ describe("cli", () => {
     expect(noToken.stderr).toContain("no API token");
   });
 
+  test("schema problems, min > max, an unreadable file and a too-long name come in one round", () => {
+    const dir = mkdtempSync(join(tmpdir(), "one-round-"));
+    const cfg = writeConfig(
+      `clusterName: prod
+nodeGroups:
+  - {name: a, flavor: flex-4-1, image: debian-13, min: 3, max: 1, colour: red}
+  - {name: b, flavor: flex-4-1, image: debian-13, min: 0, max: 1, userDataFile: missing.yaml, volumeSizeGb: 5}
+  - {name: a-name-so-long-that-the-server-names-cannot-be-host-names-any-more, flavor: flex-4-1, image: debian-13, min: 0, max: 1}
+  - {name: a, flavor: flex-4-1, image: debian-13, min: 0, max: 1, labels: {team: [x]}}
+`,
+      dir,
+    );
+    const r = run(["validate", "--config", cfg, "--offline"]);
+    expect(r.code).toBe(1);
+    const problems = r.stderr.split("\n").filter((l) => l.startsWith("  - ")).map((l) => l.slice(4));
+    expect(problems).toEqual([
+      "nodeGroups[0].colour: unknown setting (check the spelling)",
+      "nodeGroups[1].volumeSizeGb: must be at least 10 (cloudscale's minimum root volume)",
+      "nodeGroups[3].labels.team: label values must be strings (quote numbers and booleans)",
+      "nodeGroups[0]: min (3) must not be greater than max (1)",
+      `nodeGroups[1].userDataFile: cannot read ${join(dir, "missing.yaml")}: ENOENT`,
+      expect.stringMatching(/^nodeGroups\[2\]\.name: server names "<clusterName>-<name>-<8 random>" of node group a-name-so-long.* would be 80 characters; host names allow 63: shorten name to at most 49 characters, or clusterName$/),
+      'nodeGroups[3].name: "a" is used by another node group (nodeGroups[0]); names must be unique',
+    ]);
+    expect(r.stderr).toContain("configuration has 7 problems");
+  });
+
   test("serve takes its listen addresses from the environment when no flag is given", async () => {
     const { spawnUntil } = await import("./helpers/procs");
     const cfg = writeConfig("clusterName: c\nnodeGroups:\n  - {name: w, flavor: flex-4-1, image: debian-13, min: 0, max: 1}\n");

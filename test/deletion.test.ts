@@ -132,11 +132,11 @@ describe("Deleter", () => {
     const a1 = cloud.add("c-a-1", ours("a"));
     const { m, d } = deleter();
     cloud.next("delete", lost());
-    await expect(d.deleteOne(a1.uuid, "a")).rejects.toThrow("HTTP 502");
+    expect(d.deleteOne(a1.uuid, "a")).rejects.toThrow("HTTP 502");
     expect(m.deleting.get(a1.uuid)).toMatchObject({ completedAt: clock.now() });
     expect(m.deleting.get(a1.uuid)?.confirmed).toBeUndefined();
     cloud.next("delete", new CloudscaleError("auth", "HTTP 403", 403));
-    await expect(d.deleteOne(a1.uuid, "a")).rejects.toThrow("HTTP 403");
+    expect(d.deleteOne(a1.uuid, "a")).rejects.toThrow("HTTP 403");
     expect(m.deleting.has(a1.uuid)).toBe(false);
   });
 

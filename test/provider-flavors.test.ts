@@ -23,7 +23,7 @@ test("a first flavor load that outlasts the caller's deadline: templateNode give
   const caller = new AbortController();
   let outcome: unknown = "waiting";
   const first = provider.templateNode("gpu", caller.signal).then((r) => r, (e) => e);
-  void first.then((r) => (outcome = r));
+  first.then((r) => (outcome = r), (e: unknown) => (outcome = e));
   await settle();
   expect(outcome).toBe("waiting"); // no flavor known, no way to build the template yet
   caller.abort(); // CA's deadline

@@ -111,11 +111,11 @@ replace autoscaler-cloudscale/test/ca/harness => ../ca/harness
 
 replace autoscaler-cloudscale/test/ca/conformance => ../ca/conformance
 
-// Cluster Autoscaler 1.34.1 from the shared third_party tree (never copied
-// here), and the k8s.io replace lines of its go.mod, as they are there.
-replace k8s.io/autoscaler/cluster-autoscaler => ../../../shared/third_party/cluster-autoscaler-1.34.1
+// Cluster Autoscaler 1.34.1 through the link scripts/ca-source.sh makes (never
+// copied here), and the k8s.io replace lines of its go.mod, as they are there.
+replace k8s.io/autoscaler/cluster-autoscaler => ../../.cache/ca-src/cluster-autoscaler-1.34.1
 
-replace k8s.io/autoscaler/cluster-autoscaler/apis => ../../../shared/third_party/cluster-autoscaler-1.34.1/apis
+replace k8s.io/autoscaler/cluster-autoscaler/apis => ../../.cache/ca-src/cluster-autoscaler-1.34.1/apis
 
 replace k8s.io/api => k8s.io/api v0.34.1
 

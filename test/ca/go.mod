@@ -113,11 +113,11 @@ replace autoscaler-cloudscale/test/ca/harness => ./harness
 
 replace autoscaler-cloudscale/test/ca/conformance => ./conformance
 
-// Cluster Autoscaler 1.36.1 from the shared third_party tree (never copied
-// here), and the k8s.io replace lines of its go.mod, as they are there.
-replace k8s.io/autoscaler/cluster-autoscaler => ../../../shared/third_party/cluster-autoscaler-1.36.1
+// Cluster Autoscaler 1.36.1 through the link scripts/ca-source.sh makes (never
+// copied here), and the k8s.io replace lines of its go.mod, as they are there.
+replace k8s.io/autoscaler/cluster-autoscaler => ../../.cache/ca-src/cluster-autoscaler-1.36.1
 
-replace k8s.io/autoscaler/cluster-autoscaler/apis => ../../../shared/third_party/cluster-autoscaler-1.36.1/apis
+replace k8s.io/autoscaler/cluster-autoscaler/apis => ../../.cache/ca-src/cluster-autoscaler-1.36.1/apis
 
 replace k8s.io/api => k8s.io/api v0.36.2
 

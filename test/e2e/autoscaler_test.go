@@ -107,6 +107,7 @@ type provider struct {
 	certs            *harness.Certs
 	addr             string // 127.0.0.1:PORT, kept across restarts (CA's cloud-config names it)
 	healthPort       int
+	logLevel         string  // "" = debug: every call logged, which calls() counts
 	procs            []*proc // every start, in order
 }
 
@@ -120,11 +121,15 @@ func (p *provider) current() *proc {
 // start starts (or restarts) the provider and waits until /healthz answers and it logged "serving gRPC".
 func (p *provider) start() error {
 	name := fmt.Sprintf("provider-%d", len(p.procs)+1)
+	level := p.logLevel
+	if level == "" {
+		level = "debug"
+	}
 	pr, err := startProc(p.dir, name, p.bin, []string{
 		"serve", "--config", p.config, "--listen", p.addr,
 		"--tls-cert", p.certs.ServerCert, "--tls-key", p.certs.ServerKey, "--tls-client-ca", p.certs.CA,
 		"--health-listen", fmt.Sprintf("127.0.0.1:%d", p.healthPort),
-		"--log-level", "debug",
+		"--log-level", level,
 	}, []string{"CLOUDSCALE_API_TOKEN=e2e-sim-token", "CLOUDSCALE_API_URL=" + p.sim.API})
 	if err != nil {
 		return err

@@ -223,22 +223,23 @@ func startControlPlane(t testing.TB, b bins, dir string) (cp *controlPlane, err 
 	if err != nil {
 		return cp, err
 	}
-	kcm, err := add(startProc(dir, "kube-controller-manager", b["kube-controller-manager"], append(append([]string{}, delegated...),
+	kcmArgs := append(append([]string{}, delegated...),
 		fmt.Sprintf("--secure-port=%d", kcmPort), "--cert-dir="+filepath.Join(dir, "kcm-certs"),
 		"--controllers=deployment-controller,replicaset-controller,node-lifecycle-controller,garbage-collector-controller,pod-garbage-collector-controller",
-	), nil))
+	)
+	kcm, err := add(startProc(dir, "kube-controller-manager", b["kube-controller-manager"], append(kcmArgs, suite.cpFlags["kube-controller-manager"]...), nil))
 	if err != nil {
 		return cp, err
 	}
 
 	// kwok: fakes the kubelets of the Nodes the joiner registers (those carry the annotation).
 	kwokPort := harness.FreePort(t)
-	kwok, err := add(startProc(dir, "kwok", b["kwok"], []string{
+	kwok, err := add(startProc(dir, "kwok", b["kwok"], append([]string{
 		kc, "--config=" + b["kwok-stages"],
 		"--manage-nodes-with-annotation-selector=" + kwokAnnotation + "=fake",
 		"--cidr=10.200.0.0/16", "--node-ip=10.99.0.1",
 		fmt.Sprintf("--server-address=127.0.0.1:%d", kwokPort),
-	}, nil))
+	}, suite.cpFlags["kwok"]...), nil))
 	if err != nil {
 		return cp, err
 	}

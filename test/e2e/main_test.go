@@ -25,6 +25,9 @@ var suite struct {
 	bins   bins
 	cp     *controlPlane
 	cpErr  error
+	// cpFlags are extra flags per control-plane component ("kwok", "kube-controller-manager"),
+	// set by a test before the control plane starts.
+	cpFlags map[string][]string
 
 	mu      sync.Mutex
 	reports []*report

@@ -29,12 +29,17 @@ const (
 	operatorToken = "operator-token-4c1b7e"
 )
 
-// caChartDir is CA's own Helm chart (cluster-autoscaler/charts/cluster-autoscaler of
-// kubernetes/autoscaler at the CA 1.36.1 release, chart 9.58.0). No package registry
-// this suite may use serves it, so it is read from E2E_CA_CHART or beside CA's source
-// in ../shared/third_party; "" when it is in neither place.
+// caChartDir is CA's own Helm chart (charts/cluster-autoscaler in CA's source tree, chart
+// 9.58.0 at the CA 1.36.1 release). No package registry this suite may use serves it, so it is
+// read from E2E_CA_CHART, from the CA 1.36.1 source tree scripts/ca-source.sh found (a release
+// tarball holds it; the cut-down tree in ../shared/third_party does not), or from
+// ../shared/third_party/cluster-autoscaler-chart-9.58.0; "" when it is in none of them.
 func caChartDir() string {
-	for _, d := range []string{os.Getenv("E2E_CA_CHART"), filepath.Join(suite.root, "..", "shared", "third_party", "cluster-autoscaler-chart-9.58.0")} {
+	for _, d := range []string{
+		os.Getenv("E2E_CA_CHART"),
+		filepath.Join(suite.root, ".cache", "ca-src", "cluster-autoscaler-1.36.1", "charts", "cluster-autoscaler"),
+		filepath.Join(suite.root, "..", "shared", "third_party", "cluster-autoscaler-chart-9.58.0"),
+	} {
 		if d == "" {
 			continue
 		}
@@ -44,6 +49,8 @@ func caChartDir() string {
 	}
 	return ""
 }
+
+const caChartMissing = "CA's chart is not reachable here (set E2E_CA_CHART to its directory)"
 
 // helm runs the cached helm with the admin kubeconfig, its caches in dir.
 func (cp *controlPlane) helm(dir string, args ...string) (string, error) {
@@ -126,7 +133,7 @@ func renderings(t *testing.T, cp *controlPlane, dir string) []rendering {
 		text, err := cp.helm(dir, "template", "cluster-autoscaler", ca, "--namespace", caNamespace, "-f", filepath.Join(suite.root, "deploy", "helm", "cluster-autoscaler-values.yaml"))
 		add("CA's chart with deploy/helm/cluster-autoscaler-values.yaml", text, err)
 	} else {
-		t.Logf("NOT RUN: CA's own chart with deploy/helm/cluster-autoscaler-values.yaml: the chart is not reachable here (set E2E_CA_CHART, or put it at ../shared/third_party/cluster-autoscaler-chart-9.58.0)")
+		t.Logf("NOT RUN: CA's own chart with deploy/helm/cluster-autoscaler-values.yaml: %s", caChartMissing)
 	}
 	return out
 }

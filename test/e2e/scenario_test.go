@@ -214,7 +214,7 @@ func (s *scenario) measure() {
 			}
 		}
 	}
-	if s.provider != nil && len(s.provider.procs) > 0 {
+	if s.provider != nil && len(s.provider.procs) > 0 && s.provider.logLevel == "" {
 		s.logf("provider: %s", s.provider.calls())
 	}
 }

@@ -198,8 +198,8 @@ func runWalkThrough(t *testing.T, cp *controlPlane, dir string, w walkThrough, r
 			if w.helmWay {
 				var isCA bool
 				if body, isCA = caChartBlock(body, caChart); isCA && caChart == "" {
-					t.Logf("NOT RUN (docs/operating.md:%d): CA's chart is not reachable here (set E2E_CA_CHART, or put it at ../shared/third_party/cluster-autoscaler-chart-9.58.0)", b.line)
-					rep.add("%s: NOT RUN: the block at docs/operating.md:%d (CA's chart is not reachable here)", w.name, b.line)
+					t.Logf("NOT RUN (docs/operating.md:%d): %s", b.line, caChartMissing)
+					rep.add("%s: NOT RUN: the block at docs/operating.md:%d: %s", w.name, b.line, caChartMissing)
 					notRun++
 					continue
 				}

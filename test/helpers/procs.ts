@@ -60,8 +60,9 @@ export async function spawnUntil(args: string[], ready: RegExp, env: Record<stri
     const m = line.match(ready);
     if (m) resolveMatch(m);
   };
-  void collect(proc.stdout, sink, onLine);
-  void collect(proc.stderr, sink, onLine);
+  // A stream that errors ends its collection: the exit code and the sink tell the test what happened.
+  collect(proc.stdout, sink, onLine).catch(() => {});
+  collect(proc.stderr, sink, onLine).catch(() => {});
   const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${args[0]} did not become ready in ${timeoutMs} ms:\n${sink.join("")}`)), timeoutMs));
   const exited = proc.exited.then((code) => {
     throw new Error(`${args[0]} exited with ${code} before it was ready:\n${sink.join("")}`);

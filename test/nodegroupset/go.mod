@@ -106,9 +106,10 @@ require (
 	sigs.k8s.io/yaml v1.6.0 // indirect
 )
 
-replace k8s.io/autoscaler/cluster-autoscaler => ../../../shared/third_party/cluster-autoscaler-1.36.1
+// Cluster Autoscaler 1.36.1 through the link scripts/ca-source.sh makes.
+replace k8s.io/autoscaler/cluster-autoscaler => ../../.cache/ca-src/cluster-autoscaler-1.36.1
 
-replace k8s.io/autoscaler/cluster-autoscaler/apis => ../../../shared/third_party/cluster-autoscaler-1.36.1/apis
+replace k8s.io/autoscaler/cluster-autoscaler/apis => ../../.cache/ca-src/cluster-autoscaler-1.36.1/apis
 
 // CA's own replace lines (its go.mod), which a dependency's go.mod cannot pass on.
 replace k8s.io/api => k8s.io/api v0.36.2

@@ -175,7 +175,7 @@ for (const arch of ARCHES) {
           expect(res.nodeGroups.map((g) => g.id)).toEqual(["workers"]);
           expect(res.nodeGroups[0]!.maxSize).toBe(3);
           // mTLS is enforced: no client certificate, no answer.
-          await expect(callNodeGroups({ port: grpcPort, pki, serverName: caHost, clientCert: false, timeoutMs: t(5000) })).rejects.toThrow();
+          expect(callNodeGroups({ port: grpcPort, pki, serverName: caHost, clientCert: false, timeoutMs: t(5000) })).rejects.toThrow();
           const code = await p.stop(t(10000));
           expect(code).toBe(0);
           report.push(

@@ -218,7 +218,7 @@ export function startInRoot(spec: RootSpec): RootProc {
     async waitFor(re, timeoutMs) {
       const until = Date.now() + timeoutMs;
       let done = false;
-      exited.then(() => (done = true));
+      exited.then(() => (done = true), () => (done = true));
       while (Date.now() < until) {
         const m = out.match(re);
         if (m) return m;
