@@ -2,8 +2,21 @@
 // retry rules that keep them safe. Reads and deletes retry on 429/5xx (the API
 // answers 503 during maintenance)/network errors, honouring Retry-After; a
 // create is never re-sent blindly (the caller decides after checking the cloud),
-// except on 429, which the API answers before doing anything.
+// except on 429, which the API answers before doing anything. Every successful
+// answer is parsed against its schema (api-schema.ts) before it is believed.
 import { ofetch, FetchError } from "ofetch";
+import {
+  CustomImageListAnswer,
+  EmptyAnswer,
+  FlavorListAnswer,
+  ImageListAnswer,
+  parseAnswer,
+  RegionListAnswer,
+  ServerAnswer,
+  ServerGroupListAnswer,
+  ServerListAnswer,
+  type AnswerSchema,
+} from "./api-schema";
 import { redact } from "./log";
 import { apiMetrics, type HttpMethod } from "./metrics";
 import type { CreateServerRequest, Flavor, Server } from "./types";
@@ -18,6 +31,7 @@ export type ErrorKind =
   | "server" // 5xx
   | "network" // connection refused/reset, DNS, TLS
   | "timeout" // no answer in time
+  | "malformed" // a 2xx whose body is not what the API sends (an HTML page, a wrong shape): it may have taken effect
   | "busy"; // 400 to a DELETE: the server cannot be deleted in its current state (still changing); try later
 
 export class CloudscaleError extends Error {
@@ -35,7 +49,7 @@ export class CloudscaleError extends Error {
 
   /** True when the request may have taken effect although we saw no success. */
   get ambiguous(): boolean {
-    return this.kind === "server" || this.kind === "network" || this.kind === "timeout";
+    return this.kind === "server" || this.kind === "network" || this.kind === "timeout" || this.kind === "malformed";
   }
 
   get retryable(): boolean {
@@ -111,20 +125,29 @@ function parseBody(text: string): unknown {
 
 export type Cloudscale = ReturnType<typeof createClient>;
 
-/** An API call as the metrics name it: the endpoint is a template, never a UUID. */
-interface Route {
+/** An API call as the metrics name it (the endpoint is a template, never a UUID), and what its
+ *  successful answer must be. */
+interface Route<T> {
   method: HttpMethod;
   endpoint: string;
+  answer: AnswerSchema<T>;
+  /** The answer in words, for the error when it is something else. */
+  expected: string;
 }
-const LIST_SERVERS: Route = { method: "GET", endpoint: "/v1/servers" };
-const CREATE_SERVER: Route = { method: "POST", endpoint: "/v1/servers" };
-const GET_SERVER: Route = { method: "GET", endpoint: "/v1/servers/{uuid}" };
-const DELETE_SERVER: Route = { method: "DELETE", endpoint: "/v1/servers/{uuid}" };
-const FLAVORS: Route = { method: "GET", endpoint: "/v1/flavors" };
-const IMAGES: Route = { method: "GET", endpoint: "/v1/images" };
-const CUSTOM_IMAGES: Route = { method: "GET", endpoint: "/v1/custom-images" };
-const REGIONS: Route = { method: "GET", endpoint: "/v1/regions" };
-const SERVER_GROUPS: Route = { method: "GET", endpoint: "/v1/server-groups" };
+const LIST_SERVERS: Route<Server[]> = { method: "GET", endpoint: "/v1/servers", answer: ServerListAnswer, expected: "a list of servers" };
+const CREATE_SERVER: Route<Server> = { method: "POST", endpoint: "/v1/servers", answer: ServerAnswer, expected: "a server" };
+const GET_SERVER: Route<Server> = { method: "GET", endpoint: "/v1/servers/{uuid}", answer: ServerAnswer, expected: "a server" };
+const DELETE_SERVER: Route<unknown> = { method: "DELETE", endpoint: "/v1/servers/{uuid}", answer: EmptyAnswer, expected: "no content" };
+const FLAVORS: Route<Flavor[]> = { method: "GET", endpoint: "/v1/flavors", answer: FlavorListAnswer, expected: "a list of flavors" };
+const IMAGES: Route<ImageRef[]> = { method: "GET", endpoint: "/v1/images", answer: ImageListAnswer, expected: "a list of images" };
+const CUSTOM_IMAGES: Route<CustomImageRef[]> = { method: "GET", endpoint: "/v1/custom-images", answer: CustomImageListAnswer, expected: "a list of custom images" };
+const REGIONS: Route<RegionRef[]> = { method: "GET", endpoint: "/v1/regions", answer: RegionListAnswer, expected: "a list of regions" };
+const SERVER_GROUPS: Route<ServerGroupRef[]> = { method: "GET", endpoint: "/v1/server-groups", answer: ServerGroupListAnswer, expected: "a list of server groups" };
+
+type ImageRef = { slug: string; zones?: { slug: string }[] };
+type CustomImageRef = { uuid: string; slug: string; zones?: { slug: string }[] };
+type RegionRef = { slug: string; zones: { slug: string }[] };
+type ServerGroupRef = { uuid: string; name: string; zone: { slug: string }; servers?: { uuid: string }[] };
 
 interface RequestOptions {
   query?: Record<string, string>;
@@ -146,12 +169,15 @@ export function createClient(opts: ClientOptions) {
     parseResponse: parseBody,
   });
 
-  /** One attempt, counted and timed by method, endpoint template and status class. */
-  async function request<T>(route: Route, path: string, options: RequestOptions): Promise<T> {
+  /** One attempt, counted and timed by method, endpoint template and status class; its answer parsed. */
+  async function request<T>(what: string, route: Route<T>, path: string, options: RequestOptions): Promise<T> {
     const started = performance.now();
     let outcome = "2xx";
     try {
-      return await api<T>(path, { ...options, method: route.method });
+      const res = await api.raw(path, { ...options, method: route.method });
+      const parsed = parseAnswer(route.answer, res._data, route.expected);
+      if (parsed.ok) return parsed.value;
+      throw new CloudscaleError("malformed", `${what}: the HTTP ${res.status} answer is not the API's: ${redact(parsed.message)}`, res.status, undefined, res._data);
     } catch (e) {
       const err = classify(e, "");
       outcome = err.status !== undefined ? `${Math.floor(err.status / 100)}xx` : err.kind; // "network" or "timeout": no answer
@@ -162,12 +188,12 @@ export function createClient(opts: ClientOptions) {
   }
 
   /** Runs a call with retries on rate limits and transient failures (by default; creates pass `retryOn`). */
-  async function withRetry<T>(what: string, route: Route, path: string, options: RequestOptions, retryOn: (e: CloudscaleError) => boolean = (e) => e.retryable): Promise<T> {
+  async function withRetry<T>(what: string, route: Route<T>, path: string, options: RequestOptions, retryOn: (e: CloudscaleError) => boolean = (e) => e.retryable): Promise<T> {
     const signal = options.signal;
     let last: CloudscaleError | undefined;
     for (let attempt = 1; attempt <= attempts; attempt++) {
       try {
-        return await request<T>(route, path, options);
+        return await request(what, route, path, options);
       } catch (e) {
         last = classify(e, what);
         if (!retryOn(last) || attempt === attempts || signal?.aborted) throw last;
@@ -185,13 +211,13 @@ export function createClient(opts: ClientOptions) {
     async listServers(tags: Record<string, string>, signal?: AbortSignal): Promise<Server[]> {
       const query: Record<string, string> = {};
       for (const [k, v] of Object.entries(tags)) query[`tag:${k}`] = v;
-      return withRetry<Server[]>("listing servers", LIST_SERVERS, "/servers", { query, signal });
+      return withRetry("listing servers", LIST_SERVERS, "/servers", { query, signal });
     },
 
     /** The server, or null when it does not exist. */
     async getServer(uuid: string, signal?: AbortSignal): Promise<Server | null> {
       try {
-        return await withRetry<Server>(`reading server ${uuid}`, GET_SERVER, `/servers/${encodeURIComponent(uuid)}`, { signal });
+        return await withRetry(`reading server ${uuid}`, GET_SERVER, `/servers/${encodeURIComponent(uuid)}`, { signal });
       } catch (e) {
         if (e instanceof CloudscaleError && e.kind === "not-found") return null;
         throw e;
@@ -200,7 +226,7 @@ export function createClient(opts: ClientOptions) {
 
     /** One create attempt (retried only on 429, which the API answers before acting). */
     createServer(body: CreateServerRequest, signal?: AbortSignal): Promise<Server> {
-      return withRetry<Server>(`creating server ${body.name}`, CREATE_SERVER, "/servers", { body, signal }, (e) => e.kind === "rate-limit");
+      return withRetry(`creating server ${body.name}`, CREATE_SERVER, "/servers", { body, signal }, (e) => e.kind === "rate-limit");
     },
 
     /** Deletes a server; "gone" when it was already deleted. A server still `changing` fails as "busy". */
@@ -219,18 +245,18 @@ export function createClient(opts: ClientOptions) {
     },
 
     listFlavors(signal?: AbortSignal): Promise<Flavor[]> {
-      return withRetry<Flavor[]>("listing flavors", FLAVORS, "/flavors", { signal });
+      return withRetry("listing flavors", FLAVORS, "/flavors", { signal });
     },
-    listImages(signal?: AbortSignal): Promise<{ slug: string; zones?: { slug: string }[] }[]> {
+    listImages(signal?: AbortSignal): Promise<ImageRef[]> {
       return withRetry("listing images", IMAGES, "/images", { signal });
     },
-    listCustomImages(signal?: AbortSignal): Promise<{ uuid: string; slug: string; zones?: { slug: string }[] }[]> {
+    listCustomImages(signal?: AbortSignal): Promise<CustomImageRef[]> {
       return withRetry("listing custom images", CUSTOM_IMAGES, "/custom-images", { signal });
     },
-    listRegions(signal?: AbortSignal): Promise<{ slug: string; zones: { slug: string }[] }[]> {
+    listRegions(signal?: AbortSignal): Promise<RegionRef[]> {
       return withRetry("listing regions", REGIONS, "/regions", { signal });
     },
-    listServerGroups(signal?: AbortSignal): Promise<{ uuid: string; name: string; zone: { slug: string }; servers?: { uuid: string }[] }[]> {
+    listServerGroups(signal?: AbortSignal): Promise<ServerGroupRef[]> {
       return withRetry("listing server groups", SERVER_GROUPS, "/server-groups", { signal });
     },
   };

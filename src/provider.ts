@@ -84,8 +84,10 @@ export function createProvider(deps: ProviderDeps): Provider {
         .listFlavors()
         .then((list) => {
           const first = flavorsLoadedAt === 0;
+          // The answer is read in full before the cache is replaced: a failed load keeps the last one.
+          const loaded = new Map(list.map((f) => [f.slug, f]));
           flavors.clear();
-          for (const f of list) flavors.set(f.slug, f);
+          for (const [slug, f] of loaded) flavors.set(slug, f);
           flavorsLoadedAt = now();
           if (!first) return;
           for (const g of config.nodeGroups) {

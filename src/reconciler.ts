@@ -321,9 +321,11 @@ export class Reconciler {
   /** Rebuilds the view from a list that was requested at `startedAt`. */
   apply(list: Server[], startedAt: number): void {
     if (startedAt < this.appliedListStartedAt) return; // an older list finished late (rule 3)
+    // The view counts as fresh only once a list has been read into it: a list that cannot be read
+    // leaves the last good view, and its age, as they were.
+    const { view, duplicates } = viewOfList(list, this.deps.config.clusterName, this.groups.keys());
     this.appliedListStartedAt = startedAt;
     this.lastGoodAt = Math.max(this.lastGoodAt, startedAt);
-    const { view, duplicates } = viewOfList(list, this.deps.config.clusterName, this.groups.keys());
     const arrived = newcomers(this.started ? this.view : undefined, view, this.marks);
     this.view = view;
     this.views++;

@@ -143,18 +143,19 @@ export type ServerStatus =
   | "error"
   | "unknown";
 
-/** A server as the cloudscale API returns it (the fields we read). */
+/** A server as the cloudscale API returns it: the fields we read, as api-schema.ts checks them. */
 export interface Server {
-  href: string;
+  href?: string;
   uuid: string;
   name: string;
-  status: ServerStatus;
-  flavor: { slug: string; name: string; vcpu_count: number; memory_gb: number };
-  image: { slug: string; name: string; operating_system: string; default_username: string };
+  /** A ServerStatus; one the API adds later matches none of those the provider acts on. */
+  status: ServerStatus | (string & {});
+  flavor: { slug: string; name?: string; vcpu_count: number; memory_gb: number };
+  image?: { slug?: string };
   zone: { slug: string };
-  volumes: { href?: string; uuid: string; name?: string; type: string; size_gb: number }[];
-  interfaces: unknown[];
-  server_groups: { href: string; uuid: string; name: string }[];
+  volumes?: { uuid?: string; type?: string; size_gb: number }[];
+  interfaces?: unknown[];
+  server_groups?: { uuid: string }[];
   tags: Record<string, string>;
   created_at: string;
 }

@@ -89,3 +89,22 @@ test("the flavor catalog: the slug while the API cannot be reached at the start,
   expect(cloud.count("flavors")).toBe(6);
   provider.stop();
 });
+
+test("a flavor answer that cannot be read leaves the last catalog in place", async () => {
+  const clock = new FakeClock();
+  const cloud = new FakeCloud(clock);
+  cloud.flavors = [FLEX(3, 8)];
+  const provider = createProvider({ config: flexConfig, cloud, clock });
+  await provider.start();
+  expect(await cpuOf(provider)).toBe("3");
+
+  // Past the bound, the re-read gets a page where the list belongs (what a client that casts instead
+  // of parsing would hand over): the catalog it had stays, rather than the slug's numbers.
+  await clock.advance(FLAVOR_CATALOG_MAX_AGE_MS + 1000);
+  cloud.flavors = "<html><body>Sign in to the network</body></html>" as unknown as (typeof cloud.flavors);
+  await provider.refresh(new AbortController().signal);
+  await settle();
+  expect(cloud.count("flavors")).toBe(2);
+  expect(await cpuOf(provider)).toBe("3");
+  provider.stop();
+});

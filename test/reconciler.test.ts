@@ -747,3 +747,15 @@ describe("13. held creations never wait for CA's next Refresh", () => {
     expect(cloud.count("list")).toBe(1);
   });
 });
+
+describe("a list that cannot be read into a view leaves the last good view and its age", () => {
+  test("apply of something that is not a list throws before the view counts as fresh", async () => {
+    cloud.add("uc-pool-a", ours());
+    const r = await started();
+    await clock.advance(60_000);
+    const age = r.viewAgeSeconds;
+    expect(() => r.apply({ detail: "ok" } as never, clock.now())).toThrow();
+    expect(r.viewAgeSeconds).toBe(age); // the object did not move lastGoodAt
+    expect(r.targetSize("pool")).toBe(1);
+  });
+});

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { makeRng } from "../src/sim/faults.ts";
 import { startSimulator, type Simulator } from "../src/sim/server.ts";
-import { NETWORK_RMA1_UUID, TALOS_IMAGE_UUID } from "../src/sim/state.ts";
+import { NETWORK_RMA1_UUID, TALOS_IMAGE_UUID } from "../src/sim/catalog.ts";
 import { CLUSTER_TAG, GROUP_TAG } from "../src/types.ts";
 
 const TOKEN = "test-token";

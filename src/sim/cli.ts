@@ -1,7 +1,7 @@
 // `sim` sub-command: run the cloudscale.ch API simulator until SIGTERM/SIGINT.
 
 import { startSimulator, type SimulatorOptions } from "./server.ts";
-import type { SeedData } from "./state.ts";
+import type { SeedData } from "./records.ts";
 
 const USAGE = `Usage: autoscaler-cloudscale sim [flags]
 

@@ -12,8 +12,9 @@
 //
 // All randomness comes from one seedable PRNG so runs are reproducible.
 
-/** Status codes a rule may answer with. 429 carries Retry-After. */
-export type FaultStatus = 400 | 404 | 409 | 429 | 500 | 502 | 503 | 504;
+/** Status codes a rule may answer with. 429 carries Retry-After. 200 is a success that is not the API's
+ *  answer: a captive portal's or a misrouted balancer's HTML page, or `body` where the API's JSON belongs. */
+export type FaultStatus = 200 | 400 | 404 | 409 | 429 | 500 | 502 | 503 | 504;
 
 export type FaultAction =
   /** Answer with `status` instead of handling the request (unless `commit`). */
@@ -42,9 +43,10 @@ export interface FaultRule {
   status?: FaultStatus;
   /** Retry-After value in seconds for 429 (default 1) and, when set, for 503. */
   retryAfterSeconds?: number;
-  /** Replace the default error body: any JSON object (the real API's values are plain strings; other
-   *  shapes, such as Django REST framework's default lists, show how a client copes). */
-  body?: Record<string, unknown>;
+  /** Replace the default error body: any JSON object or list (the real API's values are plain strings;
+   *  other shapes, such as Django REST framework's default lists, show how a client copes; with status
+   *  200, an answer of the wrong shape). */
+  body?: Record<string, unknown> | unknown[];
   /** For "error"/"timeout"/"drop": let the request take effect before the fault is applied. */
   commit?: boolean;
   /** For "timeout": how long to hold before answering 504 if the client is still waiting (default and max
@@ -95,7 +97,7 @@ export interface FaultsSnapshot {
 export const MAX_HOLD_MS = 60_000;
 
 const ACTIONS: readonly FaultAction[] = ["error", "timeout", "drop", "lost-response"];
-const STATUSES: readonly number[] = [400, 404, 409, 429, 500, 502, 503, 504];
+const STATUSES: readonly number[] = [200, 400, 404, 409, 429, 500, 502, 503, 504];
 
 /** mulberry32: small, fast, good enough for fault injection; fully determined by the seed. */
 export function makeRng(seed: number): () => number {
@@ -301,7 +303,7 @@ function validateRule(rule: FaultRule): FaultRule {
   }
   if (r.mode !== undefined && r.mode !== "502" && r.mode !== "drop") throw new Error('rule.mode must be "502" or "drop"');
   if (r.body !== undefined) {
-    if (typeof r.body !== "object" || r.body === null || Array.isArray(r.body)) throw new Error("rule.body must be an object");
+    if (typeof r.body !== "object" || r.body === null) throw new Error("rule.body must be a JSON object or list");
   }
   if (r.latencyMs === undefined && r.action === undefined) throw new Error("a rule needs latencyMs or action");
   if (r.method) r.method = r.method.toUpperCase();

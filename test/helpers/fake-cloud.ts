@@ -90,7 +90,7 @@ export class FakeCloud {
       name,
       status,
       flavor: { slug: "flex-4-2", name: "Flex-4-2", vcpu_count: 2, memory_gb: 4 },
-      image: { slug: "debian-13", name: "Debian 13", operating_system: "Debian", default_username: "debian" },
+      image: { slug: "debian-13" },
       zone: { slug: "lpg1" },
       volumes: [],
       interfaces: [],

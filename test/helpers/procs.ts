@@ -93,7 +93,7 @@ export interface SimServer {
   created_at?: string;
 }
 
-/** The simulator's control API (see src/sim/server.ts), and the servers of a cluster. */
+/** The simulator's control API (see src/sim/control.ts), and the servers of a cluster. */
 export function simApi(origin: string) {
   const control = async (path: string, body?: unknown, method = body === undefined ? "GET" : "POST") => {
     const res = await fetch(`${origin}${path}`, { method, body: body === undefined ? undefined : JSON.stringify(body), headers: { "content-type": "application/json" } });
