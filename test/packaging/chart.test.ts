@@ -75,7 +75,9 @@ describe("charts/autoscaler-cloudscale with the real helm", () => {
     expect(templateError([])).toContain("set token.existingSecret to the name of a Secret");
     expect(templateError(["--set", "token.value=a", "--set", "token.existingSecret=b"])).toContain("not both");
     expect(templateError([...TOKEN_SECRET, "--set", "tls.mode=existingSecrets"])).toContain("set tls.serverSecret");
-    expect(templateError([...TOKEN_SECRET, "--set", "tls.mode=selfSigned"])).toContain("neither certManager nor existingSecrets");
+    // values.schema.json refuses it first; without the schema (--skip-schema-validation) the template does.
+    expect(templateError([...TOKEN_SECRET, "--set", "tls.mode=selfSigned"])).toContain("at '/tls/mode': value must be one of 'certManager', 'existingSecrets'");
+    expect(templateError([...TOKEN_SECRET, "--set", "tls.mode=selfSigned", "--skip-schema-validation"])).toContain("neither certManager nor existingSecrets");
   });
 
   test("values.schema.json refuses misspelt or mistyped values before anything renders", () => {

@@ -27,6 +27,7 @@ const find = (kind: string, name: string) => k8s.find((d) => d.doc.kind === kind
 const generatedSecrets = new Map<string, string[]>(
   (kustomization.secretGenerator ?? []).map((g: any) => [g.name, (g.files ?? []).map((f: string) => f.split("=")[0])]),
 );
+const OPERATOR_TOKEN_SECRET = "autoscaler-cloudscale-token";
 const certificates = k8s.filter((d) => d.doc.kind === "Certificate").map((d) => d.doc);
 const CERT_KEYS = ["tls.crt", "tls.key", "ca.crt"];
 
@@ -143,7 +144,8 @@ describe("deploy/ manifests", () => {
       }
       for (const e of ctr.env ?? []) {
         const ref = e.valueFrom?.secretKeyRef ?? e.valueFrom?.configMapKeyRef;
-        if (ref) expect(keysOf(e.valueFrom.secretKeyRef ? "Secret" : "ConfigMap", ref.name)).toContain(ref.key);
+        // The token's Secret is the operator's own, made by hand (see the test about it below).
+        if (ref && ref.name !== OPERATOR_TOKEN_SECRET) expect(keysOf(e.valueFrom.secretKeyRef ? "Secret" : "ConfigMap", ref.name)).toContain(ref.key);
       }
     }
   });
@@ -268,7 +270,9 @@ describe("deploy/ manifests", () => {
 
   test("the API token's Secret is not among the objects (applying deploy/ never replaces the operator's)", () => {
     const env = providerCtr.env.find((e: any) => e.name === "CLOUDSCALE_API_TOKEN").valueFrom.secretKeyRef;
-    expect(env).toEqual({ name: "autoscaler-cloudscale-token", key: "token" });
+    expect(env).toEqual({ name: OPERATOR_TOKEN_SECRET, key: "token" });
+    // The walk-through tells the operator to create it under that name and key.
+    expect(readFileSync(join(DEPLOY, "kustomization.yaml"), "utf8")).toContain(`create secret generic ${OPERATOR_TOKEN_SECRET} --from-literal=token=`);
     expect(find("Secret", env.name)).toBeUndefined();
     expect(generatedSecrets.has(env.name)).toBe(false);
     expect(kustomizeBuild(DEPLOY).filter((o) => o.kind === "Secret").map((o) => o.metadata.name)).not.toContain(env.name);
@@ -277,7 +281,13 @@ describe("deploy/ manifests", () => {
   test("kustomize build renders it: namespace, generated Secret name and image rewritten where they are used", () => {
     const rendered = kustomizeBuild(DEPLOY);
     expect(rendered.length).toBe(k8s.length + generatedSecrets.size);
-    for (const o of rendered) expect({ kind: o.kind, name: o.metadata.name, ns: o.metadata.namespace }).toEqual({ kind: o.kind, name: o.metadata.name, ns });
+    const clusterScoped = new Set(["ClusterRole", "ClusterRoleBinding"]);
+    for (const o of rendered) {
+      const want = clusterScoped.has(o.kind) ? undefined : ns;
+      expect({ kind: o.kind, name: o.metadata.name, ns: o.metadata.namespace }).toEqual({ kind: o.kind, name: o.metadata.name, ns: want });
+    }
+    // The bindings name CA's ServiceAccount in that namespace.
+    for (const b of rendered.filter((o) => o.kind.endsWith("Binding"))) expect(b.subjects).toEqual([{ kind: "ServiceAccount", name: "cluster-autoscaler", namespace: ns }]);
     const dep = rendered.find((o) => o.kind === "Deployment" && o.metadata.name === "autoscaler-cloudscale");
     const secrets = new Set(rendered.filter((o) => o.kind === "Secret").map((o) => o.metadata.name));
     const certSecrets = new Set(certificates.map((c) => c.spec.secretName));
