@@ -58,11 +58,12 @@ func (cp *controlPlane) helm(dir string, args ...string) (string, error) {
 	cmd.Dir = suite.root
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+cp.kubeconfig,
 		"HELM_CACHE_HOME="+filepath.Join(dir, "helm-cache"), "HELM_CONFIG_HOME="+filepath.Join(dir, "helm-config"), "HELM_DATA_HOME="+filepath.Join(dir, "helm-data"))
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("helm %s: %v\n%s", strings.Join(args, " "), err, out)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("helm %s: %v\n%s%s", strings.Join(args, " "), err, out.String(), errb.String())
 	}
-	return string(out), nil
+	return out.String(), nil
 }
 
 // rendering is one set of objects an operator could apply.
@@ -176,18 +177,6 @@ func fakeNode(k *kube, name string, controlPlane bool) error {
 	return k.create("/api/v1/nodes", n)
 }
 
-// podsOf returns name → node of the pods of an app in kube-system.
-func podsOf(k *kube, selector string) (map[string]string, error) {
-	pods, err := k.pods(caNamespace, selector)
-	out := map[string]string{}
-	for _, p := range pods {
-		if p.Metadata.DeletionTimestamp == nil {
-			out[p.Metadata.Name] = p.Spec.NodeName
-		}
-	}
-	return out, err
-}
-
 type secretState struct {
 	ResourceVersion string
 	Data            map[string]string
@@ -227,7 +216,7 @@ func TestManifests(t *testing.T) {
 			"apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: bad, namespace: kube-system}\nspec: {secretName: s, dnsName: [a], issuerRef: {name: i}}\n",
 		} {
 			err := dryRunStrict(cp, bad)
-			if err == nil || !strings.Contains(err.Error(), "unknown field") {
+			if err == nil || !strings.Contains(err.Error(), "field not declared in schema") {
 				t.Errorf("a misspelt field was not refused (err %v):\n%s", err, bad)
 			}
 		}
@@ -271,9 +260,25 @@ func TestManifests(t *testing.T) {
 	})
 }
 
-// checkScheduled waits until the pods of selector run, and asserts they run on the control-plane node.
-func checkScheduled(t *testing.T, cp *controlPlane, what, selector string) {
+// checkScheduled waits until the pods of Deployment kube-system/name run, and asserts they run on the control-plane node.
+func checkScheduled(t *testing.T, cp *controlPlane, name string) {
 	t.Helper()
+	what := "Deployment " + name
+	var dep struct {
+		Spec struct {
+			Selector struct {
+				MatchLabels map[string]string `json:"matchLabels"`
+			} `json:"selector"`
+		} `json:"spec"`
+	}
+	if err := cp.kube.get("/apis/apps/v1/namespaces/"+caNamespace+"/deployments/"+name, &dep); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	var sel []string
+	for k, v := range dep.Spec.Selector.MatchLabels {
+		sel = append(sel, k+"="+v)
+	}
+	selector := strings.Join(sel, ",")
 	var pods map[string]string
 	err := waitFor(what+" pods Running", nil, 2*time.Minute, time.Second, func() (bool, error) {
 		ps, err := cp.kube.pods(caNamespace, selector)

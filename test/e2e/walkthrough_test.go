@@ -225,9 +225,9 @@ func runWalkThrough(t *testing.T, cp *controlPlane, dir string, w walkThrough, r
 	if before == nil {
 		t.Fatalf("%s: no block creates the token Secret autoscaler-cloudscale-token", w.name)
 	}
-	checkScheduled(t, cp, "provider", "app.kubernetes.io/name=autoscaler-cloudscale")
+	checkScheduled(t, cp, "autoscaler-cloudscale")
 	if !w.helmWay || caChart != "" {
-		checkScheduled(t, cp, "cluster-autoscaler", "app.kubernetes.io/name=cluster-autoscaler")
+		checkScheduled(t, cp, "cluster-autoscaler")
 	}
 	secretUnchanged(t, cp.kube, *before, "after the walk-through")
 	// An operator applies again after every change: the Secret made by hand must survive that too.
