@@ -1,6 +1,6 @@
 package bench
 
-// The CA loop (issue 12): what one Cluster Autoscaler scan asks, in CA's order and one call
+// The CA loop: what one Cluster Autoscaler scan asks, in CA's order and one call
 // after another, as CA makes them: Refresh, NodeGroups, NodeGroupForNode for every node, then
 // NodeGroupTargetSize and NodeGroupNodes for every group. Its wall time is what CA waits on us
 // per scan; the figure is its ratio to the Go baseline's in the same run.

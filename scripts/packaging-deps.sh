@@ -8,6 +8,9 @@
 #   .cache/packaging/qemu/qemu-x86_64-static  (on an aarch64 host):
 #                                   a static user-mode emulator, so the tests can
 #                                   run the other architecture's binary in a chroot
+#   .cache/packaging/base-debs/     the packages the container image's base stand-ins are
+#                                   assembled from (scripts/image-build.sh): libc6 and base-files
+#                                   for amd64 and arm64, ca-certificates, tzdata, netbase
 #   .cache/packaging/deps.env       the package versions used
 #
 # It uses a private apt state under .cache/packaging/apt (its own package lists for
@@ -51,15 +54,16 @@ EMULATOR="$CACHE/qemu/qemu-${EMU_ARCH}-static"
 
 if [ "$REFRESH" = 0 ] && [ -f "$CACHE/deps.env" ] && [ -x "$EMULATOR" ] \
    && [ -f "$CACHE/libc6-amd64/lib/x86_64-linux-gnu/libc.so.6" ] \
-   && [ -f "$CACHE/libc6-arm64/lib/aarch64-linux-gnu/libc.so.6" ]; then
+   && [ -f "$CACHE/libc6-arm64/lib/aarch64-linux-gnu/libc.so.6" ] \
+   && [ -f "$CACHE/base-debs/ok" ]; then
   exit 0
 fi
 
 APT_DIR="$CACHE/apt"
-rm -rf "$APT_DIR" "$CACHE/debs"
-mkdir -p "$APT_DIR/lists/partial" "$APT_DIR/cache/archives/partial" "$CACHE/debs"
+rm -rf "$APT_DIR" "$CACHE/debs" "$CACHE/base-debs"
+mkdir -p "$APT_DIR/lists/partial" "$APT_DIR/cache/archives/partial" "$CACHE/debs" "$CACHE/base-debs"
 # apt drops privileges to _apt for downloads; let it write there.
-chown -R _apt:root "$APT_DIR" "$CACHE/debs" 2>/dev/null || true
+chown -R _apt:root "$APT_DIR" "$CACHE/debs" "$CACHE/base-debs" 2>/dev/null || true
 APT=(apt-get -qq
   -o "APT::Architecture=amd64" -o "APT::Architectures::=amd64" -o "APT::Architectures::=arm64"
   -o "Dir::State::Lists=$APT_DIR/lists" -o "Dir::Cache=$APT_DIR/cache")
@@ -71,6 +75,15 @@ log "updating private package lists (amd64, arm64)"
   "${APT[@]}" download libc6:amd64 libc6:arm64 "qemu-user-static:$(dpkg --print-architecture)" >/dev/null 2>&1 \
     || "${APT[@]}" download libc6:amd64 libc6:arm64 "qemu-user-static:$(dpkg --print-architecture)"
 )
+
+# What the stand-ins for the image's two base images are made of (about 3.5 MB more).
+BASE_PKGS=(libc6:amd64 libc6:arm64 base-files:amd64 base-files:arm64 ca-certificates tzdata netbase)
+(
+  cd "$CACHE/base-debs"
+  "${APT[@]}" download "${BASE_PKGS[@]}" >/dev/null 2>&1 || "${APT[@]}" download "${BASE_PKGS[@]}"
+)
+chown -R root:root "$CACHE/base-debs"
+: >"$CACHE/base-debs/ok"
 
 for arch in amd64 arm64; do
   deb="$(ls "$CACHE"/debs/libc6_*_"$arch".deb)"
@@ -86,6 +99,7 @@ rm -rf "$CACHE/qemu-x"
 {
   echo "LIBC6_AMD64=$(dpkg-deb -f "$(ls "$CACHE"/debs/libc6_*_amd64.deb)" Version)"
   echo "LIBC6_ARM64=$(dpkg-deb -f "$(ls "$CACHE"/debs/libc6_*_arm64.deb)" Version)"
+  printf 'BASE_PACKAGES="%s"\n' "$(for f in "$CACHE"/base-debs/*.deb; do dpkg-deb --showformat='${Package}:${Architecture}=${Version} ' -W "$f"; done | sed 's/ $//')"
   echo "QEMU_USER_STATIC=$(dpkg-deb -f "$(ls "$CACHE"/debs/qemu-user-static_*.deb)" Version)"
   echo "EMULATOR=$EMULATOR"
 } >"$CACHE/deps.env"

@@ -35,8 +35,11 @@ export const ServerAnswer = v.object({
   server_groups: v.optional(v.array(uuidRef)),
 });
 
+/** One server of a list: what is read of it is checked (the list is read element by element, list-stream.ts). */
+export const ListedServer = v.object(listedServer);
+
 /** A list of servers: up to thousands at every Refresh, so only what is read of each is checked. */
-export const ServerListAnswer = v.array(v.object(listedServer));
+export const ServerListAnswer = v.array(ListedServer);
 
 const gpu = v.object({ name: v.string(), count: v.number(), vram_per_gpu_gb: v.number(), total_vram_gb: v.number() });
 
@@ -52,7 +55,10 @@ export const FlavorListAnswer = v.array(
 );
 
 export const ImageListAnswer = v.array(v.object({ slug: v.string(), zones: v.optional(v.array(slugRef)) }));
-export const CustomImageListAnswer = v.array(v.object({ uuid, slug: v.string(), zones: v.optional(v.array(slugRef)) }));
+// user_data_handling decides what a server of the image receives as user-data (validate checks it).
+export const CustomImageListAnswer = v.array(
+  v.object({ uuid, slug: v.string(), zones: v.optional(v.array(slugRef)), user_data_handling: v.optional(v.string()) }),
+);
 export const RegionListAnswer = v.array(v.object({ slug: v.string(), zones: v.array(slugRef) }));
 export const ServerGroupListAnswer = v.array(
   v.object({ uuid, name: v.string(), zone: slugRef, servers: v.optional(v.array(uuidRef)) }),

@@ -6,8 +6,9 @@
 // answer that differs from what the provider expects (error shapes, status
 // names, units) is listed. Whatever happens (a failed step, a server stuck in
 // `changing`, Ctrl-C), everything the check created is deleted before it exits.
+import { sleep } from "./clock";
 import { CloudscaleError, type Cloudscale } from "./cloudscale";
-import { randomSuffix } from "./reconciler";
+import { randomSuffix } from "./names";
 import { flavorFromSlug } from "./resolved-group";
 import { CHECK_GROUP, CLUSTER_TAG, GROUP_TAG, type CreateServerRequest, type Flavor, type ProviderConfig, type Server, type ServerStatus } from "./types";
 import { CREATE_ERROR_CODES, viewOfList } from "./view";
@@ -58,30 +59,21 @@ const seconds = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
 /** A configured bound as it was given: 5m, 90s, 0.2s. */
 const bound = (ms: number) => (ms >= 60_000 && ms % 60_000 === 0 ? `${ms / 60_000}m` : `${ms / 1000}s`);
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(new Interrupted());
-    const t = setTimeout(() => {
-      signal.removeEventListener("abort", stop);
-      resolve();
-    }, ms);
-    const stop = () => {
-      clearTimeout(t);
-      reject(new Interrupted());
-    };
-    signal.addEventListener("abort", stop, { once: true });
-  });
+/** Waits `ms`; an interrupt (Ctrl-C) ends the wait and the step. */
+async function pause(ms: number, signal: AbortSignal): Promise<void> {
+  await sleep(ms, signal);
+  if (signal.aborted) throw new Interrupted();
 }
 
 /** The smallest flavor (memory, then vCPUs) without GPUs offered in a zone. */
-export function smallestFlavor(flavors: Flavor[], zone: string): { flavor: Flavor | undefined; offered: number } {
+function smallestFlavor(flavors: Flavor[], zone: string): { flavor: Flavor | undefined; offered: number } {
   const offered = flavors.filter((f) => f.zones?.some((z) => z.slug === zone) && !f.gpu);
   const flavor = [...offered].sort((a, b) => a.memory_gb - b.memory_gb || a.vcpu_count - b.vcpu_count || a.slug.localeCompare(b.slug))[0];
   return { flavor, offered: offered.length };
 }
 
 /** How an error body differs from the API's documented shape (a JSON object of plain strings), or undefined. */
-export function errorShapeProblem(body: unknown): string | undefined {
+function errorShapeProblem(body: unknown): string | undefined {
   if (body === undefined || body === null || body === "") return "an empty body, not a JSON object";
   if (typeof body !== "object" || Array.isArray(body)) return `${JSON.stringify(body).slice(0, 120)}, not a JSON object`;
   const bad = Object.entries(body).filter(([, v]) => typeof v !== "string");
@@ -97,7 +89,7 @@ function createVerdict(e: CloudscaleError): string {
 }
 
 /** How a create's answer differs from what the provider reads of it. */
-export function createAnswerProblems(s: Server, body: CreateServerRequest, flavor: Flavor): string[] {
+function createAnswerProblems(s: Server, body: CreateServerRequest, flavor: Flavor): string[] {
   const out: string[] = [];
   const what = `POST /v1/servers answered`;
   if (!/^[0-9a-f-]{36}$/i.test(String(s.uuid))) out.push(`${what} uuid ${JSON.stringify(s.uuid)}, which is not the UUID the providerID cloudscale://<uuid> carries`);
@@ -117,7 +109,7 @@ export function createAnswerProblems(s: Server, body: CreateServerRequest, flavo
 }
 
 /** Flavors whose slug (flex-<GiB>-<vCPUs>, plus-…) says other numbers than the API's fields: the provider reads both. */
-export function flavorUnitProblems(flavors: Flavor[]): string[] {
+function flavorUnitProblems(flavors: Flavor[]): string[] {
   const out: string[] = [];
   for (const f of flavors) {
     const bySlug = flavorFromSlug(f.slug);
@@ -230,7 +222,7 @@ export async function runCheck(o: CheckOptions): Promise<number> {
         const elapsed = performance.now() - start;
         if (e instanceof CloudscaleError && e.kind === "busy" && elapsed < o.waitDeleteMs) {
           busy++;
-          await new Promise((r) => setTimeout(r, o.pollMs));
+          await sleep(o.pollMs); // deleting what it created goes on after an interrupt
           continue;
         }
         failure(label, elapsed, `${(e as Error).message}; server ${uuid} is left behind: delete it by hand`);
@@ -255,7 +247,7 @@ export async function runCheck(o: CheckOptions): Promise<number> {
         failure("gone", performance.now() - gone, `still there after ${bound(o.waitDeleteMs)} (${still}); server ${uuid} may be left behind`);
         return false;
       }
-      await new Promise((r) => setTimeout(r, o.pollMs));
+      await sleep(o.pollMs); // deleting what it created goes on after an interrupt
     }
   }
 
@@ -290,7 +282,7 @@ export async function runCheck(o: CheckOptions): Promise<number> {
       errorShape("POST /v1/servers", err);
       if (!err.ambiguous) return failure("create", performance.now() - start, `${err.message}; ${createVerdict(err)}`);
       // No clear answer: as the provider does, look for it by its unique name after createVerifyDelay.
-      await sleep(o.config.createVerifyDelaySeconds * 1000, o.signal);
+      await pause(o.config.createVerifyDelaySeconds * 1000, o.signal);
       const found = (await cloud.listServers({ [CLUSTER_TAG]: cluster }).catch(() => [] as Server[])).find((s) => s.name === name);
       if (!found) return failure("create", performance.now() - start, `${err.message}; the server does not exist (${createVerdict(err)})`);
       server = found;
@@ -307,7 +299,7 @@ export async function runCheck(o: CheckOptions): Promise<number> {
     while (status !== "running") {
       if (status === "error") break;
       if (performance.now() - start >= o.waitRunningMs) break;
-      await sleep(Math.min(o.pollMs, Math.max(1, o.waitRunningMs - (performance.now() - start))), o.signal);
+      await pause(Math.min(o.pollMs, Math.max(1, o.waitRunningMs - (performance.now() - start))), o.signal);
       try {
         const s = await cloud.getServer(uuid, o.signal);
         if (!s) break;

@@ -4,12 +4,14 @@
 // create is never re-sent blindly (the caller decides after checking the cloud),
 // except on 429, which the API answers before doing anything. Every successful
 // answer is parsed against its schema (api-schema.ts) before it is believed.
-import { ofetch, FetchError } from "ofetch";
+import { createFetchError, ofetch, FetchError } from "ofetch";
+import { sleep } from "./clock";
 import {
   CustomImageListAnswer,
   EmptyAnswer,
   FlavorListAnswer,
   ImageListAnswer,
+  ListedServer,
   parseAnswer,
   RegionListAnswer,
   ServerAnswer,
@@ -17,9 +19,17 @@ import {
   ServerListAnswer,
   type AnswerSchema,
 } from "./api-schema";
+import { readList } from "./list-stream";
 import { redact } from "./log";
-import { apiMetrics, type HttpMethod } from "./metrics";
 import type { CreateServerRequest, Flavor, Server } from "./types";
+
+export type HttpMethod = "GET" | "POST" | "PATCH" | "DELETE";
+
+/** What the client reports of each attempt (the composition root records it: metrics.ts apiMetrics). */
+export interface ApiRecorder {
+  request(method: HttpMethod, endpoint: string, statusClass: string, seconds: number): void;
+  retry(method: HttpMethod, endpoint: string, reason: string): void;
+}
 
 export type ErrorKind =
   | "validation" // 400 with field errors: the request is wrong, retrying will not help
@@ -66,6 +76,8 @@ export interface ClientOptions {
   attempts?: number;
   /** Upper bound on one backoff sleep in ms. */
   maxBackoffMs?: number;
+  /** Recording hook for every attempt (unset: nothing is recorded). */
+  record?: ApiRecorder;
 }
 
 /** The API's error body as one line. Secrets are redacted before any cut, so no piece of one survives. */
@@ -108,13 +120,6 @@ export function classify(e: unknown, what: string): CloudscaleError {
   return new CloudscaleError("network", `${what}: ${err?.message ?? String(e)}`);
 }
 
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener("abort", () => { clearTimeout(t); reject(signal.reason); }, { once: true });
-  });
-
 function parseBody(text: string): unknown {
   try {
     return JSON.parse(text);
@@ -133,11 +138,14 @@ interface Route<T> {
   answer: AnswerSchema<T>;
   /** The answer in words, for the error when it is something else. */
   expected: string;
+  /** A list read element by element as it arrives (list-stream.ts): the schema of one element. */
+  element?: AnswerSchema<unknown>;
 }
-const LIST_SERVERS: Route<Server[]> = { method: "GET", endpoint: "/v1/servers", answer: ServerListAnswer, expected: "a list of servers" };
+const LIST_SERVERS: Route<Server[]> = { method: "GET", endpoint: "/v1/servers", answer: ServerListAnswer, expected: "a list of servers", element: ListedServer };
 const CREATE_SERVER: Route<Server> = { method: "POST", endpoint: "/v1/servers", answer: ServerAnswer, expected: "a server" };
 const GET_SERVER: Route<Server> = { method: "GET", endpoint: "/v1/servers/{uuid}", answer: ServerAnswer, expected: "a server" };
 const DELETE_SERVER: Route<unknown> = { method: "DELETE", endpoint: "/v1/servers/{uuid}", answer: EmptyAnswer, expected: "no content" };
+const PATCH_SERVER: Route<unknown> = { method: "PATCH", endpoint: "/v1/servers/{uuid}", answer: EmptyAnswer, expected: "no content" };
 const FLAVORS: Route<Flavor[]> = { method: "GET", endpoint: "/v1/flavors", answer: FlavorListAnswer, expected: "a list of flavors" };
 const IMAGES: Route<ImageRef[]> = { method: "GET", endpoint: "/v1/images", answer: ImageListAnswer, expected: "a list of images" };
 const CUSTOM_IMAGES: Route<CustomImageRef[]> = { method: "GET", endpoint: "/v1/custom-images", answer: CustomImageListAnswer, expected: "a list of custom images" };
@@ -145,13 +153,13 @@ const REGIONS: Route<RegionRef[]> = { method: "GET", endpoint: "/v1/regions", an
 const SERVER_GROUPS: Route<ServerGroupRef[]> = { method: "GET", endpoint: "/v1/server-groups", answer: ServerGroupListAnswer, expected: "a list of server groups" };
 
 type ImageRef = { slug: string; zones?: { slug: string }[] };
-type CustomImageRef = { uuid: string; slug: string; zones?: { slug: string }[] };
+type CustomImageRef = { uuid: string; slug: string; zones?: { slug: string }[]; user_data_handling?: string };
 type RegionRef = { slug: string; zones: { slug: string }[] };
 type ServerGroupRef = { uuid: string; name: string; zone: { slug: string }; servers?: { uuid: string }[] };
 
 interface RequestOptions {
   query?: Record<string, string>;
-  body?: CreateServerRequest;
+  body?: CreateServerRequest | { tags: Record<string, string> };
   signal?: AbortSignal;
 }
 
@@ -174,6 +182,7 @@ export function createClient(opts: ClientOptions) {
     const started = performance.now();
     let outcome = "2xx";
     try {
+      if (route.element) return await readListAnswer(what, route, path, options);
       const res = await api.raw(path, { ...options, method: route.method });
       const parsed = parseAnswer(route.answer, res._data, route.expected);
       if (parsed.ok) return parsed.value;
@@ -183,8 +192,27 @@ export function createClient(opts: ClientOptions) {
       outcome = err.status !== undefined ? `${Math.floor(err.status / 100)}xx` : err.kind; // "network" or "timeout": no answer
       throw e;
     } finally {
-      apiMetrics.request(route.method, route.endpoint, outcome, (performance.now() - started) / 1000);
+      opts.record?.request(route.method, route.endpoint, outcome, (performance.now() - started) / 1000);
     }
+  }
+
+  /**
+   * A list answer read from the body as it arrives (list-stream.ts), never as one text. An error
+   * status is read whole and thrown as ofetch throws it, so that it is classified alike.
+   */
+  async function readListAnswer<T>(what: string, route: Route<T>, path: string, options: RequestOptions): Promise<T> {
+    const res = await api.raw(path, { ...options, method: route.method, parseResponse: undefined, responseType: "stream", ignoreResponseError: true });
+    if (res.status >= 400) {
+      (res as { _data?: unknown })._data = parseBody(await res.text());
+      throw createFetchError({ request: path, options: { ...options, method: route.method } as never, response: res });
+    }
+    const parsed = await readList(res.body, route.element!, route.expected, (text) => {
+      const data = parseBody(text);
+      const whole = parseAnswer(route.answer, data, route.expected);
+      return whole.ok ? { ok: true, value: whole.value as unknown[] } : { ok: false, message: whole.message, data };
+    });
+    if (parsed.ok) return parsed.value as T;
+    throw new CloudscaleError("malformed", `${what}: the HTTP ${res.status} answer is not the API's: ${redact(parsed.message)}`, res.status, undefined, parsed.data);
   }
 
   /** Runs a call with retries on rate limits and transient failures (by default; creates pass `retryOn`). */
@@ -200,8 +228,9 @@ export function createClient(opts: ClientOptions) {
         const backoff = last.retryAfterSeconds !== undefined
           ? Math.min(last.retryAfterSeconds * 1000, maxBackoffMs * 4)
           : Math.min(maxBackoffMs, 200 * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
-        apiMetrics.retry(route.method, route.endpoint, last.kind);
+        opts.record?.retry(route.method, route.endpoint, last.kind);
         await sleep(backoff, signal);
+        if (signal?.aborted) throw last;
       }
     }
     throw last!;
@@ -227,6 +256,14 @@ export function createClient(opts: ClientOptions) {
     /** One create attempt (retried only on 429, which the API answers before acting). */
     createServer(body: CreateServerRequest, signal?: AbortSignal): Promise<Server> {
       return withRetry(`creating server ${body.name}`, CREATE_SERVER, "/servers", { body, signal }, (e) => e.kind === "rate-limit");
+    },
+
+    /**
+     * Replaces a server's tags (PATCH with the whole map: the API sets exactly the tags it is
+     * given, one attribute per request). Idempotent, so retried like a read.
+     */
+    async updateServerTags(uuid: string, tags: Record<string, string>, signal?: AbortSignal): Promise<void> {
+      await withRetry(`changing the tags of server ${uuid}`, PATCH_SERVER, `/servers/${encodeURIComponent(uuid)}`, { body: { tags }, signal });
     },
 
     /** Deletes a server; "gone" when it was already deleted. A server still `changing` fails as "busy". */

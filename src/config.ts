@@ -4,13 +4,17 @@
 import * as v from "valibot";
 import { YAMLParseError } from "yaml";
 import { parseConfigYaml } from "./config-yaml";
+import { parseSettings } from "./config-issues";
 import { dirname, resolve } from "node:path";
 import { readFileSync } from "node:fs";
-import { detectUserDataFormat, forbiddenNodeLabels } from "./talos";
-import { regionOfZone } from "./template";
+import { detectUserDataFormat, forbiddenNodeLabels, talosPatchProblem } from "./talos";
+import { duration, parseDuration } from "./duration";
+import { nodeLabels, regionOfZone } from "./template";
 import { isValidQuantity, parseBytes, parseCpuMillis } from "./quantity";
 import { MAX_HOSTNAME, SERVER_NAME_SUFFIX, combinations, longestGroupName, overrideProblems, repeats, serverGroupCapacityProblems, sizeOf, type Combination } from "./expansion";
 import { GPU_LABEL, NODE_GROUP_LABEL, type GroupOptions, type NodeGroupConfig, type ProviderConfig, type Reservations, type UserDataFormat } from "./types";
+
+export { parseDuration };
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -25,27 +29,7 @@ const dnsLabel = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
 // also keeps expanded group names (`<name>-<flavor>-<zone>`) valid DNS labels.
 const flavorSlugPattern = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
 
-/** "90s", "15m", "1h30m", "500ms" -> seconds. Bare numbers are seconds. */
-export function parseDuration(text: string): number | undefined {
-  const s = text.trim();
-  if (/^\d+(\.\d+)?$/.test(s)) return Number(s);
-  const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/g;
-  let total = 0;
-  let consumed = 0;
-  for (const m of s.matchAll(re)) {
-    if (m.index !== consumed) return undefined;
-    consumed += m[0].length;
-    const n = Number(m[1]);
-    total += m[2] === "ms" ? n / 1000 : m[2] === "s" ? n : m[2] === "m" ? n * 60 : n * 3600;
-  }
-  return consumed === s.length && s.length > 0 ? total : undefined;
-}
-
-const durationString = v.pipe(
-  v.union([v.string(), v.number()], "must be a duration such as 90s, 10m or 1h"),
-  v.transform((x) => (typeof x === "number" ? x : parseDuration(x) ?? Number.NaN)),
-  v.check((n) => Number.isFinite(n) && n >= 0, "must be a duration such as 90s, 10m or 1h"),
-);
+const durationString = duration();
 
 const fraction = v.pipe(v.number("must be a number"), v.minValue(0, "must be at least 0"), v.maxValue(1, "must be at most 1"));
 
@@ -147,10 +131,10 @@ const configSchema = v.strictObject({
   clusterName: v.pipe(v.string("is required (it scopes which servers are ours)"), v.regex(dnsLabel, "must be lower-case letters, digits and '-', starting and ending with a letter or digit")),
   zone: v.optional(v.pipe(v.string(), v.regex(/^[a-z]+\d+$/, "must be a zone slug such as lpg1 or rma1"))),
   createConcurrency: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1, "must be at least 1"), v.maxValue(100, "must be at most 100"))),
-  maxViewAge: v.optional(durationString),
-  failedCreateTtl: v.optional(durationString),
+  maxViewAge: v.optional(duration(2, "servers are created and deleted only from a view younger than this, and a view is already as old as the list it was read from")),
+  failedCreateTtl: v.optional(duration(30, "CA reads instances once per loop (every 10s by default) and must see a failed creation to back off")),
   createVerifyDelay: v.optional(durationString),
-  apiTimeout: v.optional(durationString),
+  apiTimeout: v.optional(duration(1, "0 turns the timeout off (one hung request would stall every Refresh), and shorter ones cut off ordinary lists")),
   startupGrace: v.optional(durationString),
   prices: v.optional(v.record(v.string(), v.pipe(v.number("must be a price in CHF per hour"), v.minValue(0, "must not be negative")))),
   reservations: v.optional(reservationsSchema),
@@ -160,34 +144,6 @@ const configSchema = v.strictObject({
 
 type NodeGroupEntry = v.InferOutput<typeof nodeGroupSchema>;
 type TopLevel = v.InferOutput<typeof configSchema>;
-
-/** The first key of an issue's path: the setting that is wrong, or undefined for the value as a whole. */
-function firstKey(issue: v.BaseIssue<unknown>): string | undefined {
-  const key = (issue.path?.[0] as { key: unknown } | undefined)?.key;
-  return typeof key === "string" ? key : undefined;
-}
-
-/**
- * Parses a mapping with a strict object schema. On failure it also returns what the settings
- * that are right say (the wrong ones left out), so the checks that read only those still run:
- * every problem of the file is found in one round, not schema problems first and the rest
- * after they are fixed. `whole` is false when the value is not a mapping at all.
- */
-function parseSettings<T extends v.ObjectEntries>(
-  schema: v.StrictObjectSchema<T, undefined>,
-  input: unknown,
-  prefix: string,
-): { value: Partial<v.InferOutput<v.StrictObjectSchema<T, undefined>>> | undefined; complete: boolean; problems: string[] } {
-  const r = v.safeParse(schema, input, { abortEarly: false });
-  if (r.success) return { value: r.output, complete: true, problems: [] };
-  const problems = r.issues.map((i) => describeIssue(i, prefix));
-  if (input === null || typeof input !== "object" || Array.isArray(input)) return { value: undefined, complete: false, problems };
-  const wrong = new Set(r.issues.map(firstKey));
-  if (wrong.has(undefined)) return { value: undefined, complete: false, problems };
-  const right = Object.fromEntries(Object.entries(input).filter(([k]) => !wrong.has(k)));
-  const partial = v.safeParse(v.partial(schema), right, { abortEarly: false });
-  return { value: partial.success ? (partial.output as Partial<v.InferOutput<v.StrictObjectSchema<T, undefined>>>) : undefined, complete: false, problems };
-}
 
 type RawReservations = v.InferOutput<typeof reservationsSchema>;
 
@@ -214,30 +170,6 @@ export function reservationOverrides(raw: RawReservations | undefined, path: str
   if (raw.evictionNodefs !== undefined) out.evictionNodefsFraction = Number(raw.evictionNodefs.slice(0, -1)) / 100;
   if (raw.maxPods !== undefined) out.maxPods = raw.maxPods;
   return out;
-}
-
-/** An issue's path in the file; `prefix` is where the parsed value sits (an entry: `nodeGroups[2]`). */
-function issuePath(issue: v.BaseIssue<unknown>, prefix = ""): string {
-  const parts = issue.path ?? [];
-  let out = prefix;
-  for (const item of parts) {
-    const key = (item as { key: unknown }).key;
-    if (typeof key === "number") out += `[${key}]`;
-    else out += out ? `.${String(key)}` : String(key);
-  }
-  return out || "(top level)";
-}
-
-function describeIssue(issue: v.BaseIssue<unknown>, prefix = ""): string {
-  const path = issuePath(issue, prefix);
-  if (issue.kind === "schema" && issue.type === "strict_object" && issue.input !== undefined && issue.expected === "never") {
-    return `${path}: unknown setting (check the spelling)`;
-  }
-  if (issue.received === "undefined") return `${path}: ${issue.message.startsWith("Invalid") ? "is required" : issue.message}`;
-  const msg = issue.message.startsWith("Invalid ")
-    ? `expected ${issue.expected ?? "a different value"}, got ${issue.received}`
-    : issue.message;
-  return `${path}: ${msg}`;
 }
 
 const flavorOf = (c: Combination) => c.flavor;
@@ -422,7 +354,7 @@ export function parseConfig(text: string, opts: LoadOptions = {}): ProviderConfi
         problems.push(`${from}: min (${size.min}, ${size.minFrom}) must not be greater than max (${size.max}, ${size.maxFrom})`);
       }
       const sg = serverGroupsFor(combo.zone);
-      out.push({
+      const group: NodeGroupConfig = {
         name: combo.name,
         entry: entry.name,
         source: { path: p, flavorPath: combo.flavorPath, zonePath: combo.zonePath, serverGroupPaths: sg.paths },
@@ -443,7 +375,15 @@ export function parseConfig(text: string, opts: LoadOptions = {}): ProviderConfi
         pricePerHour: g.pricePerHour,
         options,
         reservationOverrides: reservations,
-      });
+      };
+      out.push(group);
+    }
+    // Every creation patches the Talos user-data for its server: try it now, so that what would fail
+    // each one of them fails the configuration instead.
+    if (format === "talos" && out.length > 0) {
+      const g0 = out[0]!;
+      const problem = talosPatchProblem(g0.userData, g0.userDataFormat, { hostname: `${c.clusterName ?? "c"}-${g0.name}-00000000`, labels: nodeLabels(g0, undefined), taints: g0.taints });
+      if (problem) problems.push(`${p}.${g.userDataFile !== undefined ? "userDataFile" : "userData"}: ${problem}`);
     }
     return out;
   }
@@ -472,32 +412,4 @@ export function loadConfigFile(path: string): ProviderConfig {
     throw new ConfigError([`cannot read the configuration file ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`]);
   }
   return parseConfig(text, { baseDir: dirname(resolve(path)) });
-}
-
-export interface ApiSettings {
-  token: string;
-  url: string;
-}
-
-/**
- * The API token and URL. The token comes from, in this order: the file given with
- * --token-file (an explicit flag wins over the environment), CLOUDSCALE_API_TOKEN, the
- * file named by CLOUDSCALE_API_TOKEN_FILE. The URL from CLOUDSCALE_API_URL.
- */
-export function apiSettings(env: Record<string, string | undefined>, tokenFile?: string): ApiSettings {
-  const fromFile = (file: string) => {
-    try {
-      return readFileSync(file, "utf8").trim();
-    } catch (e) {
-      throw new ConfigError([`cannot read the API token file ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`]);
-    }
-  };
-  let token = tokenFile ? fromFile(tokenFile) : (env.CLOUDSCALE_API_TOKEN?.trim() ?? "");
-  if (!tokenFile && !token && env.CLOUDSCALE_API_TOKEN_FILE) token = fromFile(env.CLOUDSCALE_API_TOKEN_FILE);
-  if (!token) {
-    throw new ConfigError(["no API token: set CLOUDSCALE_API_TOKEN, or pass --token-file FILE (or CLOUDSCALE_API_TOKEN_FILE)"]);
-  }
-  const url = (env.CLOUDSCALE_API_URL?.trim() || "https://api.cloudscale.ch/v1").replace(/\/+$/, "");
-  if (!/^https?:\/\//.test(url)) throw new ConfigError([`CLOUDSCALE_API_URL must start with http:// or https:// (got "${url}")`]);
-  return { token, url };
 }

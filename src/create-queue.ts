@@ -2,11 +2,13 @@
 // (a fresh view, the startup grace over), at most `concurrency` at once. A create
 // is never re-sent blindly: after an answer that leaves it open (5xx, timeout,
 // dropped connection) the server is looked for by its unique name first, and
-// only sent again when the cloud shows it does not exist.
+// only sent again when the cloud shows it does not exist. Each send is an attempt
+// of its own (PendingCreate.attempts numbers them): whatever an older attempt
+// learns after a newer one went out is not acted on.
 import { CloudscaleError, type Cloudscale } from "./cloudscale";
+import type { Clock } from "./clock";
 import { log, redact } from "./log";
-import { createMetrics } from "./metrics";
-import { CLUSTER_TAG, GROUP_TAG, type Clock, type CreateServerRequest, type NodeGroupConfig, type Server } from "./types";
+import { CLUSTER_TAG, GROUP_TAG, type CreateServerRequest, type NodeGroupConfig, type Server } from "./types";
 import { CREATE_ERROR_CODES, OTHER_ERROR, OUT_OF_RESOURCES, type PendingCreate } from "./view";
 
 export interface CreateQueueDeps {
@@ -29,13 +31,14 @@ export interface CreateQueueDeps {
   onHeld?: () => void;
   /** Called when a creation is given up (its error is set). */
   onFailed?: (p: PendingCreate) => void;
-  stats: { creates: number; createFailures: number };
 }
 
 export class CreateQueue {
   private readonly queue: PendingCreate[] = [];
   private active = 0;
   private stopped = false;
+  /** Aborted by stop(): ends the verify waits at once. */
+  private readonly stopping = new AbortController();
   private readonly idle = new Set<() => void>();
   /** Changes made in place to accepted creations that CA sees (a server UUID, a failure). */
   changes = 0;
@@ -46,15 +49,25 @@ export class CreateQueue {
   accept(group: string, name: string): PendingCreate {
     const p: PendingCreate = { name, group, acceptedAt: this.deps.clock.now(), state: "queued", attempts: 0 };
     this.deps.pending.set(name, p);
-    this.enqueue(p);
+    this.queue.push(p);
+    this.pump();
     return p;
   }
 
-  /** An unanswered create that a list showed did not happen: send it again. */
-  retry(p: PendingCreate): void {
+  /**
+   * An unanswered create that a list showed did not happen: queued again (sent by the next
+   * pump), or given up when it has had all its attempts. Returns whether it was queued.
+   */
+  retry(p: PendingCreate): boolean {
+    const err = new CloudscaleError("network", `creating server ${p.name}: ${p.attempts} attempt(s) got no clear answer and the cloud does not show the server`);
+    if (p.attempts >= this.deps.maxAttempts) {
+      this.fail(p, err);
+      return false;
+    }
     p.state = "queued";
     p.uncertainSince = undefined;
-    this.enqueue(p);
+    this.queue.push(p);
+    return true;
   }
 
   /** Cancels up to `n` creations of a group that have not been sent, the newest first; returns how many. */
@@ -66,11 +79,6 @@ export class CreateQueue {
       .slice(0, n);
     for (const p of queued) this.deps.pending.delete(p.name);
     return queued.length;
-  }
-
-  private enqueue(p: PendingCreate): void {
-    this.queue.push(p);
-    this.pump();
   }
 
   /** Sends queued creations while they may go out. Queued ones wait for the next applied list otherwise. */
@@ -110,9 +118,12 @@ export class CreateQueue {
   stop(): void {
     this.stopped = true;
     this.queue.length = 0;
+    this.stopping.abort();
+    if (this.active === 0) for (const f of this.idle) f();
   }
 
   private fail(p: PendingCreate, err: CloudscaleError | Error): void {
+    if (this.deps.pending.get(p.name) !== p || p.state === "failed") return;
     const outOfResources = err instanceof CloudscaleError && (err.kind === "quota" || err.kind === "capacity");
     p.state = "failed";
     p.failedAt = this.deps.clock.now();
@@ -122,16 +133,23 @@ export class CreateQueue {
       message: redact(err.message).slice(0, 1000),
       errorClass: outOfResources ? OUT_OF_RESOURCES : OTHER_ERROR,
     };
-    this.deps.stats.createFailures++;
-    createMetrics.failed(p.group, p.error.code);
     this.deps.onFailed?.(p);
     log.warn("server creation failed", { group: p.group, server: p.name, errorClass: p.error.errorClass, error: err.message });
   }
 
-  private current(p: PendingCreate, state: PendingCreate["state"]): boolean {
-    return this.deps.pending.get(p.name) === p && p.state === state;
+  /** Whether `attempt` is still the creation's latest attempt, in `state`. */
+  private current(p: PendingCreate, attempt: number, state: PendingCreate["state"]): boolean {
+    return this.deps.pending.get(p.name) === p && p.attempts === attempt && p.state === state;
   }
 
+  private created(p: PendingCreate, uuid: string): void {
+    p.uuid = uuid;
+    p.state = "created";
+    p.confirmedAt = this.deps.clock.now();
+    this.changes++;
+  }
+
+  /** Sends one accepted creation: attempt after attempt while the cloud shows an unanswered one did not happen. */
   private async createOne(p: PendingCreate): Promise<void> {
     const { deps } = this;
     const g = deps.groups.get(p.group)!;
@@ -142,7 +160,7 @@ export class CreateQueue {
       this.fail(p, e as Error);
       return;
     }
-    while (!this.stopped && deps.pending.get(p.name) === p) {
+    while (!this.stopped) {
       if (!deps.mayCreate()) {
         // The view went stale while this one waited: back to the queue until a list lands.
         p.state = "queued";
@@ -150,48 +168,53 @@ export class CreateQueue {
         this.deps.onHeld?.();
         return;
       }
-      p.attempts++;
+      const attempt = ++p.attempts;
       p.state = "creating";
+      let err: CloudscaleError;
       try {
-        deps.stats.creates++;
         const server = await deps.cloud.createServer(body);
-        p.uuid = server.uuid;
-        p.state = "created";
-        this.changes++;
-        p.confirmedAt = deps.clock.now();
+        if (!this.current(p, attempt, "creating")) return;
+        this.created(p, server.uuid);
         log.info("server created", { group: p.group, server: p.name, uuid: server.uuid });
         return;
       } catch (e) {
-        const err = e instanceof CloudscaleError ? e : new CloudscaleError("network", String(e));
+        if (!this.current(p, attempt, "creating")) return;
+        err = e instanceof CloudscaleError ? e : new CloudscaleError("network", String(e));
         if (!err.ambiguous) return this.fail(p, err);
-        // The create may have happened. Never re-send blindly: look for it by its unique name first.
-        p.state = "verifying";
-        p.uncertainSince = deps.clock.now();
-        log.warn("create got no clear answer; checking whether the server exists", { server: p.name, error: err.message });
-        await deps.clock.sleep(deps.verifyDelayMs);
-        if (!this.current(p, "verifying")) return; // resolved by a Refresh meanwhile
-        let found: Server | undefined;
-        try {
-          const list = await deps.cloud.listServers({ [CLUSTER_TAG]: deps.clusterName, [GROUP_TAG]: p.group });
-          found = list.find((s) => s.name === p.name);
-        } catch (verifyErr) {
-          // Cannot tell now: stay "verifying"; the next successful Refresh decides.
-          log.warn("cannot check the unanswered create now; the next refresh decides", { server: p.name, error: (verifyErr as Error).message });
-          return;
-        }
-        if (!this.current(p, "verifying")) return;
-        if (found) {
-          p.uuid = found.uuid;
-          p.state = "created";
-        this.changes++;
-          p.confirmedAt = deps.clock.now();
-          log.info("the unanswered create did take effect", { server: p.name, uuid: found.uuid });
-          return;
-        }
-        if (p.attempts >= deps.maxAttempts) return this.fail(p, err);
-        p.uncertainSince = undefined;
       }
+      if (!(await this.verify(p, attempt, err))) return;
+      if (p.attempts >= deps.maxAttempts) return this.fail(p, err);
+      p.uncertainSince = undefined;
     }
+  }
+
+  /**
+   * The create may have happened: look for it by its unique name after verifyDelayMs. Returns true
+   * when the cloud shows it did not happen (send it again); false when it is settled or no longer
+   * this attempt's to decide (found, a newer attempt, a list, a cancel, a stop).
+   */
+  private async verify(p: PendingCreate, attempt: number, err: CloudscaleError): Promise<boolean> {
+    const { deps } = this;
+    p.state = "verifying";
+    p.uncertainSince = deps.clock.now();
+    log.warn("create got no clear answer; checking whether the server exists", { server: p.name, error: err.message });
+    await deps.clock.sleep(deps.verifyDelayMs, this.stopping.signal);
+    if (this.stopped || !this.current(p, attempt, "verifying")) return false; // resolved by a Refresh meanwhile
+    let found: Server | undefined;
+    try {
+      const list = await deps.cloud.listServers({ [CLUSTER_TAG]: deps.clusterName, [GROUP_TAG]: p.group });
+      found = list.find((s) => s.name === p.name);
+    } catch (verifyErr) {
+      // Cannot tell now: stay "verifying"; the next successful Refresh decides.
+      log.warn("cannot check the unanswered create now; the next refresh decides", { server: p.name, error: (verifyErr as Error).message });
+      return false;
+    }
+    // A list taken before a newer attempt was sent says nothing about that attempt.
+    if (!this.current(p, attempt, "verifying")) return false;
+    if (!found) return true;
+    this.created(p, found.uuid);
+    log.info("the unanswered create did take effect", { server: p.name, uuid: found.uuid });
+    return false;
   }
 }
 

@@ -3,10 +3,11 @@
 // group's min, and the DELETE calls themselves. The cloud refuses to delete a
 // server that is still `changing` (booting); such a delete is kept and tried
 // again until the server can be deleted, for a bounded time.
-import { Code, ConnectError } from "@connectrpc/connect";
+import type { Clock } from "./clock";
 import { CloudscaleError, type Cloudscale } from "./cloudscale";
+import { ProviderError } from "./errors";
 import { log } from "./log";
-import { CLUSTER_TAG, GROUP_TAG, type Clock, type Server } from "./types";
+import { CLUSTER_TAG, GROUP_TAG, type Server } from "./types";
 import { parseProviderId, pendingWithUuid, type DeleteMark, type Marks, type View } from "./view";
 
 export type Target =
@@ -43,6 +44,8 @@ export function planDeletion(view: View, marks: Marks, group: string, nodes: Nod
       if (parsed.pendingName !== undefined) {
         const p = marks.pending.get(parsed.pendingName);
         if (p && p.group !== group) problems.push(otherGroup(label, p.group));
+        // CA read the instance while its create was on its way; the POST may have been answered since.
+        else if (p?.uuid) targets.push(marks.deleting.has(p.uuid) ? { kind: "gone" } : { kind: "server", uuid: p.uuid, label });
         else targets.push(p ? { kind: "pending", name: p.name } : { kind: "gone" });
         continue;
       }
@@ -91,6 +94,8 @@ export async function confirmOwnership(
   clusterName: string,
   group: string,
   signal?: AbortSignal,
+  /** The configured groups: a server tagged for one that is not configured is not a node of ours. */
+  configured: (group: string) => boolean = () => true,
 ): Promise<string[]> {
   const seen = new Set<string>();
   const checked = await mapBounded(targets, 10, async (t) => {
@@ -101,18 +106,24 @@ export async function confirmOwnership(
       server = await cloud.getServer(t.uuid, signal);
     } catch (e) {
       // The caller gave up: say so (its client may not have noticed yet), not that the API failed.
-      if (signal?.aborted) throw new ConnectError(`nothing deleted: the caller's deadline passed while reading server ${t.uuid} to confirm it is ours`, Code.DeadlineExceeded);
-      throw new ConnectError(`nothing deleted: cannot read server ${t.uuid} to confirm it is ours: ${(e as Error).message}`, Code.Unavailable);
+      if (signal?.aborted) throw new ProviderError("deadline-exceeded", `nothing deleted: the caller's deadline passed while reading server ${t.uuid} to confirm it is ours`);
+      throw new ProviderError("unavailable", `nothing deleted: cannot read server ${t.uuid} to confirm it is ours: ${(e as Error).message}`);
     }
     if (!server) return { t, verdict: "gone" as const };
-    if (server.tags?.[CLUSTER_TAG] !== clusterName || server.tags?.[GROUP_TAG] !== group) return { t, verdict: "foreign" as const };
+    const owner = server.tags?.[GROUP_TAG] ?? "";
+    if (server.tags?.[CLUSTER_TAG] !== clusterName || !configured(owner)) return { t, verdict: "foreign" as const };
+    if (owner !== group) return { t, verdict: "other-group" as const, owner };
     return { t, verdict: "ours" as const };
   });
+  // As from the view: a server of another of our groups is a wrong request; one without our tags (or
+  // of a group no longer configured) is not ours.
+  const otherGroup = checked.flatMap((c) => (c.verdict === "other-group" ? [`node "${c.t.label}" belongs to node group "${c.owner.slice(0, 100)}", not "${group}"`] : []));
+  if (otherGroup.length) throw new ProviderError("invalid-argument", `nothing deleted: ${otherGroup.slice(0, 5).join("; ")}`);
   const foreign = checked.filter((c) => c.verdict === "foreign");
   if (foreign.length) {
-    throw new ConnectError(
+    throw new ProviderError(
+      "not-ours",
       `nothing deleted: ${foreign.map((c) => `node "${c.t.label}" (server ${c.t.uuid}) does not carry this provider's tags for node group "${group}"`).slice(0, 5).join("; ")}`,
-      Code.PermissionDenied,
     );
   }
   return checked.filter((c) => c.verdict === "ours").map((c) => c.t.uuid);
@@ -125,7 +136,6 @@ export interface DeleterDeps {
   clock: Clock;
   /** How long a delete the cloud refuses because the server is still changing is tried again (ms). */
   busyRetryMs: number;
-  stats: { deletes: number };
   /** Called when a delete fails or is given up, with the reason. */
   onError?: (group: string, message: string) => void;
 }
@@ -136,6 +146,8 @@ const BUSY_MAX_WAIT_MS = 30_000;
 
 export class Deleter {
   private stopped = false;
+  /** Aborted by stop(): ends the waits between tries of busy deletes at once. */
+  private readonly stopping = new AbortController();
 
   constructor(private readonly deps: DeleterDeps) {}
 
@@ -165,10 +177,10 @@ export class Deleter {
 
   stop(): void {
     this.stopped = true;
+    this.stopping.abort();
   }
 
   private async call(uuid: string, mark: DeleteMark): Promise<"deleted" | "gone"> {
-    this.deps.stats.deletes++;
     const outcome = await this.deps.cloud.deleteServer(uuid);
     mark.completedAt = this.deps.clock.now();
     mark.confirmed = true;
@@ -189,7 +201,7 @@ export class Deleter {
     const giveUpAt = clock.now() + this.deps.busyRetryMs;
     let wait = BUSY_FIRST_WAIT_MS;
     for (;;) {
-      await clock.sleep(wait);
+      await clock.sleep(wait, this.stopping.signal);
       wait = Math.min(wait * 2, BUSY_MAX_WAIT_MS);
       if (this.stopped || marks.deleting.get(uuid) !== mark) return;
       try {

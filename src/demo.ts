@@ -9,6 +9,7 @@ import { createClient as createRpcClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { CloudProvider, InstanceStatus_InstanceState as State } from "./gen/clusterautoscaler/cloudprovider/v1/externalgrpc/externalgrpc_pb";
 import { NodeSchema } from "./gen/k8s.io/api/core/v1/generated_pb";
+import { sleep } from "./clock";
 import { parseConfig } from "./config";
 import { configureLog, registerSecret } from "./log";
 import { createClient } from "./cloudscale";
@@ -45,7 +46,6 @@ auto: stable
 `;
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function runDemo(argv: string[]): Promise<number> {
   const { values } = parseArgs({

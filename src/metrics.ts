@@ -1,12 +1,20 @@
 // Prometheus metrics (prom-client): one registry, every family an operator
-// reads, and small typed recorders for the modules that see events happen
-// (gRPC calls, cloudscale API requests, creations). Numbers that mirror the
+// reads, and small typed recorders that the composition root (cli.ts) hands to
+// the modules that see events happen, as their recording hooks (the API
+// client's, the reconciler's); the server records the gRPC calls. Numbers that mirror the
 // provider's view (servers by state, sizes, pending and held creates, view age)
 // are not pushed: they are read from a snapshot of the view when scraped, so
 // they cannot drift from what the provider answers CA.
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { GroupSnapshot, ReconcilerSnapshot } from "./reconciler";
+// prom-client's parts one by one, not its index (see prom-client-parts.d.ts); the process metrics
+// are loaded when serve turns them on (startMetrics).
+import Counter from "prom-client/lib/counter";
+import Gauge from "prom-client/lib/gauge";
+import Histogram from "prom-client/lib/histogram";
+import Registry from "prom-client/lib/registry";
+import type { ApiRecorder } from "./cloudscale";
+import type { FindingsSnapshot } from "./findings";
+import type { GroupSnapshot, ReconcilerSnapshot } from "./snapshot";
 import type { ProviderConfig } from "./types";
 import { commit, version } from "./version";
 import { CREATE_ERROR_CODES, SERVER_STATES } from "./view";
@@ -65,34 +73,28 @@ const createFailures = new Counter({
   registers: [registry],
 });
 
-export type HttpMethod = "GET" | "POST" | "DELETE";
-
-/** Recorders for the cloudscale.ch client (cloudscale.ts). `endpoint` is a template: /v1/servers/{uuid}. */
-export const apiMetrics = {
-  request(method: HttpMethod, endpoint: string, statusClass: string, seconds: number): void {
+/** The cloudscale.ch client's recording hook (cloudscale.ts ApiRecorder). `endpoint` is a template: /v1/servers/{uuid}. */
+export const apiMetrics: ApiRecorder = {
+  request(method, endpoint, statusClass, seconds) {
     apiRequests.inc({ method, endpoint, status_class: statusClass });
     apiDuration.observe({ method, endpoint }, seconds);
   },
-  retry(method: HttpMethod, endpoint: string, reason: string): void {
+  retry(method, endpoint, reason) {
     apiRetries.inc({ method, endpoint, reason });
   },
 };
 
 /**
- * The list that rebuilds the view (reconciler.ts). Only that one: the create queue's lists that
- * look for an unanswered create by its name do not rebuild the view and are not timed here
- * (api_request_duration_seconds has every request).
+ * The reconciler's recording hook (reconciler.ts ReconcilerRecorder): the list that rebuilds the
+ * view (only that one: the create queue's lists that look for an unanswered create by its name
+ * are not timed here; api_request_duration_seconds has every request), and creations given up
+ * (shown to CA with `code`, view.ts CREATE_ERROR_CODES).
  */
-export const listMetrics = {
-  done(seconds: number, ok: boolean): void {
+export const reconcilerMetrics = {
+  list(seconds: number, ok: boolean): void {
     listDuration.observe({ result: ok ? "ok" : "error" }, seconds);
   },
-};
-
-/** Recorders for the create queue. */
-export const createMetrics = {
-  /** A creation was given up and is now shown to CA with `code` (view.ts CREATE_ERROR_CODES). */
-  failed(group: string, code: string): void {
+  createFailed(group: string, code: string): void {
     createFailures.inc({ group, code });
   },
 };
@@ -102,18 +104,23 @@ export const createMetrics = {
  * InvalidArgument, Unavailable, …). Registered outermost, so it sees the code CA receives.
  */
 export function grpcMetricsInterceptor(): Interceptor {
+  // Each method's series, found once: prom-client hashes the labels of every inc() and observe()
+  // it is given as an object, which CA's thousands of calls per loop would pay each time.
+  const series = new Map<string, { duration: ReturnType<typeof grpcDuration.labels>; ok: ReturnType<typeof grpcCalls.labels> }>();
   return (next) => async (req) => {
     const method = req.method.name;
-    const stop = grpcDuration.startTimer({ method });
+    let s = series.get(method);
+    if (!s) series.set(method, (s = { duration: grpcDuration.labels({ method }), ok: grpcCalls.labels({ method, code: "OK" }) }));
+    const started = performance.now();
     try {
       const res = await next(req);
-      grpcCalls.inc({ method, code: "OK" });
+      s.ok.inc();
       return res;
     } catch (e) {
       grpcCalls.inc({ method, code: Code[e instanceof ConnectError ? e.code : Code.Unknown] });
       throw e;
     } finally {
-      stop();
+      s.duration.observe((performance.now() - started) / 1000);
     }
   };
 }
@@ -125,15 +132,26 @@ export interface ViewMetrics {
   /** Seconds since the start of the last list that was applied; Infinity before the first. */
   viewAgeSeconds: number;
   maxViewAgeSeconds: number;
+  /** Other provider instances that created servers for this cluster while this one served CA. */
+  otherInstances: number;
+  /** This cluster's servers in no configured node group, by the group tag they carry. */
+  orphans: Record<string, number>;
+  /** Nodes CA asked about that have one of our servers' names but no providerID. */
+  nodesWithoutProviderId: number;
   groups: (Omit<GroupSnapshot, "lastError"> & { min: number; max: number })[];
 }
 
-/** The gauges' numbers from the reconciler's snapshot and the configured bounds. */
-export function viewMetrics(snapshot: ReconcilerSnapshot, config: ProviderConfig): ViewMetrics {
+/** The gauges' numbers from the reconciler's snapshot, the findings and the configured bounds. */
+export function viewMetrics(snapshot: ReconcilerSnapshot, config: ProviderConfig, findings?: FindingsSnapshot): ViewMetrics {
   const byName = new Map(config.nodeGroups.map((g) => [g.name, g]));
+  const orphans: Record<string, number> = {};
+  for (const o of findings?.orphans ?? []) orphans[o.group] = (orphans[o.group] ?? 0) + 1;
   return {
     viewAgeSeconds: snapshot.viewAgeSeconds ?? Infinity,
     maxViewAgeSeconds: config.maxViewAgeSeconds,
+    otherInstances: snapshot.otherInstances.length,
+    orphans,
+    nodesWithoutProviderId: findings?.nodesWithoutProviderId.length ?? 0,
     groups: snapshot.groups.map(({ lastError: _, ...g }) => ({ ...g, min: byName.get(g.name)?.min ?? 0, max: byName.get(g.name)?.max ?? 0 })),
   };
 }
@@ -177,8 +195,17 @@ viewGauge("creates_held", "Accepted server creations held back because the view 
 viewGauge("view_age_seconds", "Seconds since the start of the last successful list of servers (+Inf before the first).", [], (m, v) => {
   m.set(v.viewAgeSeconds);
 });
-viewGauge("view_max_age_seconds", "Configured maxViewAge: past this age Refresh fails and no server is created or deleted.", [], (m, v) => {
+viewGauge("view_max_age_seconds", "Configured maxViewAge: past this age Refresh fails and no server is created or deleted. The provider lists by itself when CA is quiet, so the view only gets this old while the API fails.", [], (m, v) => {
   m.set(v.maxViewAgeSeconds);
+});
+viewGauge("orphaned_servers", "Servers tagged for this cluster whose node group is not configured (renamed or removed), by the group tag they carry: they run and are billed, and CA does not see them. Keep the group's name, or delete them with `autoscaler-cloudscale cleanup`.", ["group"], (m, v) => {
+  for (const [group, n] of Object.entries(v.orphans)) m.set({ group }, n);
+});
+viewGauge("nodes_without_provider_id", "Nodes CA asked about that carry one of this cluster's server names but no spec.providerID: the cloud controller manager is missing, and CA deletes such nodes as never registered.", [], (m, v) => {
+  m.set(v.nodesWithoutProviderId);
+});
+viewGauge("other_instances", "Other provider instances that created servers for this cluster (instance tag) while this one served CA, in the last 10 minutes. Anything above 0 means two active providers: run one replica.", [], (m, v) => {
+  m.set(v.otherInstances);
 });
 
 new Gauge({
@@ -187,6 +214,31 @@ new Gauge({
   labelNames: ["version", "commit", "bun_version"] as const,
   registers: [registry],
 }).set({ version, commit, bun_version: typeof Bun === "undefined" ? "" : Bun.version }, 1);
+
+/** Expiry of the TLS material the gRPC server serves with; registered on the first load (TLS only). */
+export interface TlsExpiry {
+  /** notAfter of the serving certificate (the first one in --tls-cert), Unix seconds. */
+  servingCert: number;
+  /** The earliest notAfter of the certificates in --tls-client-ca, Unix seconds. */
+  clientCa: number;
+}
+let tlsGauges: { servingCert: Gauge; clientCa: Gauge } | undefined;
+export function recordTlsExpiry(expiry: TlsExpiry): void {
+  tlsGauges ??= {
+    servingCert: new Gauge({
+      name: `${PREFIX}tls_serving_cert_expiry_timestamp_seconds`,
+      help: "When the gRPC server's certificate (--tls-cert) expires, Unix time; follows renewed files.",
+      registers: [registry],
+    }),
+    clientCa: new Gauge({
+      name: `${PREFIX}tls_client_ca_expiry_timestamp_seconds`,
+      help: "When the first certificate of the client CA bundle (--tls-client-ca) expires, Unix time; after it no client certificate is accepted.",
+      registers: [registry],
+    }),
+  };
+  tlsGauges.servingCert.set(expiry.servingCert);
+  tlsGauges.clientCa.set(expiry.clientCa);
+}
 
 // ------------------------------------------------------------- lifecycle
 
@@ -218,6 +270,8 @@ const PROCESS_METRICS = [
 ];
 
 let started = false;
+/** The process metrics being loaded; a scrape waits for them. */
+let processMetrics: Promise<void> | undefined;
 
 /**
  * Turns on the process metrics and the view gauges (serve only; other commands record into the
@@ -229,17 +283,20 @@ export function startMetrics(view: () => ViewMetrics, groups: string[]): void {
   if (started) return;
   started = true;
   const all = new Registry();
-  // The event-loop delay is sampled every 100 ms, not every 10 ms (prom-client's default): an idle
-  // provider then wakes 10 times a second, not 100, for a figure that only matters when it is large.
-  collectDefaultMetrics({ register: all, eventLoopMonitoringPrecision: 100 });
-  for (const name of PROCESS_METRICS) {
-    const m = all.getSingleMetric(name);
-    if (m) registry.registerMetric(m);
-  }
+  processMetrics = import("prom-client/lib/defaultMetrics").then(({ default: collectDefaultMetrics }) => {
+    // The event-loop delay is sampled every 100 ms, not every 10 ms (prom-client's default): an idle
+    // provider then wakes 10 times a second, not 100, for a figure that only matters when it is large.
+    collectDefaultMetrics({ register: all, eventLoopMonitoringPrecision: 100 });
+    for (const name of PROCESS_METRICS) {
+      const m = all.getSingleMetric(name);
+      if (m) registry.registerMetric(m);
+    }
+  });
 }
 
 /** One scrape: a snapshot of the view, then the exposition in the Prometheus text format. */
 export async function scrape(): Promise<{ body: string; contentType: string }> {
+  await processMetrics;
   scraped = viewSource?.();
   try {
     return { body: await registry.metrics(), contentType: registry.contentType };

@@ -2,13 +2,17 @@
 // catalog, template nodes, user-data patching, pricing and the reconciler,
 // behind the ProviderApi the gRPC service calls.
 import { fromBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { forCaller } from "./caller";
+import { sleep, type Clock } from "./clock";
 import type { Cloudscale } from "./cloudscale";
+import { ProviderError } from "./errors";
+import { Findings, type FindingsSnapshot } from "./findings";
 import { PodSchema, type Node, type Pod } from "./gen/k8s.io/api/core/v1/generated_pb";
 import { log } from "./log";
-import { Reconciler } from "./reconciler";
+import { newInstanceId } from "./names";
+import { Reconciler, type ReconcilerRecorder } from "./reconciler";
 import type { ProviderApi } from "./service";
-import { CLUSTER_TAG, GPU_LABEL, GROUP_TAG, NODE_GROUP_LABEL, type Clock, type CreateServerRequest, type Flavor, type NodeGroupConfig, type ProviderConfig } from "./types";
+import { CLUSTER_TAG, GPU_LABEL, GROUP_TAG, INSTANCE_TAG, NODE_GROUP_LABEL, type CreateServerRequest, type Flavor, type NodeGroupConfig, type ProviderConfig } from "./types";
 import { availableGpuTypes, nodeLabels, templateNode, templateNodeBytes } from "./template";
 import { flavorFromSlug, resolveGroup } from "./resolved-group";
 import { patchUserData } from "./talos";
@@ -20,6 +24,10 @@ export interface ProviderDeps {
   /** Reconciler tuning for tests. */
   verifyDelayMs?: number;
   clock?: Clock;
+  /** This process's instance id (default: the host's name and a random part). */
+  instanceId?: string;
+  /** Recording hooks (the composition root passes the metrics'). */
+  record?: ReconcilerRecorder;
 }
 
 export type Provider = ProviderApi & {
@@ -28,8 +36,11 @@ export type Provider = ProviderApi & {
   stop(): void;
   /** Stops queued work and waits up to `waitMs` for creations already sent. */
   shutdown(waitMs: number): Promise<void>;
+  /** Ready from the first good list until shutdown: whether CA can be served, not whether it called recently. */
   readiness(): { ok: boolean; detail: string };
   flavor(slug: string): Flavor | undefined;
+  /** Servers in no configured node group, nodes without a providerID: what only the operator can fix. */
+  findings(): FindingsSnapshot;
 };
 
 /**
@@ -43,6 +54,7 @@ export const FLAVOR_CATALOG_MAX_AGE_MS = 10 * 60_000;
 export function createProvider(deps: ProviderDeps): Provider {
   const { config, cloud } = deps;
   const now = () => deps.clock?.now() ?? Date.now();
+  const instanceId = deps.instanceId ?? newInstanceId();
   const flavors = new Map<string, Flavor>();
   let flavorsLoadedAt = 0;
   let flavorLoad: Promise<void> | null = null;
@@ -56,7 +68,7 @@ export function createProvider(deps: ProviderDeps): Provider {
       zone: group.zone,
       volume_size_gb: group.volumeSizeGb,
       ssh_keys: group.sshKeys,
-      tags: { ...group.tags, [CLUSTER_TAG]: config.clusterName, [GROUP_TAG]: group.name },
+      tags: { ...group.tags, [CLUSTER_TAG]: config.clusterName, [GROUP_TAG]: group.name, [INSTANCE_TAG]: instanceId },
     };
     if (group.userDataFormat !== "none" && group.userData) {
       // The node that registers must be the node the template promised: same labels, same taints.
@@ -68,14 +80,32 @@ export function createProvider(deps: ProviderDeps): Provider {
     return body;
   }
 
+  // Every list of the cluster's servers (Refresh's, the provider's own) also shows the servers
+  // that are in no configured node group; the findings read them from there, at no extra call.
+  const findings = new Findings(config.clusterName, config.nodeGroups.map((g) => g.name));
+  const watchedCloud: ProviderDeps["cloud"] = {
+    async listServers(tags, signal) {
+      const list = await cloud.listServers(tags, signal);
+      if (Object.keys(tags).length === 1 && tags[CLUSTER_TAG] === config.clusterName) findings.observeList(list);
+      return list;
+    },
+    createServer: (body, signal) => cloud.createServer(body, signal),
+    getServer: (uuid, signal) => cloud.getServer(uuid, signal),
+    deleteServer: (uuid, signal) => cloud.deleteServer(uuid, signal),
+    listFlavors: (signal) => cloud.listFlavors(signal),
+  };
+
   const reconciler = new Reconciler({
     config,
-    cloud,
+    cloud: watchedCloud,
     createRequest,
     verifyDelayMs: deps.verifyDelayMs ?? config.createVerifyDelaySeconds * 1000,
     startupGraceMs: config.startupGraceSeconds * 1000,
     clock: deps.clock,
+    instanceId,
+    record: deps.record,
   });
+  let shutDown = false;
   const groupsByName = new Map(config.nodeGroups.map((g) => [g.name, g]));
 
   async function loadFlavors(): Promise<void> {
@@ -113,7 +143,7 @@ export function createProvider(deps: ProviderDeps): Provider {
     if (group?.pricePerHour !== undefined) return group.pricePerHour;
     if (config.prices[flavorSlug] !== undefined) return config.prices[flavorSlug]!;
     const f = flavor(flavorSlug);
-    if (!f) throw new ConnectError(`no price known for flavor "${flavorSlug.slice(0, 100)}"; set prices.${flavorSlug.slice(0, 100)} in the configuration`, Code.NotFound);
+    if (!f) throw new ProviderError("not-found", `no price known for flavor "${flavorSlug.slice(0, 100)}"; set prices.${flavorSlug.slice(0, 100)} in the configuration`);
     return pricePerHourFor({}, f, config.prices);
   }
 
@@ -128,29 +158,37 @@ export function createProvider(deps: ProviderDeps): Provider {
         }),
         reconciler.refresh().then(
           () => log.info("initial view of the cloud loaded", { servers: reconciler.snapshot().groups.map((g) => `${g.name}=${g.targetSize}`).join(",") }),
-          (e) => log.warn("cannot list servers yet; Refresh will keep trying", { error: (e as Error).message }),
+          (e) => log.warn("cannot list servers yet; the provider keeps trying by itself", { error: (e as Error).message }),
         ),
       ]);
+      // From now on the provider lists by itself whenever CA is quiet (and until the first list succeeds).
+      reconciler.keepFresh();
     },
     stop() {
+      shutDown = true;
       reconciler.stop();
     },
     async shutdown(waitMs) {
+      shutDown = true;
       reconciler.stop();
-      await Promise.race([reconciler.whenIdle(), new Promise((r) => setTimeout(r, waitMs))]);
+      await waitIdle(waitMs);
     },
     readiness() {
-      if (!reconciler.fresh) {
-        const age = reconciler.viewAgeSeconds;
-        return { ok: false, detail: Number.isFinite(age) ? `view of the cloud is ${Math.round(age)}s old` : "no successful listing of servers yet" };
-      }
-      return { ok: true, detail: `ok (view ${Math.round(reconciler.viewAgeSeconds)}s old)` };
+      if (shutDown) return { ok: false, detail: "shutting down" };
+      if (!reconciler.loaded) return { ok: false, detail: "no successful listing of servers yet" };
+      const age = Math.round(reconciler.viewAgeSeconds);
+      if (!reconciler.fresh) return { ok: true, detail: `ok, but the view of the cloud is ${age}s old (limit ${config.maxViewAgeSeconds}s): the API fails; see /status` };
+      return { ok: true, detail: `ok (view ${age}s old)` };
     },
+    noteCall: () => reconciler.noteCall(),
     groups: () => config.nodeGroups,
     groupForNode(node) {
       const id = reconciler.groupForNode(node.providerID, node.name);
+      if (node.providerID) findings.noteLinked(node.name);
+      else if (id) findings.noteNode(node, id);
       return id ? groupsByName.get(id) : undefined;
     },
+    findings: () => findings.snapshot(),
     async refresh(signal, deadlineMs) {
       // Flavors change rarely; re-read them when the list is older than its bound, never failing Refresh over it.
       if (now() - flavorsLoadedAt > FLAVOR_CATALOG_MAX_AGE_MS) void loadFlavors().catch((e) => log.debug("flavor reload failed", { error: (e as Error).message }));
@@ -169,11 +207,14 @@ export function createProvider(deps: ProviderDeps): Provider {
         // The first load of the flavor list (retries included) can take far longer than
         // CA's deadline: wait for it only until the caller gives up. It goes on, and its
         // result serves the next call.
-        await untilAborted(loadFlavors().catch(() => {}), signal);
+        await forCaller(
+          loadFlavors().catch(() => {}),
+          { signal, cancelled: () => new ProviderError("deadline-exceeded", "the caller gave up while the flavor list was loading") },
+        );
         f = flavors.get(group.flavor);
       }
       f ??= flavorFromSlug(group.flavor);
-      if (!f) throw new ConnectError(`flavor "${group.flavor}" of node group "${groupId}" is unknown and the API's flavor list cannot be read`, Code.Unavailable);
+      if (!f) throw new ProviderError("unavailable", `flavor "${group.flavor}" of node group "${groupId}" is unknown and the API's flavor list cannot be read`);
       const key = JSON.stringify([f.slug, f.vcpu_count, f.memory_gb, f.gpu?.count ?? 0, f.gpu?.name ?? ""]);
       const cached = templates.get(groupId);
       if (cached && cached.flavorKey === key) return cached;
@@ -195,7 +236,7 @@ export function createProvider(deps: ProviderDeps): Provider {
           : undefined;
       // A node outside our groups: price it by its instance-type label.
       const slug = group?.flavor ?? instanceType;
-      if (!slug) throw new ConnectError(`cannot price node "${node.name.slice(0, 100)}": it is not in a node group and has no instance-type label`, Code.NotFound);
+      if (!slug) throw new ProviderError("not-found", `cannot price node "${node.name.slice(0, 100)}": it is not in a node group and has no instance-type label`);
       return nodePrice(pricePerHour(group, slug), startSec, endSec);
     },
     podPrice(pod, startSec, endSec) {
@@ -203,12 +244,17 @@ export function createProvider(deps: ProviderDeps): Provider {
       try {
         message = pod.message ?? fromBinary(PodSchema, pod.bytes!);
       } catch (e) {
-        throw new ConnectError(`pod_bytes is not a Kubernetes Pod: ${(e as Error).message}`, Code.InvalidArgument);
+        throw new ProviderError("invalid-argument", `pod_bytes is not a Kubernetes Pod: ${(e as Error).message}`);
       }
       // Priced against the smallest configured group's flavor: what the pod would cost on our cheapest node.
       const candidates = config.nodeGroups.map((g) => ({ g, f: flavor(g.flavor) })).filter((x) => x.f);
-      if (!candidates.length) throw new ConnectError("no flavor details to price a pod against", Code.Unavailable);
-      const requests = podRequests(message);
+      if (!candidates.length) throw new ProviderError("unavailable", "no flavor details to price a pod against");
+      let requests: ReturnType<typeof podRequests>;
+      try {
+        requests = podRequests(message);
+      } catch (e) {
+        throw new ProviderError("invalid-argument", `the pod's resource requests cannot be read: ${(e as Error).message}`);
+      }
       const prices = candidates.map(({ g, f }) => podPrice(requests, f!, pricePerHour(g, g.flavor), startSec, endSec));
       return Math.min(...prices);
     },
@@ -220,18 +266,15 @@ export function createProvider(deps: ProviderDeps): Provider {
     async cleanup() {
       // CA calls Cleanup on shutdown: give creations on their way a moment to be answered
       // (so their servers are tagged and found again after a restart), but never hold CA up.
-      await Promise.race([reconciler.whenIdle(), new Promise((r) => setTimeout(r, 3000))]);
+      await waitIdle(3000);
     },
   };
-  return provider;
-}
 
-/** Waits for `work` unless `signal` aborts first; then rejects as the caller's deadline. */
-function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(new ConnectError("the caller gave up while the flavor list was loading", Code.DeadlineExceeded));
-  return new Promise<T>((resolve, reject) => {
-    const aborted = () => reject(new ConnectError("the caller gave up while the flavor list was loading", Code.DeadlineExceeded));
-    signal.addEventListener("abort", aborted, { once: true });
-    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", aborted));
-  });
+  /** Waits until no creation is queued or running, at most `ms`; leaves no timer behind. */
+  async function waitIdle(ms: number): Promise<void> {
+    const done = new AbortController();
+    await Promise.race([reconciler.whenIdle(), sleep(ms, done.signal)]);
+    done.abort();
+  }
+  return provider;
 }

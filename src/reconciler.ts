@@ -3,20 +3,26 @@
 // and deletes change it. The cloud stays the source of truth: the only state kept
 // beside the list is what the list cannot show yet (accepted creations, issued
 // deletions: the marks). The parts: view.ts (pure: a list and the marks make the
-// answers), create-queue.ts (creations), deletion.ts (deletions).
+// answers), list-plan.ts (pure: what a list settles), create-queue.ts (creations),
+// deletion.ts (deletions), own-lists.ts (the provider's own lists and the holds),
+// instances.ts (other instances). Errors are ProviderErrors (errors.ts); the gRPC
+// service maps them to status codes.
 //
 // CA calls concurrently, so the rules are about orders of events; each has a
 // test that forces its order with a fake clock and a fake cloud
-// (test/reconciler.test.ts):
+// (test/reconciler.test.ts, test/reconciler-calls.test.ts):
 //  1. A list that started before a create was accepted does not drop the create.
 //  2. A list that started before a delete does not bring the server back.
 //  3. A list that finishes after a newer one was applied is ignored.
 //  4. An unanswered create is looked for by its name before it is sent again;
-//     a list that starts well after it and does not show it sends it again;
-//     a list that shows it, or the check, resolves it, whichever comes first.
+//     a list that starts well after it and does not show it sends it again (or
+//     reports it failed once it has had all its attempts); a list that shows it,
+//     or the check, resolves it, whichever comes first. What an older attempt
+//     learns after a newer one went out is not acted on.
 //  5. An unanswered delete is decided by the first list that starts after it.
 //  6. A created server that a later list no longer shows is forgotten.
-//  7. Two servers for one creation: the newer is deleted.
+//  7. Two servers for one creation: the newer is deleted, once the provider may
+//     act (rules 8 and 11).
 //  8. After a start, nothing is created or deleted until a list that started
 //     after the startup grace is applied (a killed predecessor's requests may
 //     still land); creations accepted meanwhile wait.
@@ -31,81 +37,45 @@
 // 13. Creations held by rule 8 or 11 never wait for CA's next Refresh: once the
 //     grace is over the provider lists by itself (sharing a list under way, one
 //     list at a time), and again with a bounded backoff while listing fails; the
-//     hold is logged once with its reason, and again when it ends.
-import { Code, ConnectError } from "@connectrpc/connect";
+//     hold is logged once with its reason, and again when it ends. While it
+//     serves, the same lister keeps the view fresh when CA is quiet: it lists
+//     once the last list started half of maxViewAge ago.
+// 14. A process that served no call for longer than its startup grace (and at
+//     least IDLE_RESTART_FLOOR_MS) treats its next call as a start: another
+//     instance may have served CA meanwhile, and its requests may still land, so
+//     rules 8 and 9 apply again from that call. The provider's own lists (rule
+//     13) are not calls: they keep the view fresh but end no silence.
+// 15. Each process tags the servers it creates with its instance id. Servers
+//     that another instance created while this one was serving (past its grace)
+//     mean two active providers for one cluster: a warning, once per instance,
+//     and a metric; they count in the view like any other server of the group.
+// Within one list (list-plan.ts) the order is: the view and the marks, then the
+// cancellations of rules 9 and 10, then what goes to the cloud.
 import { CloudscaleError, type Cloudscale } from "./cloudscale";
+import { forCaller } from "./caller";
+import { systemClock, type Clock } from "./clock";
 import { CreateQueue, cancellable, queuedOverMax } from "./create-queue";
-import { Deleter, belowMin, confirmOwnership, mapBounded, planDeletion, serverTargets, type NodeRef } from "./deletion";
+import { Deleter, belowMin, confirmOwnership, mapBounded, planDeletion, serverTargets, type NodeRef, type Target } from "./deletion";
+import { ProviderError } from "./errors";
+import { Activity } from "./instances";
+import { planList } from "./list-plan";
 import { log, redact } from "./log";
-import { listMetrics } from "./metrics";
-import { CLUSTER_TAG, GROUP_TAG, type Clock, type CreateServerRequest, type NodeGroupConfig, type ProviderConfig, type Server } from "./types";
-import {
-  CountingMap,
-  countStates,
-  deleteMarkDone,
-  emptyView,
-  existing,
-  groupForNode,
-  instances,
-  newcomers,
-  pendingFate,
-  pendingOf,
-  targetSize,
-  viewOfList,
-  type InstanceView,
-  type DeleteMark,
-  type ListRules,
-  type Marks,
-  type PendingCreate,
-  type ServerState,
-  type View,
-} from "./view";
-
-export type { InstanceView } from "./view";
-
-/** Why accepted creations wait: the startup grace (rule 8) or a stale view (rule 11). */
-export type HoldReason = "startup-grace" | "stale-view";
-
-/** The last thing that went wrong, for operators (status, logs). `at` in ms since the epoch. */
-export interface LastError {
-  code: string;
-  message: string;
-  at: number;
-}
-
-/** One group as an operator reads it. */
-export interface GroupSnapshot {
-  name: string;
-  targetSize: number;
-  /** Instances as CA sees them in NodeGroupNodes, by state; failed = a creation (or server) in error. */
-  servers: Record<ServerState, number>;
-  /** Accepted creations the cloud has not confirmed yet (queued, being sent, being verified). */
-  pending: number;
-  /** Of those, the queued ones that are held: they may not go out now (see `hold`). */
-  held: number;
-  /** The last failed creation or deletion of the group. */
-  lastError: LastError | null;
-}
-
-export interface ReconcilerSnapshot {
-  /** Seconds since the start of the last applied list; null before the first. */
-  viewAgeSeconds: number | null;
-  /** When the startup grace ends (ms since the epoch) and whether a list past it was applied. */
-  graceEndsAt: number;
-  settled: boolean;
-  /** Why creations are held, since when, in a sentence; null when none is. */
-  hold: { reason: HoldReason; since: number; detail: string } | null;
-  /** The last list that failed (Refresh's or the provider's own). */
-  lastListError: LastError | null;
-  groups: GroupSnapshot[];
-}
-
-/** First and longest wait between the provider's own lists while they fail and creations are held. */
-const SELF_LIST_FIRST_WAIT_MS = 5_000;
-const SELF_LIST_MAX_WAIT_MS = 60_000;
+import { randomSuffix } from "./names";
+import { OwnLists } from "./own-lists";
+import type { LastError, ReconcilerSnapshot } from "./snapshot";
+import { CLUSTER_TAG, GROUP_TAG, type CreateServerRequest, type NodeGroupConfig, type ProviderConfig, type Server } from "./types";
+import { CountingMap, countStates, existing, emptyView, queuedByGroup, groupForNode, instances, pendingOf, targetSize, type DeleteMark, type InstanceView, type ListRules, type Marks, type PendingCreate, type View } from "./view";
 
 /** Servers in one list above which a Refresh is followed by a full garbage collection. */
 const LARGE_LIST = 1000;
+
+/** What the reconciler reports as it goes; the composition root records it (metrics). */
+export interface ReconcilerRecorder {
+  /** A list that rebuilds the view ended, after `seconds`, with or without a view. */
+  list?(seconds: number, ok: boolean): void;
+  /** A creation was given up and is now shown to CA with `code`. */
+  createFailed?(group: string, code: string): void;
+}
 
 export interface ReconcilerDeps {
   config: ProviderConfig;
@@ -128,26 +98,16 @@ export interface ReconcilerDeps {
   busyDeleteRetryMs?: number;
   /** Random part of new server names (tests make it predictable). */
   nameSuffix?: () => string;
-}
-
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
-};
-
-const RANDOM_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
-/** The random part of a server name: 8 of [a-z0-9]. */
-export function randomSuffix(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(8));
-  let out = "";
-  for (const b of bytes) out += RANDOM_ALPHABET[b % RANDOM_ALPHABET.length];
-  return out;
+  /** This process's instance id (the instance tag createRequest puts on its servers). */
+  instanceId?: string;
+  record?: ReconcilerRecorder;
 }
 
 export class Reconciler {
   private readonly groups: Map<string, NodeGroupConfig>;
   private readonly clock: Clock;
   private readonly rules: ListRules;
+  private readonly graceMs: number;
   private view: View;
   /** Set once the first list is applied: what it shows is where this process starts from. */
   private started = false;
@@ -157,26 +117,25 @@ export class Reconciler {
   };
   private views = 0;
   private appliedListStartedAt = -Infinity;
-  private lastGoodAt = -Infinity;
   private inflightList: Promise<void> | null = null;
-  private readonly settledAfter: number;
-  private stopped = false;
-  /** The hold under way (rule 13): logged when it starts and when it ends. */
-  private hold: { reason: HoldReason; since: number; creates: number } | null = null;
-  private holdCheckQueued = false;
-  /** Counts holds: the provider's own lists serve the hold they were started for. */
-  private holdEpoch = 0;
+  /** No server is created or deleted before a list that started at or after this (rules 8 and 14). */
+  private settledAfter: number;
+  /** When this process serves CA, and the other instances seen creating meanwhile (rules 14, 15). */
+  private readonly activity: Activity;
   private readonly lastErrors = new Map<string, LastError>();
   private lastListError: LastError | null = null;
   private readonly creates: CreateQueue;
   private readonly deleter: Deleter;
-  readonly stats = { lists: 0, listFailures: 0, creates: 0, createFailures: 0, deletes: 0 };
+  private readonly ownLists: OwnLists;
 
   constructor(private readonly deps: ReconcilerDeps) {
     this.groups = new Map(deps.config.nodeGroups.map((g) => [g.name, g]));
     this.clock = deps.clock ?? systemClock;
     this.view = emptyView(this.groups.keys());
-    this.settledAfter = this.clock.now() + (deps.startupGraceMs ?? 0);
+    this.graceMs = deps.startupGraceMs ?? 0;
+    const now = this.clock.now();
+    this.settledAfter = now + this.graceMs;
+    this.activity = new Activity(now, this.graceMs, deps.instanceId ?? randomSuffix(12));
     const verifyDelayMs = deps.verifyDelayMs ?? 5000;
     this.rules = { verifyDelayMs, failedCreateTtlMs: deps.config.failedCreateTtlSeconds * 1000, deleteConfirmWindowMs: 120_000 };
     this.creates = new CreateQueue({
@@ -190,17 +149,26 @@ export class Reconciler {
       verifyDelayMs,
       maxAttempts: deps.maxCreateAttempts ?? 3,
       mayCreate: () => this.canAct,
-      onHeld: () => this.scheduleHoldCheck(),
-      onFailed: (p) => this.recordError(p.group, p.error!.code, p.error!.message),
-      stats: this.stats,
+      onHeld: () => this.ownLists.scheduleCheck(),
+      onFailed: (p) => {
+        this.recordError(p.group, p.error!.code, p.error!.message);
+        deps.record?.createFailed?.(p.group, p.error!.code);
+      },
     });
     this.deleter = new Deleter({
       cloud: deps.cloud,
       marks: this.marks,
       clock: this.clock,
       busyRetryMs: deps.busyDeleteRetryMs ?? 15 * 60_000,
-      stats: this.stats,
       onError: (group, message) => this.recordError(group, "DELETE_FAILED", message),
+    });
+    this.ownLists = new OwnLists({
+      clock: this.clock,
+      list: () => this.refresh(),
+      graceMs: this.graceMs,
+      maxViewAgeMs: deps.config.maxViewAgeSeconds * 1000,
+      keepFreshMs: Math.max(1000, (deps.config.maxViewAgeSeconds * 1000) / 2),
+      state: () => ({ settled: this.settled, fresh: this.fresh, graceEndsAt: this.settledAfter, appliedListStartedAt: this.appliedListStartedAt, ...queuedByGroup(this.marks) }),
     });
   }
 
@@ -223,18 +191,42 @@ export class Reconciler {
     return this.settled && this.fresh;
   }
 
+  /** A list has been applied since the start: the provider can answer CA. */
+  get loaded(): boolean {
+    return this.started;
+  }
+
   group(id: string): NodeGroupConfig {
     const g = this.groups.get(id);
-    if (!g) throw new ConnectError(`node group "${id.slice(0, 100)}" does not exist (known: ${[...this.groups.keys()].join(", ")})`, Code.NotFound);
+    if (!g) throw new ProviderError("not-found", `node group "${id.slice(0, 100)}" does not exist (known: ${[...this.groups.keys()].join(", ")})`);
     return g;
   }
 
   get viewAgeSeconds(): number {
-    return (this.clock.now() - this.lastGoodAt) / 1000;
+    return (this.clock.now() - this.appliedListStartedAt) / 1000;
   }
 
   get fresh(): boolean {
     return this.viewAgeSeconds <= this.deps.config.maxViewAgeSeconds;
+  }
+
+  // ------------------------------------------------------------------ calls
+
+  /** CA made a call (any RPC). After a long silence, the call counts as a start (rule 14). */
+  noteCall(): void {
+    const now = this.clock.now();
+    const silence = this.activity.call(now);
+    if (!silence) return;
+    this.settledAfter = Math.max(this.settledAfter, now + this.graceMs);
+    log.info("no call for longer than the startup grace: another instance may have served CA meanwhile, so this call counts as a start", {
+      silentSeconds: Math.round(silence / 1000),
+      until: new Date(this.settledAfter).toISOString(),
+    });
+  }
+
+  /** Starts the provider's own lists that keep the view fresh while CA is quiet (rule 13). */
+  keepFresh(): void {
+    this.ownLists.start();
   }
 
   // ---------------------------------------------------------------- refresh
@@ -244,51 +236,28 @@ export class Reconciler {
    * the last good view is younger than maxViewAge; past that Refresh fails.
    */
   async refresh(signal?: AbortSignal, deadlineMs?: number): Promise<void> {
-    if (!this.inflightList) {
-      this.inflightList = this.listAndApply().finally(() => {
-        this.inflightList = null;
-      });
-    }
-    const list = this.inflightList;
-    if (!signal && !deadlineMs) return list;
+    this.inflightList ??= this.listAndApply().finally(() => {
+      this.inflightList = null;
+    });
     // The list goes on if the caller gives up; its result still lands in the view. A slow or
     // hanging API must not fail CA's loop while the last good view is fresh: answer before
     // the caller's deadline from that view.
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const waits: Promise<void>[] = [list];
-    if (deadlineMs) {
-      const budget = Math.max(50, Math.min(deadlineMs - 500, deadlineMs * 0.8));
-      waits.push(
-        new Promise<void>((resolve, reject) => {
-          timer = setTimeout(() => {
-            if (this.fresh) {
-              log.warn("listing servers is slow; answering Refresh from the last good view", { viewAgeSeconds: Math.round(this.viewAgeSeconds) });
-              resolve();
-            } else reject(this.staleError(new CloudscaleError("timeout", `listing servers took longer than ${Math.round(budget)} ms`)));
-          }, budget);
-        }),
-      );
-    }
-    if (signal) {
-      waits.push(
-        new Promise<void>((_, reject) => {
-          const cancelled = () => reject(new ConnectError("refresh cancelled by the caller", Code.DeadlineExceeded));
-          if (signal.aborted) cancelled();
-          signal.addEventListener("abort", cancelled, { once: true });
-        }),
-      );
-    }
-    try {
-      await Promise.race(waits);
-    } finally {
-      clearTimeout(timer);
-    }
+    const budgetMs = deadlineMs ? Math.max(50, Math.min(deadlineMs - 500, deadlineMs * 0.8)) : undefined;
+    return forCaller(this.inflightList, {
+      signal,
+      cancelled: () => new ProviderError("deadline-exceeded", "refresh cancelled by the caller"),
+      budgetMs,
+      atBudget: () => {
+        if (!this.fresh) throw this.staleError(new CloudscaleError("timeout", `listing servers took longer than ${Math.round(budgetMs!)} ms`));
+        log.warn("listing servers is slow; answering Refresh from the last good view", { viewAgeSeconds: Math.round(this.viewAgeSeconds) });
+      },
+    });
   }
 
-  private staleError(err: CloudscaleError): ConnectError {
+  private staleError(err: CloudscaleError): ProviderError {
     const age = this.viewAgeSeconds;
     const since = Number.isFinite(age) ? `the last good view is ${Math.round(age)}s old (limit ${this.deps.config.maxViewAgeSeconds}s)` : "there has been no successful listing yet";
-    return new ConnectError(`cannot list servers and ${since}: ${err.message}`, err.kind === "auth" ? Code.PermissionDenied : Code.Unavailable);
+    return new ProviderError(err.kind === "auth" ? "cloud-auth" : "unavailable", `cannot list servers and ${since}: ${err.message}`);
   }
 
   private async listAndApply(): Promise<void> {
@@ -296,12 +265,10 @@ export class Reconciler {
     const timer = performance.now();
     let list: Server[];
     try {
-      this.stats.lists++;
       list = await this.deps.cloud.listServers({ [CLUSTER_TAG]: this.deps.config.clusterName });
-      listMetrics.done((performance.now() - timer) / 1000, true);
+      this.deps.record?.list?.((performance.now() - timer) / 1000, true);
     } catch (e) {
-      listMetrics.done((performance.now() - timer) / 1000, false);
-      this.stats.listFailures++;
+      this.deps.record?.list?.((performance.now() - timer) / 1000, false);
       const err = e instanceof CloudscaleError ? e : new CloudscaleError("network", String(e));
       this.lastListError = { code: err.kind, message: redact(err.message).slice(0, 1000), at: this.clock.now() };
       const age = this.viewAgeSeconds;
@@ -318,48 +285,44 @@ export class Reconciler {
     if (list.length >= LARGE_LIST) setTimeout(() => Bun.gc(true), 0);
   }
 
-  /** Rebuilds the view from a list that was requested at `startedAt`. */
+  /** Rebuilds the view from a list that was requested at `startedAt`: first the plan, then what it asks for. */
   apply(list: Server[], startedAt: number): void {
     if (startedAt < this.appliedListStartedAt) return; // an older list finished late (rule 3)
-    // The view counts as fresh only once a list has been read into it: a list that cannot be read
-    // leaves the last good view, and its age, as they were.
-    const { view, duplicates } = viewOfList(list, this.deps.config.clusterName, this.groups.keys());
+    const now = this.clock.now();
+    const plan = planList(list, startedAt, now, {
+      clusterName: this.deps.config.clusterName,
+      groups: this.groups.keys(),
+      previous: this.started ? this.view : undefined,
+      marks: this.marks,
+      rules: this.rules,
+    });
+    // The view and the marks (a list the plan cannot read leaves the last good view and its age).
     this.appliedListStartedAt = startedAt;
-    this.lastGoodAt = Math.max(this.lastGoodAt, startedAt);
-    const arrived = newcomers(this.started ? this.view : undefined, view, this.marks);
-    this.view = view;
+    this.view = plan.view;
     this.views++;
     this.started = true;
-
-    const now = this.clock.now();
-    for (const [name, p] of this.marks.pending) {
-      const fate = pendingFate(p, (p.uuid !== undefined && view.servers.has(p.uuid)) || view.byName.has(name), startedAt, now, this.rules);
-      if (fate === "listed" || fate === "expired") this.marks.pending.delete(name);
-      else if (fate === "vanished") {
-        log.warn("a server we created is gone from the cloud before it was listed; forgetting it", { server: name, uuid: p.uuid, group: p.group });
-        this.marks.pending.delete(name);
-      } else if (fate === "retry") {
-        log.info("an unanswered create did not take effect; trying it again", { server: name, group: p.group });
-        this.creates.retry(p);
-      }
+    for (const { name, why, p } of plan.forget) {
+      if (why === "vanished") log.warn("a server we created is gone from the cloud before it was listed; forgetting it", { server: name, uuid: p.uuid, group: p.group });
+      this.marks.pending.delete(name);
     }
-    for (const [uuid, mark] of this.marks.deleting) {
-      const listed = view.servers.has(uuid) || duplicates.some((d) => d.uuid === uuid);
-      if (deleteMarkDone(mark, listed, startedAt, now, this.rules)) this.marks.deleting.delete(uuid);
-    }
-    for (const d of duplicates) {
-      if (this.marks.deleting.has(d.uuid)) continue;
-      log.warn("found two servers for one creation; deleting the newer one", { server: d.name, uuid: d.uuid });
-      void this.deleter.deleteOne(d.uuid, d.tags[GROUP_TAG]!).catch(() => {});
-    }
-    // Rule 9: a predecessor's creates landing late fill the creations still waiting here.
-    for (const [g, n] of arrived) {
+    for (const uuid of plan.deletesDone) this.marks.deleting.delete(uuid);
+    for (const p of plan.retry) if (this.creates.retry(p)) log.info("an unanswered create did not take effect; trying it again", { server: p.name, group: p.group });
+    // The cancellations. Rule 9: a predecessor's creates landing late fill the creations still waiting here.
+    for (const [g, n] of plan.arrived) {
       const filled = this.creates.cancelQueued(g, n);
       if (filled) log.info("servers a previous process created have appeared; they take the place of creations still waiting", { group: g, servers: n, cancelled: filled });
     }
     if (this.settled) this.trimToMax();
+    // What goes to the cloud, only now and only when the provider may act.
+    if (this.canAct) {
+      for (const d of plan.duplicates) {
+        log.warn("found two servers for one creation; deleting the newer one", { server: d.name, uuid: d.uuid });
+        this.deleter.deleteOne(d.uuid, d.tags[GROUP_TAG]!).catch(() => {}); // logged and recorded by the deleter
+      }
+    }
     this.creates.pump();
-    this.checkHold();
+    this.ownLists.check();
+    this.activity.notice(this.view, now); // rule 15
   }
 
   /**
@@ -394,13 +357,15 @@ export class Reconciler {
 
   /** What an operator reads (status, metrics, logs): counts, not the servers themselves. */
   snapshot(): ReconcilerSnapshot {
-    const reason = this.holdReason();
+    const hold = this.ownLists.current();
     const age = this.viewAgeSeconds;
     return {
       viewAgeSeconds: Number.isFinite(age) ? Math.round(age * 10) / 10 : null,
       graceEndsAt: this.settledAfter,
       settled: this.settled,
-      hold: reason ? { reason, since: this.hold?.since ?? this.clock.now(), detail: this.holdDetail(reason) } : null,
+      instanceId: this.activity.instanceId,
+      otherInstances: this.activity.others,
+      hold,
       lastListError: this.lastListError,
       groups: [...this.groups.keys()].map((g) => {
         const pending = pendingOf(this.marks, g);
@@ -410,7 +375,7 @@ export class Reconciler {
           targetSize: targetSize(this.view, this.marks, g),
           servers: countStates(instances(this.view, this.marks, g)),
           pending: pending.filter((p) => p.state === "queued" || p.state === "creating" || p.state === "verifying").length,
-          held: reason ? queued : 0,
+          held: hold ? queued : 0,
           lastError: this.lastErrors.get(g) ?? null,
         };
       }),
@@ -421,115 +386,22 @@ export class Reconciler {
     this.lastErrors.set(group, { code, message: redact(message).slice(0, 1000), at: this.clock.now() });
   }
 
-  // ------------------------------------------------------------ held creates
-
-  /** Why queued creations may not go out now, or null when they may (or none is queued). */
-  private holdReason(): HoldReason | null {
-    if (this.canAct || this.heldCreates() === 0) return null;
-    return this.settled ? "stale-view" : "startup-grace";
-  }
-
-  private holdDetail(reason: HoldReason): string {
-    if (reason === "startup-grace") {
-      const until = new Date(this.settledAfter).toISOString();
-      const grace = `startupGrace ${Math.round((this.deps.startupGraceMs ?? 0) / 1000)}s after the start`;
-      if (this.clock.now() < this.settledAfter) return `requests a previous instance sent may still land until ${until} (${grace}); creations go out after a list that starts past then`;
-      return `the startup grace ended at ${until} (${grace}) and no list since has succeeded; creations go out after one does`;
-    }
-    const age = Number.isFinite(this.viewAgeSeconds) ? `${Math.round(this.viewAgeSeconds)}s old` : "not loaded";
-    return `the view of the cloud is ${age} (limit ${this.deps.config.maxViewAgeSeconds}s); creations go out after the next good list`;
-  }
-
-  private heldCreates(): number {
-    let n = 0;
-    for (const p of this.marks.pending.values()) if (p.state === "queued") n++;
-    return n;
-  }
-
-  /** Called by the queue when creations stay queued: one check after the current event (an IncreaseSize accepts several). */
-  private scheduleHoldCheck(): void {
-    if (this.holdCheckQueued) return;
-    this.holdCheckQueued = true;
-    queueMicrotask(() => {
-      this.holdCheckQueued = false;
-      this.checkHold();
-    });
-  }
-
-  /** Logs a hold when it starts (and its reason changes) and when it ends; starts the provider's own lists (rule 13). */
-  private checkHold(): void {
-    if (this.stopped) return;
-    const reason = this.holdReason();
-    const now = this.clock.now();
-    if (reason && (!this.hold || this.hold.reason !== reason)) {
-      const creates = this.heldCreates();
-      const fields = { creates, reason, groups: this.heldByGroup() };
-      if (reason === "startup-grace") log.info(`creations are held: ${this.holdDetail(reason)} (the provider lists by itself then)`, fields);
-      else log.warn(`creations are held: ${this.holdDetail(reason)} (the provider lists by itself until one succeeds)`, fields);
-      if (!this.hold) this.listWhileHeld(++this.holdEpoch).catch((e: unknown) => log.error("the provider's own listing stopped", { error: String(e) }));
-      this.hold = { reason, since: this.hold?.since ?? now, creates };
-    } else if (reason && this.hold) {
-      this.hold.creates = Math.max(this.hold.creates, this.heldCreates());
-    } else if (!reason && this.hold) {
-      const heldSeconds = Math.round((now - this.hold.since) / 100) / 10;
-      if (this.canAct) log.info("held creations released: they go out now", { creates: this.hold.creates, heldSeconds });
-      else log.info("no creation is held any more: the held ones were cancelled", { heldSeconds });
-      this.hold = null;
-    }
-  }
-
-  private heldByGroup(): string {
-    const counts = new Map<string, number>();
-    for (const p of this.marks.pending.values()) if (p.state === "queued") counts.set(p.group, (counts.get(p.group) ?? 0) + 1);
-    return [...counts].map(([g, n]) => `${g}=${n}`).join(",");
-  }
-
-  /**
-   * Lists while creations are held, so they never wait for CA's next Refresh (rule 13): at the
-   * end of the startup grace, then at once when a list that started inside the grace landed,
-   * else after a backoff (5 s doubling to 60 s) while listing fails. Each list is Refresh's own
-   * (one at a time: a list under way is shared).
-   */
-  private async listWhileHeld(epoch: number): Promise<void> {
-    // A hold that ends and a new one that starts while this one sleeps start lists of their own.
-    const current = () => epoch === this.holdEpoch && !this.stopped && this.holdReason() !== null;
-    let wait = SELF_LIST_FIRST_WAIT_MS;
-    while (current()) {
-      const now = this.clock.now();
-      if (now < this.settledAfter) {
-        await this.clock.sleep(this.settledAfter - now);
-        continue;
-      }
-      const applied = this.appliedListStartedAt;
-      log.debug("listing servers to release held creations", { reason: this.holdReason() });
-      let failed: Error | undefined;
-      await this.refresh().catch((e: Error) => (failed = e));
-      if (!current()) return;
-      // A list that started inside the grace landed (a Refresh under way was shared): list again now.
-      if (this.appliedListStartedAt > applied && this.appliedListStartedAt < this.settledAfter) continue;
-      // (A failure while the view is fresh was logged by the list itself.)
-      if (failed) log.warn("cannot list servers to release the held creations; trying again", { error: failed.message, inSeconds: wait / 1000 });
-      await this.clock.sleep(wait);
-      wait = Math.min(wait * 2, SELF_LIST_MAX_WAIT_MS);
-    }
-  }
-
   // --------------------------------------------------------------- scale up
 
   private requireFresh(action: string): void {
     if (!this.fresh) {
       const age = Number.isFinite(this.viewAgeSeconds) ? `${Math.round(this.viewAgeSeconds)}s old` : "not loaded yet";
-      throw new ConnectError(`refusing to ${action}: the view of the cloud is ${age} (limit ${this.deps.config.maxViewAgeSeconds}s); Refresh must succeed first`, Code.Unavailable);
+      throw new ProviderError("unavailable", `refusing to ${action}: the view of the cloud is ${age} (limit ${this.deps.config.maxViewAgeSeconds}s); Refresh must succeed first`);
     }
   }
 
   /** Accepts `delta` new servers at once; they are created in the background. */
   increaseSize(groupId: string, delta: number): string[] {
     const g = this.group(groupId);
-    if (!Number.isInteger(delta) || delta <= 0) throw new ConnectError(`delta must be positive, got ${delta}`, Code.InvalidArgument);
+    if (!Number.isInteger(delta) || delta <= 0) throw new ProviderError("invalid-argument", `delta must be positive, got ${delta}`);
     const target = targetSize(this.view, this.marks, groupId);
     if (target + delta > g.max) {
-      throw new ConnectError(`increasing node group "${groupId}" by ${delta} would make it ${target + delta}, above its max size ${g.max} (target size now ${target})`, Code.OutOfRange);
+      throw new ProviderError("out-of-range", `increasing node group "${groupId}" by ${delta} would make it ${target + delta}, above its max size ${g.max} (target size now ${target})`);
     }
     this.requireFresh("create servers");
     const suffix = this.deps.nameSuffix ?? randomSuffix;
@@ -555,53 +427,74 @@ export class Reconciler {
   /** Cancels accepted creations that have not reached the cloud; never deletes a server. */
   decreaseTargetSize(groupId: string, delta: number): void {
     this.group(groupId);
-    if (!Number.isInteger(delta) || delta >= 0) throw new ConnectError(`delta must be negative, got ${delta}`, Code.InvalidArgument);
+    if (!Number.isInteger(delta) || delta >= 0) throw new ProviderError("invalid-argument", `delta must be negative, got ${delta}`);
     const candidates = cancellable(pendingOf(this.marks, groupId));
     if (-delta > candidates.length) {
-      throw new ConnectError(
+      throw new ProviderError(
+        "failed-precondition",
         `cannot decrease node group "${groupId}" by ${-delta}: only ${candidates.length} requested server(s) have not been created yet; existing servers are removed with DeleteNodes`,
-        Code.FailedPrecondition,
       );
     }
     for (const p of candidates.slice(0, -delta)) this.marks.pending.delete(p.name);
     log.info("target size decreased", { group: groupId, delta, targetSize: targetSize(this.view, this.marks, groupId) });
-    this.checkHold();
+    this.ownLists.check();
+  }
+
+  /** What a DeleteNodes call names, from the view and the creations as they are now; throws when any of it may not be done now. */
+  private deletionTargets(groupId: string, nodes: NodeRef[]): Target[] {
+    const { targets, problems } = planDeletion(this.view, this.marks, groupId, nodes);
+    if (problems.length) throw new ProviderError("invalid-argument", `nothing deleted: ${problems.slice(0, 5).join("; ")}${problems.length > 5 ? `; and ${problems.length - 5} more` : ""}`);
+    for (const t of targets) {
+      if (t.kind !== "pending") continue;
+      const state = this.marks.pending.get(t.name)?.state;
+      // Its POST is on its way or unanswered: an OK now could not mean that its server goes.
+      if (state === "creating" || state === "verifying") throw new ProviderError("unavailable", `nothing deleted: server ${t.name} is being created right now; try again once it exists`);
+    }
+    return targets;
   }
 
   /**
    * Deletes the given nodes of a group. Every node must be ours and of this
    * group or nothing is deleted; the group never goes below its min size.
+   * An OK means every named server goes (or never reached the cloud).
    */
   async deleteNodes(groupId: string, nodes: NodeRef[], signal?: AbortSignal): Promise<void> {
     const g = this.group(groupId);
     if (nodes.length === 0) return;
     this.requireFresh("delete servers");
-    const { targets, problems } = planDeletion(this.view, this.marks, groupId, nodes);
-    if (problems.length) throw new ConnectError(`nothing deleted: ${problems.slice(0, 5).join("; ")}${problems.length > 5 ? `; and ${problems.length - 5} more` : ""}`, Code.InvalidArgument);
-    const busy = targets.find((t) => t.kind === "pending" && ["creating", "verifying"].includes(this.marks.pending.get(t.name)?.state ?? ""));
-    if (busy) {
-      throw new ConnectError(`nothing deleted: server ${(busy as { name: string }).name} is being created right now; try again once it exists`, Code.Unavailable);
-    }
-    const servers = serverTargets(targets);
+    const servers = serverTargets(this.deletionTargets(groupId, nodes));
     if (!this.settled && servers.length) {
-      throw new ConnectError(
+      throw new ProviderError(
+        "unavailable",
         "nothing deleted: the provider has just started, and requests of a previous instance may still be landing in the cloud; deletions resume after the next Refresh past the startup grace",
-        Code.Unavailable,
       );
     }
-    const ours = await confirmOwnership(this.deps.cloud, servers, this.deps.config.clusterName, groupId, signal);
+    const ours = await confirmOwnership(this.deps.cloud, servers, this.deps.config.clusterName, groupId, signal, (name) => this.groups.has(name));
+    // Creations may have moved on while the cloud was asked (a POST sent or answered): decide again
+    // from the view and the creations as they are now, and delete only what was confirmed.
+    const targets = this.deletionTargets(groupId, nodes);
+    const asked = new Set(servers.map((t) => t.uuid));
+    const now = serverTargets(targets);
+    const changed = now.find((t) => !asked.has(t.uuid));
+    if (changed) throw new ProviderError("unavailable", `nothing deleted: node "${changed.label}" got its server while this call ran; try again`);
+    const still = new Set(now.map((t) => t.uuid));
+    const uuids = ours.filter((u) => still.has(u));
     // Min counts servers that exist, not creations still on their way (they may yet fail).
-    const tooFew = belowMin(groupId, existing(this.view, this.marks, groupId), ours.length, g.min);
-    if (tooFew) throw new ConnectError(`nothing deleted: ${tooFew}`, Code.FailedPrecondition);
+    const tooFew = belowMin(groupId, existing(this.view, this.marks, groupId), uuids.length, g.min);
+    if (tooFew) throw new ProviderError("failed-precondition", `nothing deleted: ${tooFew}`);
     for (const t of targets) if (t.kind === "pending") this.marks.pending.delete(t.name); // queued or failed: they never reached the cloud
-    const results = await mapBounded(ours, 10, (uuid) => this.deleter.deleteOne(uuid, groupId).then(() => null, (e: Error) => `${uuid}: ${e.message}`));
+    const results = await mapBounded(uuids, 10, (uuid) => this.deleter.deleteOne(uuid, groupId).then(() => null, (e: Error) => `${uuid}: ${e.message}`));
     const failures = results.filter((r): r is string => r !== null);
-    if (failures.length) throw new ConnectError(`some deletions failed: ${failures.slice(0, 5).join("; ")}`, Code.Unavailable);
+    if (failures.length) throw new ProviderError("unavailable", `some deletions failed: ${failures.slice(0, 5).join("; ")}`);
   }
 
   stop(): void {
-    this.stopped = true;
+    this.ownLists.stop();
     this.creates.stop();
     this.deleter.stop();
+  }
+
+  get instanceId(): string {
+    return this.activity.instanceId;
   }
 }

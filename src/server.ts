@@ -4,12 +4,13 @@
 // calls and exits within a bounded time.
 import http2 from "node:http2";
 import { readFileSync, statSync } from "node:fs";
-import { createHash } from "node:crypto";
+import { createHash, X509Certificate } from "node:crypto";
 import { Code, ConnectError, createConnectRouter, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import type { Compression } from "@connectrpc/connect/protocol";
 import { log, redact } from "./log";
-import { grpcMetricsInterceptor, metricsResponse } from "./metrics";
+import { grpcMetricsInterceptor, metricsResponse, recordTlsExpiry, type TlsExpiry } from "./metrics";
 import { streamAdapter } from "./stream-adapter";
+import { unaryPath, type UnaryPathOptions } from "./unary-call";
 
 export interface TlsFiles {
   cert: string;
@@ -33,7 +34,7 @@ export interface RunningServer {
   shutdown(graceMs: number): Promise<void>;
 }
 
-export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 const MAX_ERROR_MESSAGE = 1024;
 
 function readTls(files: TlsFiles) {
@@ -45,6 +46,24 @@ function readTls(files: TlsFiles) {
     }
   };
   return { cert: read("TLS certificate", files.cert), key: read("TLS key", files.key), ca: read("client CA bundle", files.clientCa) };
+}
+
+/** notAfter (Unix seconds) of each certificate in a PEM bundle, in order. */
+function notAfter(pem: Buffer): number[] {
+  const blocks = pem.toString("utf8").match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  return blocks.map((b) => new X509Certificate(b).validToDate.getTime() / 1000);
+}
+
+function tlsExpiry(material: { cert: Buffer; ca: Buffer }): TlsExpiry | undefined {
+  try {
+    const serving = notAfter(material.cert);
+    const ca = notAfter(material.ca);
+    if (!serving.length || !ca.length) return undefined;
+    return { servingCert: serving[0]!, clientCa: Math.min(...ca) };
+  } catch {
+    // The TLS stack judges the files; the expiry metrics only follow what parses.
+    return undefined;
+  }
 }
 
 function fingerprint(files: TlsFiles): string {
@@ -108,6 +127,7 @@ export async function startGrpcServer(opts: ServerOptions): Promise<RunningServe
   const shutdownController = new AbortController();
   // connect-es serves gRPC only; the universal handlers are what connect-node's adapter would
   // serve, with the same options (and the same compressions it would accept by default).
+  const interceptors = [grpcMetricsInterceptor(), errorInterceptor()];
   const router = createConnectRouter({
     grpc: true,
     grpcWeb: false,
@@ -115,12 +135,21 @@ export async function startGrpcServer(opts: ServerOptions): Promise<RunningServe
     readMaxBytes: MAX_MESSAGE_BYTES,
     writeMaxBytes: MAX_MESSAGE_BYTES,
     shutdownSignal: shutdownController.signal,
-    interceptors: [grpcMetricsInterceptor(), errorInterceptor()],
+    interceptors,
     acceptCompression: [lazyCompression("gzip"), lazyCompression("br")],
   });
-  opts.routes(router);
+  // The services as registered, for the lean path of plain unary calls (unary-call.ts).
+  const services: UnaryPathOptions["services"] = [];
+  opts.routes({
+    ...router,
+    service(service, impl, options) {
+      services.push({ service, impl: impl as Record<string, unknown> });
+      return router.service(service, impl, options);
+    },
+  });
   const serve = streamAdapter({
     handlers: router.handlers,
+    unary: unaryPath({ services, interceptors, readMaxBytes: MAX_MESSAGE_BYTES, writeMaxBytes: MAX_MESSAGE_BYTES, shutdownSignal: shutdownController.signal }),
     // An unknown method gets a proper gRPC UNIMPLEMENTED, not a bare HTTP 404.
     fallback(stream, path) {
       trailersOnly(stream, Code.Unimplemented, `method ${path.slice(0, 200)} is not implemented by autoscaler-cloudscale`);
@@ -148,6 +177,8 @@ export async function startGrpcServer(opts: ServerOptions): Promise<RunningServe
   if (opts.tls) {
     const tls = opts.tls;
     const material = readTls(tls);
+    const expiry = tlsExpiry(material);
+    if (expiry) recordTlsExpiry(expiry);
     server = http2.createSecureServer(
       {
         ...material,
@@ -166,7 +197,9 @@ export async function startGrpcServer(opts: ServerOptions): Promise<RunningServe
         const next = readTls(tls);
         (server as http2.Http2SecureServer).setSecureContext({ ...next, minVersion: "TLSv1.2" } as never);
         seen = now;
-        log.info("TLS certificates reloaded", { cert: tls.cert });
+        const renewed = tlsExpiry(next);
+        if (renewed) recordTlsExpiry(renewed);
+        log.info("TLS certificates reloaded", { cert: tls.cert, notAfter: renewed ? new Date(renewed.servingCert * 1000).toISOString() : undefined });
       } catch (e) {
         // A rotation may be half-written; keep serving with the old certificates and try again.
         log.warn("TLS certificates changed but cannot be loaded yet; keeping the previous ones", { error: (e as Error).message });
@@ -211,7 +244,7 @@ export async function startGrpcServer(opts: ServerOptions): Promise<RunningServe
   };
 }
 
-/** Plain HTTP health endpoints: /healthz (process up), /readyz (view of the cloud fresh), /metrics (Prometheus) and /status (JSON for `status`). */
+/** Plain HTTP health endpoints: /healthz (process up), /readyz (from the first good list until shutdown; docs/operating.md), /metrics (Prometheus) and /status (JSON for `status`). */
 export function startHealthServer(host: string, port: number, ready: () => { ok: boolean; detail: string }, status: () => unknown) {
   return Bun.serve({
     hostname: host,

@@ -1,6 +1,7 @@
 // The CloudProvider gRPC service: a plain object of async functions, one per
 // RPC, each translating CA's request into a Provider call and the answer back
-// into the wire shape both CA 1.35+ and CA <= 1.34 read.
+// into the wire shape both CA 1.35+ and CA <= 1.34 read. This is the edge: the
+// provider's errors (errors.ts) become gRPC status codes here, and nowhere else.
 import { create, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { anyPack, type Any } from "@bufbuild/protobuf/wkt";
@@ -18,8 +19,9 @@ import {
 } from "./gen/clusterautoscaler/cloudprovider/v1/externalgrpc/externalgrpc_pb";
 import type { Node, Pod } from "./gen/k8s.io/api/core/v1/generated_pb";
 import { StringValueSchema } from "@bufbuild/protobuf/wkt";
+import { ProviderError, type ProviderErrorKind } from "./errors";
 import type { GroupOptions, NodeGroupConfig } from "./types";
-import type { InstanceView } from "./reconciler";
+import type { InstanceView } from "./view";
 
 /** What the service needs from the provider; provider.ts implements it. */
 export interface ProviderApi {
@@ -39,13 +41,32 @@ export interface ProviderApi {
   gpuLabel(): string;
   gpuTypes(): string[];
   cleanup(): Promise<void>;
+  /** CA made a call (any RPC): the provider tracks when it serves (reconciler.ts, rule 14). */
+  noteCall(): void;
+}
+
+const CODES: Record<ProviderErrorKind, Code> = {
+  "not-found": Code.NotFound,
+  "invalid-argument": Code.InvalidArgument,
+  "out-of-range": Code.OutOfRange,
+  "failed-precondition": Code.FailedPrecondition,
+  "not-ours": Code.PermissionDenied,
+  unavailable: Code.Unavailable,
+  "cloud-auth": Code.PermissionDenied,
+  "deadline-exceeded": Code.DeadlineExceeded,
+  unimplemented: Code.Unimplemented,
+};
+
+/** The gRPC status for an error thrown while answering: a ProviderError's by its kind; anything else stays as it is (INTERNAL at the server). */
+export function toConnectError(e: unknown): unknown {
+  return e instanceof ProviderError ? new ConnectError(e.message, CODES[e.kind]) : e;
 }
 
 const MAX_ID = 256;
 
 function groupId(id: string): string {
-  if (!id) throw new ConnectError("node group id is empty", Code.InvalidArgument);
-  if (id.length > MAX_ID) throw new ConnectError(`node group id is ${id.length} characters long; ids are at most ${MAX_ID}`, Code.InvalidArgument);
+  if (!id) throw new ProviderError("invalid-argument", "node group id is empty");
+  if (id.length > MAX_ID) throw new ProviderError("invalid-argument", `node group id is ${id.length} characters long; ids are at most ${MAX_ID}`);
   return id;
 }
 
@@ -69,7 +90,7 @@ function timeRange(startTs?: { seconds?: bigint }, endTs?: { seconds?: bigint },
   const nowSec = Math.floor(Date.now() / 1000);
   const start = seconds(startTs, startLegacy) ?? nowSec;
   const end = seconds(endTs, endLegacy) ?? start + 3600;
-  if (end < start) throw new ConnectError(`the price interval ends (${end}) before it starts (${start})`, Code.InvalidArgument);
+  if (end < start) throw new ProviderError("invalid-argument", `the price interval ends (${end}) before it starts (${start})`);
   return { start, end };
 }
 
@@ -83,21 +104,25 @@ function durations(secs: number) {
 }
 
 function optionsMessage(o: GroupOptions, defaults: MessageInitShape<typeof NodeGroupAutoscalingOptionsSchema> | undefined) {
-  // Every field is answered: ours where configured, else CA's own default from the
-  // request, else CA's documented default, so CA never reads a zero it did not mean.
+  // Every field is answered: ours where configured, else CA's own default from the request
+  // (CA sends all of its defaults, so a 0 there is the operator's 0), else CA's documented
+  // default when the request carries no defaults at all. A duration is taken from the first
+  // shape the request carries, the google Duration (CA 1.35+) or the legacy one, zero or not.
   const d = defaults ?? {};
+  const given = defaults !== undefined;
   const dur = (mine: number | undefined, modern: { seconds?: bigint; nanos?: number } | undefined, legacy: { duration?: bigint } | undefined, fallback: number) => {
     if (mine !== undefined) return durations(mine);
-    if (modern && (modern.seconds ?? 0n) + BigInt(modern.nanos ?? 0) > 0n) return durations(Number(modern.seconds ?? 0n) + (modern.nanos ?? 0) / 1e9);
-    if (legacy && (legacy.duration ?? 0n) > 0n) return durations(Number(legacy.duration) / 1e9);
+    if (modern) return durations(Number(modern.seconds ?? 0n) + (modern.nanos ?? 0) / 1e9);
+    if (legacy) return durations(Number(legacy.duration ?? 0n) / 1e9);
     return durations(fallback);
   };
+  const ratio = (mine: number | undefined, theirs: number | undefined) => mine ?? (given ? (theirs ?? 0) : 0.5);
   const unneeded = dur(o.scaleDownUnneededSeconds, d.scaleDownUnneededDuration, d.scaleDownUnneededTime, 600);
   const unready = dur(o.scaleDownUnreadySeconds, d.scaleDownUnreadyDuration, d.scaleDownUnreadyTime, 1200);
   const provision = dur(o.maxNodeProvisionSeconds, d.MaxNodeProvisionDuration, d.MaxNodeProvisionTime, 900);
   return create(NodeGroupAutoscalingOptionsSchema, {
-    scaleDownUtilizationThreshold: o.scaleDownUtilizationThreshold ?? (d.scaleDownUtilizationThreshold || 0.5),
-    scaleDownGpuUtilizationThreshold: o.scaleDownGpuUtilizationThreshold ?? (d.scaleDownGpuUtilizationThreshold || 0.5),
+    scaleDownUtilizationThreshold: ratio(o.scaleDownUtilizationThreshold, d.scaleDownUtilizationThreshold),
+    scaleDownGpuUtilizationThreshold: ratio(o.scaleDownGpuUtilizationThreshold, d.scaleDownGpuUtilizationThreshold),
     zeroOrMaxNodeScaling: o.zeroOrMaxNodeScaling ?? d.zeroOrMaxNodeScaling ?? false,
     ignoreDaemonSetsUtilization: o.ignoreDaemonSetsUtilization ?? d.ignoreDaemonSetsUtilization ?? false,
     scaleDownUnneededDuration: unneeded.modern,
@@ -154,7 +179,30 @@ function perGeneration<T>(p: ProviderApi) {
   };
 }
 
-export function cloudProviderService(p: ProviderApi): ServiceImpl<typeof CloudProvider> {
+/**
+ * Every handler notes the call (rule 14 of reconciler.ts) and answers a ProviderError with its
+ * status code. connect-es calls each handler on the object, so wrapping them keeps its plain shape.
+ */
+function atTheEdge(p: ProviderApi, impl: ServiceImpl<typeof CloudProvider>): ServiceImpl<typeof CloudProvider> {
+  const out: Record<string, unknown> = {};
+  for (const [name, handler] of Object.entries(impl) as [string, (req: unknown, ctx: HandlerContext) => Promise<unknown>][]) {
+    out[name] = async (req: unknown, ctx: HandlerContext) => {
+      p.noteCall();
+      try {
+        return await handler(req, ctx);
+      } catch (e) {
+        throw toConnectError(e);
+      }
+    };
+  }
+  return out as ServiceImpl<typeof CloudProvider>;
+}
+
+function cloudProviderService(p: ProviderApi): ServiceImpl<typeof CloudProvider> {
+  return atTheEdge(p, handlers(p));
+}
+
+function handlers(p: ProviderApi): ServiceImpl<typeof CloudProvider> {
   const describe = (g: NodeGroupConfig) => ({
     id: g.name,
     minSize: g.min,
@@ -189,7 +237,7 @@ export function cloudProviderService(p: ProviderApi): ServiceImpl<typeof CloudPr
     async pricingPodPrice(req) {
       const { start, end } = timeRange(req.startTimestamp, req.endTimestamp, req.startTime, req.endTime);
       const pod = req.podBytes.length > 0 ? { bytes: req.podBytes } : req.pod ? { message: req.pod } : undefined;
-      if (!pod) throw new ConnectError("the request carries no pod (neither pod_bytes nor pod)", Code.InvalidArgument);
+      if (!pod) throw new ProviderError("invalid-argument", "the request carries no pod (neither pod_bytes nor pod)");
       return { price: p.podPrice(pod, start, end) };
     },
     async gPULabel() {
@@ -221,7 +269,7 @@ export function cloudProviderService(p: ProviderApi): ServiceImpl<typeof CloudPr
     },
     async nodeGroupDeleteNodes(req, ctx) {
       const id = groupId(req.id);
-      if (req.nodes.length > 1000) throw new ConnectError(`${req.nodes.length} nodes in one call; at most 1000`, Code.InvalidArgument);
+      if (req.nodes.length > 1000) throw new ProviderError("invalid-argument", `${req.nodes.length} nodes in one call; at most 1000`);
       await p.deleteNodes(id, req.nodes.map(nodeRef), ctx.signal);
       return {};
     },
@@ -253,8 +301,8 @@ export function cloudProviderService(p: ProviderApi): ServiceImpl<typeof CloudPr
     },
     async nodeGroupGetOptions(req) {
       const g = p.groups().find((x) => x.name === groupId(req.id));
-      if (!g) throw new ConnectError(`node group "${req.id.slice(0, 100)}" does not exist`, Code.NotFound);
-      if (!g.options) throw new ConnectError(`node group "${g.name}" has no options of its own; CA's defaults apply`, Code.Unimplemented);
+      if (!g) throw new ProviderError("not-found", `node group "${req.id.slice(0, 100)}" does not exist`);
+      if (!g.options) throw new ProviderError("unimplemented", `node group "${g.name}" has no options of its own; CA's defaults apply`);
       return { nodeGroupAutoscalingOptions: optionsMessage(g.options, req.defaults) };
     },
   };

@@ -6,34 +6,9 @@
 // compatibility request/response objects, which cost more per call than the
 // handler itself (bench/README.md).
 import type http2 from "node:http2";
-import { Code, ConnectError } from "@connectrpc/connect";
 import type { UniversalHandler, UniversalServerRequest, UniversalServerResponse } from "@connectrpc/connect/protocol";
 import { log } from "./log";
-
-// HTTP/2 error codes (RFC 9113, section 7) a client may reset a stream with.
-const H2_REFUSED_STREAM = 0x7;
-const H2_CANCEL = 0x8;
-const H2_ENHANCE_YOUR_CALM = 0xb;
-
-/** Why a call's request signal aborts when the client resets its stream. */
-function resetReason(rstCode: number): ConnectError | undefined {
-  if (rstCode === 0) return undefined;
-  const code = rstCode === H2_CANCEL ? Code.Canceled : rstCode === H2_REFUSED_STREAM ? Code.Unavailable : rstCode === H2_ENHANCE_YOUR_CALM ? Code.ResourceExhausted : Code.Internal;
-  return new ConnectError(`http/2 stream closed with error code 0x${rstCode.toString(16)}`, code);
-}
-
-/** The request headers as connect-es reads them, pseudo-headers left out. */
-function requestHeaders(h: http2.IncomingHttpHeaders): Headers {
-  const out = new Headers();
-  for (const k in h) {
-    if (k.charCodeAt(0) === 58 /* ":" */) continue;
-    const v = h[k];
-    if (v === undefined) continue;
-    if (typeof v === "string") out.append(k, v);
-    else for (const e of v) out.append(k, e);
-  }
-  return out;
-}
+import { requestHeaders, resetReason, type Fallback } from "./unary-call";
 
 function nodeHeaders(h: Headers | undefined, into: http2.OutgoingHttpHeaders): http2.OutgoingHttpHeaders {
   h?.forEach((value, key) => {
@@ -45,13 +20,13 @@ function nodeHeaders(h: Headers | undefined, into: http2.OutgoingHttpHeaders): h
 /**
  * The request body as connect-es consumes it: the stream's chunks as they arrive. When
  * connect-es stops early (an envelope over the size limit, a second message), the rest is
- * not read: the stream is paused and its data is left to flow control.
+ * not read: the stream is paused and its data is left to flow control. `read` are chunks the
+ * lean path read already; with `ended` the stream has no more.
  */
-function requestBody(stream: http2.ServerHttp2Stream): AsyncIterable<Uint8Array> {
+function requestBody(stream: http2.ServerHttp2Stream, read: Uint8Array[] = [], ended = false): AsyncIterable<Uint8Array> {
   return {
     [Symbol.asyncIterator]() {
-      const chunks: Uint8Array[] = [];
-      let ended = false;
+      const chunks: Uint8Array[] = read;
       let failed: Error | undefined;
       let wake: (() => void) | undefined;
       const onData = (c: Uint8Array) => {
@@ -72,10 +47,13 @@ function requestBody(stream: http2.ServerHttp2Stream): AsyncIterable<Uint8Array>
         stream.off("error", onError);
         stream.off("close", onEnd);
       };
-      stream.on("data", onData);
-      stream.once("end", onEnd);
-      stream.once("error", onError);
-      stream.once("close", onEnd); // reset by the client: no "end"; the request signal says why
+      if (!ended) {
+        stream.on("data", onData);
+        stream.once("end", onEnd);
+        stream.once("error", onError);
+        stream.once("close", onEnd); // reset by the client: no "end"; the request signal says why
+        if (stream.isPaused()) stream.resume();
+      }
       return {
         async next(): Promise<IteratorResult<Uint8Array>> {
           for (;;) {
@@ -102,6 +80,26 @@ function requestBody(stream: http2.ServerHttp2Stream): AsyncIterable<Uint8Array>
   };
 }
 
+const H2_INTERNAL_ERROR = 0x2;
+const GRPC_INTERNAL = "13";
+
+/**
+ * Ends a call whose answer could not be written, so the client learns it now rather than at its
+ * deadline: a gRPC INTERNAL (trailers-only) while no headers are out, else a reset of the stream.
+ */
+function failCall(stream: http2.ServerHttp2Stream, message: string): void {
+  if (stream.destroyed) return;
+  if (!stream.headersSent) {
+    try {
+      stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-status": GRPC_INTERNAL, "grpc-message": encodeURIComponent(message) }, { endStream: true });
+      return;
+    } catch {
+      // The headers cannot be sent either: reset below.
+    }
+  }
+  stream.close(H2_INTERNAL_ERROR);
+}
+
 /** Writes a universal response to the stream: headers, the body's chunks, then trailers. */
 async function respond(stream: http2.ServerHttp2Stream, res: UniversalServerResponse): Promise<void> {
   const it = res.body?.[Symbol.asyncIterator]() as AsyncIterator<Uint8Array> | undefined;
@@ -118,7 +116,12 @@ async function respond(stream: http2.ServerHttp2Stream, res: UniversalServerResp
     }
     if (!stream.destroyed) stream.end();
   } catch (e) {
-    // A write that failed (the client went away) is reported to the handler's pipeline.
+    // A write that failed (the client went away) is reported to the handler's pipeline; an answer
+    // that could not be produced or sent ends the call with an error the client sees at once.
+    if (!stream.destroyed) {
+      log.error("gRPC answer could not be sent", { error: (e as Error)?.message ?? String(e) });
+      failCall(stream, "the server could not send its answer");
+    }
     await it?.throw?.(e).catch(() => {});
   } finally {
     await it?.return?.().catch(() => {});
@@ -139,6 +142,8 @@ function drained(stream: http2.ServerHttp2Stream): Promise<void> {
 
 export interface StreamAdapterOptions {
   handlers: readonly UniversalHandler[];
+  /** The lean path (unary-call.ts): true when it took the call. */
+  unary?: (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, path: string, url: string, fallback: Fallback) => boolean;
   /** Called for a path no handler serves. */
   fallback: (stream: http2.ServerHttp2Stream, path: string) => void;
 }
@@ -150,26 +155,35 @@ export function streamAdapter(opts: StreamAdapterOptions) {
   return function onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
     const path = headers[":path"] ?? "";
     const q = path.indexOf("?");
-    const handler = byPath.get(q < 0 ? path : path.slice(0, q));
+    const route = q < 0 ? path : path.slice(0, q);
+    const handler = byPath.get(route);
     if (!handler) return opts.fallback(stream, path);
+    const url = `${headers[":scheme"] ?? "https"}://${headers[":authority"] ?? headers.host ?? "localhost"}${path}`;
+    const connect = (read?: Uint8Array[], rest?: http2.ServerHttp2Stream) => serveWith(handler, stream, headers, url, read, read !== undefined && rest === undefined);
+    if (opts.unary?.(stream, headers, route, url, connect)) return;
+    connect();
+  };
+}
+
+/** One call through connect-es's universal handler. */
+function serveWith(handler: UniversalHandler, stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, url: string, read: Uint8Array[] | undefined, ended: boolean) {
     const abort = new AbortController();
-    stream.once("close", () => abort.abort(resetReason(stream.rstCode ?? 0)));
-    const scheme = headers[":scheme"] ?? "https";
+    if (stream.closed) abort.abort(resetReason(stream.rstCode ?? 0));
+    else stream.once("close", () => abort.abort(resetReason(stream.rstCode ?? 0)));
     const req: UniversalServerRequest = {
       httpVersion: "2.0",
       method: headers[":method"] ?? "",
-      url: `${scheme}://${headers[":authority"] ?? headers.host ?? "localhost"}${path}`,
+      url,
       header: requestHeaders(headers),
-      body: requestBody(stream),
+      body: requestBody(stream, read, ended),
       signal: abort.signal,
     };
     handler(req)
       .then((res) => respond(stream, res))
       .catch((e) => {
-        // connect-es turns every failure of the call into a status; what reaches here is a
-        // stream that broke under us. Nothing can be answered on it any more.
+        // connect-es turns every failure of the call into a status, and respond() ends the call
+        // itself when its answer fails; should the handler still reject, the call ends now too.
         log.error("gRPC stream failed", { method: handler.method.name, error: (e as Error)?.message ?? String(e) });
-        if (!stream.destroyed) stream.close(0x2 /* INTERNAL_ERROR */);
+        failCall(stream, "the server could not answer this call");
       });
-  };
 }

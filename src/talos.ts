@@ -4,8 +4,9 @@
 // real node, so a Talos worker config (generated once with `talosctl gen
 // config`) is patched for every server we create: its host name (= the server
 // name, the only link between server and Node until the CCM sets the
-// providerID), the node labels and the registration taints. Rules, from
-// /work/shared/docs/talos.md (checked against siderolabs/talos):
+// providerID), the node labels and the registration taints. Rules, from Talos'
+// configuration reference (https://www.talos.dev/) and its source
+// (https://github.com/siderolabs/talos):
 //
 // - Host name: if a `HostnameConfig` document exists (Talos ≥ 1.12 `gen config`
 //   emits one with `auto: stable`), edit it: remove `auto` and set `hostname`
@@ -298,7 +299,7 @@ export function patchTalosUserData(userData: string, p: UserDataPatch): string {
   const docs = openForEditing(userData);
   const bad = docs.findIndex((d) => d.errors.length > 0);
   if (bad >= 0) {
-    throw new Error(`The Talos user-data is not valid YAML (document ${bad + 1} of ${docs.length}): ${docs[bad]!.errors[0]!.message.split("\n")[0]}`);
+    throw new Error(`The Talos user-data is not valid YAML (document ${bad + 1} of ${docs.length}): ${docs[bad]!.errors[0]!.message.split("\n")[0]!.replace(/:$/, "")}`);
   }
   const values = docs.map((d) => d.toJS() as unknown);
 
@@ -370,6 +371,20 @@ export function patchTalosUserData(userData: string, p: UserDataPatch): string {
   }
 
   return writeDocuments(userData, docs, edited);
+}
+
+/**
+ * Why this Talos user-data cannot be patched for a server (as every creation does), or undefined:
+ * tried once per group at load, so what would fail every creation fails the configuration instead.
+ */
+export function talosPatchProblem(userData: string, format: UserDataFormat, sample: UserDataPatch): string | undefined {
+  try {
+    patchTalosUserData(userData, sample);
+    return undefined;
+  } catch (e) {
+    const forced = format === "talos" && detectUserDataFormat(userData) !== "talos" ? " (userDataFormat is talos, but this does not read as a Talos machine configuration)" : "";
+    return `cannot be patched for a server, so every creation would fail${forced}: ${(e as Error).message}`;
+  }
 }
 
 /** Patches user-data of the given format: Talos configs are patched, cloud-init and empty user-data pass through unchanged. */

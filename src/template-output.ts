@@ -7,7 +7,7 @@ import { templateNode } from "./template";
 import type { NodeGroupConfig, ProviderConfig } from "./types";
 
 /** The template as a plain Kubernetes-shaped object (quantities as strings). */
-export function nodeToKubernetes(node: Node) {
+function nodeToKubernetes(node: Node) {
   const quantities = (m: Record<string, { string: string }> | undefined) =>
     Object.fromEntries(Object.entries(m ?? {}).sort(([a], [b]) => a.localeCompare(b)).map(([k, q]) => [k, q.string]));
   return {
@@ -25,7 +25,7 @@ export function nodeToKubernetes(node: Node) {
 }
 
 /** The groups `names` pick: a group by its name, or every group of a configuration entry; all groups when none is named. */
-export function selectGroups(config: ProviderConfig, names: readonly string[]): NodeGroupConfig[] {
+function selectGroups(config: ProviderConfig, names: readonly string[]): NodeGroupConfig[] {
   if (names.length === 0) return config.nodeGroups;
   const picked: NodeGroupConfig[] = [];
   for (const name of names) {

@@ -29,8 +29,8 @@ import { GiB, MiB, formatBytes, formatCount, formatCpuMillis, isValidQuantity, p
 // ---------------------------------------------------------------------------
 // Sizes
 //
-// cloudscale's `memory_gb` and `volume_size_gb` are GiB (2^30 bytes), verified
-// (cloudscale-api.md, "Units"): cloudscale's acceptance tests find exactly
+// cloudscale's `memory_gb` and `volume_size_gb` are GiB (2^30 bytes), verified by
+// cloudscale's acceptance tests (https://github.com/cloudscale-ch/acceptance-tests), which find exactly
 // 10·1024³ bytes in a 10 "GB" volume and 8 GiB in a flex-8-2. So a flavor's
 // memory_gb × 2^30 is what the guest is given, before the kernel's share below.
 
@@ -258,7 +258,7 @@ export function nodeLabels(group: NodeGroupConfig, flavor: Flavor | undefined): 
 }
 
 /** The template node's name: `template-<cluster>-<group>` (CA renames its copies anyway). */
-export function templateNodeName(clusterName: string, groupName: string): string {
+function templateNodeName(clusterName: string, groupName: string): string {
   return `template-${clusterName}-${groupName}`;
 }
 

@@ -177,6 +177,8 @@ export interface CreateServerRequest {
 /** Tag keys that mark a server as ours. Values: cluster name, group name. */
 export const CLUSTER_TAG = "autoscaler-cloudscale-cluster";
 export const GROUP_TAG = "autoscaler-cloudscale-group";
+/** Tag key naming the provider process that created a server (its instance id); ownership does not depend on it. */
+export const INSTANCE_TAG = "autoscaler-cloudscale-instance";
 /** The group tag of `check`'s servers; no configured node group may have this name. */
 export const CHECK_GROUP = "check";
 
@@ -193,14 +195,9 @@ export const NODE_GROUP_LABEL = "autoscaler-cloudscale/node-group";
  */
 export const GPU_LABEL = "autoscaler-cloudscale/gpu-type";
 
-/** Servers an anti-affinity server group holds; the API refuses a 5th (cloudscale-api.md). */
+/** Servers an anti-affinity server group holds; the API refuses a 5th (docs/troubleshooting.md of
+ *  https://github.com/cloudscale-ch/cluster-api-provider-cloudscale). */
 export const SERVER_GROUP_CAPACITY = 4;
 
 /** Extended resource name of NVIDIA GPUs (the device plugin's, and CA's default). */
 export const GPU_RESOURCE = "nvidia.com/gpu";
-
-/** Time and waiting, faked in tests that force an order of events. */
-export interface Clock {
-  now(): number;
-  sleep(ms: number): Promise<void>;
-}

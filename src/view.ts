@@ -5,7 +5,7 @@
 // Nothing in this file does I/O or keeps state; the reconciler owns the state.
 import { CLUSTER_TAG, GROUP_TAG, type Server } from "./types";
 
-export const PROVIDER_ID_PREFIX = "cloudscale://";
+const PROVIDER_ID_PREFIX = "cloudscale://";
 /** Instance ids of creations that have no server UUID yet. */
 export const PENDING_ID_PREFIX = "cloudscale://pending/";
 
@@ -136,7 +136,7 @@ export function parseProviderId(providerID: string): { uuid?: string; pendingNam
   return /^[0-9a-f-]{36}$/i.test(uuid) ? { uuid: uuid.toLowerCase() } : null;
 }
 
-export function serversOf(view: View, group: string): ServerView[] {
+function serversOf(view: View, group: string): ServerView[] {
   return view.byGroup.get(group) ?? [];
 }
 
@@ -144,6 +144,18 @@ export function pendingOf(marks: Marks, group: string): PendingCreate[] {
   const out: PendingCreate[] = [];
   for (const p of marks.pending.values()) if (p.group === group) out.push(p);
   return out;
+}
+
+/** Queued creations (not sent yet), and the same by group as "a=2,b=1". */
+export function queuedByGroup(marks: Marks): { held: number; heldByGroup: string } {
+  let held = 0;
+  const byGroup = new Map<string, number>();
+  for (const p of marks.pending.values()) {
+    if (p.state !== "queued") continue;
+    held++;
+    byGroup.set(p.group, (byGroup.get(p.group) ?? 0) + 1);
+  }
+  return { held, heldByGroup: [...byGroup].map(([g, n]) => `${g}=${n}`).join(",") };
 }
 
 /** An accepted creation the cloud has confirmed but no list has shown yet. */

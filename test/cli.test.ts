@@ -31,7 +31,7 @@ describe("cli", () => {
   test("--help for the program and every command", () => {
     const top = run(["--help"]);
     expect(top.code).toBe(0);
-    for (const cmd of ["serve", "status", "validate", "check", "template", "sim", "demo", "version"]) {
+    for (const cmd of ["serve", "status", "validate", "check", "template", "convert", "cleanup", "adopt", "sim", "demo", "version"]) {
       expect(top.stdout).toContain(cmd);
       const r = run([cmd, "--help"]);
       expect(r.code).toBe(0);
@@ -78,6 +78,22 @@ describe("cli", () => {
     const noToken = run(["serve", "--config", writeConfig("clusterName: c\nnodeGroups:\n  - {name: w, flavor: f, image: i, min: 0, max: 1}\n"), "--insecure-plaintext"]);
     expect(noToken.code).toBe(1);
     expect(noToken.stderr).toContain("no API token");
+  });
+
+  test("validate and serve both refuse Talos user-data no creation could patch, and a duration that breaks the provider", () => {
+    const talos = "version: v1alpha1\nmachine:\n  type: worker\n  token: abc.def\ncluster:\n  controlPlane:\n    endpoint: https://cp:6443\n";
+    const dir = mkdtempSync(join(tmpdir(), "cfg-"));
+    writeFileSync(join(dir, "talos-worker.yaml"), `${talos}---\n${talos}`);
+    const cfg = writeConfig("clusterName: c\napiTimeout: 0s\nnodeGroups:\n  - {name: w, flavor: flex-4-1, image: custom:talos-1.13.2, min: 0, max: 1, userDataFile: talos-worker.yaml}\n", dir);
+    const env = { CLOUDSCALE_API_TOKEN: TEST_TOKEN, CLOUDSCALE_API_URL: sim.apiUrl };
+    for (const args of [["validate", "--config", cfg], ["serve", "--config", cfg, "--insecure-plaintext", "--listen", "127.0.0.1:0"]]) {
+      const r = run(args, env);
+      expect({ args: args[0], code: r.code }).toEqual({ args: args[0], code: 1 });
+      expect(r.stderr).toContain("configuration has 2 problems");
+      expect(r.stderr).toContain("nodeGroups[0].userDataFile: cannot be patched for a server, so every creation would fail: The Talos user-data has more than one v1alpha1 machine configuration document.");
+      expect(r.stderr).toContain("apiTimeout: must be at least 1s: 0 turns the timeout off");
+      expect(r.stdout + r.stderr).not.toContain("serving gRPC");
+    }
   });
 
   test("schema problems, min > max, an unreadable file and a too-long name come in one round", () => {
@@ -178,5 +194,49 @@ nodeGroups:
     expect(r.stdout).toMatch(/IncreaseSize\(workers, \+(\d+)\) acknowledged/);
     expect(r.stdout).toContain("demo finished: scaled 0 →");
     expect(r.code).toBe(0);
+  }, 120_000);
+
+  test("a rejection nothing handles is logged and the process goes on (Bun would exit on it)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "rejection-"));
+    const preload = join(dir, "reject-later.ts");
+    // Fires once main.ts has long installed its handler: a promise somewhere rejects with nobody listening.
+    writeFileSync(preload, 'setTimeout(() => { void Promise.reject(new Error("rejected with nobody listening")); }, 1500);\n');
+    const p = Bun.spawn([process.execPath, "--preload", preload, join(import.meta.dir, "../src/main.ts"), "sim", "--listen", "127.0.0.1:0"], { stdout: "pipe", stderr: "pipe" });
+    let err = "";
+    const decoder = new TextDecoder();
+    const reader = p.stderr.getReader();
+    const until = Date.now() + 20_000;
+    while (!err.includes("nothing handled it") && Date.now() < until) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      err += decoder.decode(value, { stream: true });
+    }
+    await Bun.sleep(300);
+    const alive = p.exitCode === null; // before: exit code 1 at the rejection
+    p.kill("SIGTERM");
+    await p.exited;
+    record(err);
+    expect(err).toContain('ERROR a promise was rejected and nothing handled it; going on error="rejected with nobody listening"');
+    expect(alive).toBe(true);
+  }, 30_000);
+
+  test("demo exits as soon as it is done: the provider's waits end when it stops", async () => {
+    requireBinary();
+    const p = Bun.spawn([BIN, "demo", "--boot-seconds", "0", "--pods", "5"], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin" }, stdout: "pipe", stderr: "pipe" });
+    let out = "";
+    let finishedAt = 0;
+    const decoder = new TextDecoder();
+    for await (const chunk of p.stdout) {
+      out += decoder.decode(chunk, { stream: true });
+      if (!finishedAt && out.includes("demo finished")) finishedAt = performance.now();
+    }
+    const code = await p.exited;
+    const lingered = performance.now() - finishedAt;
+    record(out + (await new Response(p.stderr).text()));
+    expect(code).toBe(0);
+    expect(finishedAt).toBeGreaterThan(0);
+    // Before: the provider's own list timer (half of maxViewAge, 60 s) and any verify or busy-delete
+    // wait kept the process alive after the demo was over.
+    expect(lingered).toBeLessThan(5000);
   }, 120_000);
 });

@@ -2,7 +2,8 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
-import { ConfigError, apiSettings, loadConfigFile, parseConfig, parseDuration } from "../src/config";
+import { apiSettings } from "../src/api-settings";
+import { ConfigError, loadConfigFile, parseConfig, parseDuration } from "../src/config";
 
 function problems(text: string, opts = {}): string[] {
   try {
@@ -111,6 +112,46 @@ nodeGroups:
     expect(g.options).toMatchObject({ scaleDownUnneededSeconds: 300, maxNodeProvisionSeconds: 5400, scaleDownUtilizationThreshold: 0.3 });
     expect(parseDuration("1h30m")).toBe(5400);
     expect(parseDuration("10x")).toBeUndefined();
+  });
+
+  test("durations that would break the provider are refused, each with why", () => {
+    const group = "nodeGroups:\n  - {name: w, flavor: flex-4-1, image: debian-13, min: 0, max: 1}\n";
+    // apiTimeout 0 turned the request timeout off; maxViewAge 0 meant nothing was ever created;
+    // a failed creation forgotten at once is never seen by CA.
+    const p = problems(`clusterName: c\napiTimeout: 0s\nmaxViewAge: 0s\nfailedCreateTtl: 0s\n${group}`);
+    expect(p).toEqual([
+      expect.stringMatching(/^maxViewAge: must be at least 2s: servers are created and deleted only from a view younger than this/),
+      expect.stringMatching(/^failedCreateTtl: must be at least 30s: CA reads instances once per loop/),
+      expect.stringMatching(/^apiTimeout: must be at least 1s: 0 turns the timeout off/),
+    ]);
+    expect(problems(`clusterName: c\napiTimeout: 500ms\n${group}`)).toEqual([expect.stringMatching(/^apiTimeout: must be at least 1s/)]);
+    // Longer than a timer can hold: it would fire at once.
+    expect(problems(`clusterName: c\ncreateVerifyDelay: 1000h\n${group}`)).toEqual(["createVerifyDelay: must be at most 2147483s (about 24 days)"]);
+    // The bounds themselves, and 0 where 0 means what it says, are accepted.
+    const c = parseConfig(`clusterName: c\napiTimeout: 1s\nmaxViewAge: 2s\nfailedCreateTtl: 30s\ncreateVerifyDelay: 0s\nstartupGrace: 0s\n${group}`);
+    expect([c.apiTimeoutSeconds, c.maxViewAgeSeconds, c.failedCreateTtlSeconds, c.createVerifyDelaySeconds, c.startupGraceSeconds]).toEqual([1, 2, 30, 0, 0]);
+  });
+
+  test("Talos user-data that every creation would fail to patch is refused at load, for each group", () => {
+    const talos = "version: v1alpha1\nmachine:\n  type: worker\n  token: abc.def\ncluster:\n  controlPlane:\n    endpoint: https://cp:6443\n";
+    const kubeNode = "---\napiVersion: v1alpha1\nkind: KubeNodeConfig\nlabels: {}\n";
+    const entry = (name: string, extra: string) => `  - name: ${name}\n    flavor: flex-4-1\n    image: custom:talos-1.13.2\n    min: 0\n    max: 1\n    ${extra}\n`;
+    const twoEffects = "taints: [{key: dedicated, value: gpu, effect: NoSchedule}, {key: dedicated, value: gpu, effect: NoExecute}]";
+    const p = problems(
+      "clusterName: c\nnodeGroups:\n" +
+        entry("unparsable", `userData: ${JSON.stringify("version: v1alpha1\nmachine: [\n  type: worker\ncluster:\n  x: 1\n")}`) +
+        entry("twice", `userData: ${JSON.stringify(talos + "---\n" + talos)}`) +
+        entry("forced", `userDataFormat: talos\n    userData: ${JSON.stringify("#cloud-config\npackages: [curl]\n")}`) +
+        entry("effects", `userData: ${JSON.stringify(talos + kubeNode)}\n    ${twoEffects}`) +
+        entry("fine", `userData: ${JSON.stringify(talos)}\n    ${twoEffects}`),
+    );
+    const why = "cannot be patched for a server, so every creation would fail";
+    expect(p).toEqual([
+      expect.stringMatching(new RegExp(`^nodeGroups\\[0\\]\\.userData: ${why}: The Talos user-data is not valid YAML \\(document 1 of 1\\): .*line 4, column 1$`)),
+      `nodeGroups[1].userData: ${why}: The Talos user-data has more than one v1alpha1 machine configuration document.`,
+      expect.stringMatching(new RegExp(`^nodeGroups\\[2\\]\\.userData: ${why} \\(userDataFormat is talos, but this does not read as a Talos machine configuration\\): .*no v1alpha1 machine configuration`)),
+      `nodeGroups[3].userData: ${why}: Taint "dedicated" appears with two effects; a KubeNodeConfig document can hold only one taint per key.`,
+    ]);
   });
 
   test("labels a kubelet may not set on itself, and the provider's own labels, are refused", () => {

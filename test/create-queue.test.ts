@@ -34,7 +34,6 @@ function queue(over: Partial<CreateQueueDeps> = {}) {
     verifyDelayMs: 5000,
     maxAttempts: 3,
     mayCreate: () => may,
-    stats: { creates: 0, createFailures: 0 },
     ...over,
   });
   return { q, pending };

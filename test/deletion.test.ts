@@ -1,8 +1,10 @@
 // Deletion's parts on their own: the plan from the view (pure), the min rule,
 // the cloud's word on ownership, and the DELETE with its marks.
 import { beforeEach, describe, expect, test } from "bun:test";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
+import { ProviderError } from "../src/errors";
 import { configureLog } from "../src/log";
+import { toConnectError } from "../src/service";
 import { CloudscaleError } from "../src/cloudscale";
 import { Deleter, belowMin, confirmOwnership, planDeletion, serverTargets } from "../src/deletion";
 import { CLUSTER_TAG, GROUP_TAG } from "../src/types";
@@ -83,20 +85,39 @@ describe("confirmOwnership", () => {
     expect(await confirmOwnership(cloud, [t(a1.uuid), t(gone), t(a1.uuid)], "c", "a")).toEqual([a1.uuid]);
   });
 
-  test("one server without our tags for this group refuses the whole call", async () => {
+  test("one server without our tags refuses the whole call: it is not ours", async () => {
     const a1 = cloud.add("c-a-1", ours("a"));
-    const f = cloud.add("c-a-2", { [CLUSTER_TAG]: "c", [GROUP_TAG]: "b" });
-    const e = await confirmOwnership(cloud, [{ kind: "server", uuid: a1.uuid, label: "c-a-1" }, { kind: "check", uuid: f.uuid, label: "c-a-2" }], "c", "a").catch((x) => x);
-    expect(e).toBeInstanceOf(ConnectError);
-    expect(e.code).toBe(Code.PermissionDenied);
-    expect(e.message).toContain(`node "c-a-2" (server ${f.uuid}) does not carry this provider's tags`);
+    const f = cloud.add("x-1", { [CLUSTER_TAG]: "another-cluster", [GROUP_TAG]: "a" });
+    const e = await confirmOwnership(cloud, [{ kind: "server", uuid: a1.uuid, label: "c-a-1" }, { kind: "check", uuid: f.uuid, label: "x-1" }], "c", "a").catch((x) => x);
+    expect(e).toBeInstanceOf(ProviderError);
+    expect(e.kind).toBe("not-ours");
+    expect(e.message).toContain(`node "x-1" (server ${f.uuid}) does not carry this provider's tags`);
+  });
+
+  test("a server of another of our groups is a wrong request, as when the view knows it (not a permission problem)", async () => {
+    const a1 = cloud.add("c-a-1", ours("a"));
+    const f = cloud.add("c-b-1", { [CLUSTER_TAG]: "c", [GROUP_TAG]: "b" });
+    const e = await confirmOwnership(cloud, [{ kind: "server", uuid: a1.uuid, label: "c-a-1" }, { kind: "check", uuid: f.uuid, label: "c-b-1" }], "c", "a").catch((x) => x);
+    expect(e).toBeInstanceOf(ProviderError);
+    expect(e.kind).toBe("invalid-argument");
+    expect(e.message).toContain(`node "c-b-1" belongs to node group "b", not "a"`);
+    // The same node, known to the view, gets the same answer.
+    const view = viewOfList([...cloud.servers.values()], "c", ["a", "b"]).view;
+    expect(planDeletion(view, { pending: new Map(), deleting: new Map() }, "a", [{ providerID: `cloudscale://${f.uuid}`, name: "c-b-1" }]).problems).toEqual([`node "c-b-1" belongs to node group "b", not "a"`]);
+    expect(toConnectError(e)).toMatchObject({ code: Code.InvalidArgument });
+  });
+
+  test("a server tagged for a group that is no longer configured is not a node of ours", async () => {
+    const r = cloud.add("c-retired-1", ours("retired"));
+    const e = await confirmOwnership(cloud, [{ kind: "check", uuid: r.uuid, label: "c-retired-1" }], "c", "a", undefined, (g) => g === "a" || g === "b").catch((x) => x);
+    expect(e.kind).toBe("not-ours");
   });
 
   test("a server that cannot be read refuses the whole call", async () => {
     const a1 = cloud.add("c-a-1", ours("a"));
     cloud.next("get", new CloudscaleError("server", "HTTP 503", 503));
     const e = await confirmOwnership(cloud, [{ kind: "server", uuid: a1.uuid, label: "c-a-1" }], "c", "a").catch((x) => x);
-    expect(e.code).toBe(Code.Unavailable);
+    expect(e.kind).toBe("unavailable");
     expect(e.message).toContain(`cannot read server ${a1.uuid}`);
   });
 
@@ -108,14 +129,14 @@ describe("confirmOwnership", () => {
     caller.abort();
     cloud.waiting("get")[0]!.fail(new CloudscaleError("timeout", "reading server: the operation timed out"));
     const e = await confirming;
-    expect(e.code).toBe(Code.DeadlineExceeded);
+    expect(e.kind).toBe("deadline-exceeded");
     expect(e.message).toContain("nothing deleted: the caller's deadline passed");
   });
 });
 
 describe("Deleter", () => {
   function deleter(m = marks()) {
-    return { m, d: new Deleter({ cloud, marks: m, clock, busyRetryMs: 60_000, stats: { deletes: 0 } }) };
+    return { m, d: new Deleter({ cloud, marks: m, clock, busyRetryMs: 60_000 }) };
   }
 
   test("a confirmed delete keeps its mark (until a list decides) and drops the creation it came from", async () => {

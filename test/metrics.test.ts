@@ -117,6 +117,7 @@ describe("/metrics of the compiled binary", () => {
       creates_held: "gauge",
       view_age_seconds: "gauge",
       view_max_age_seconds: "gauge",
+      other_instances: "gauge",
       build_info: "gauge",
     };
     for (const [name, type] of Object.entries(expected)) expect({ name, type: families.get(P + name)?.type as string | undefined }).toEqual({ name, type });
@@ -158,7 +159,8 @@ describe("/metrics of the compiled binary", () => {
       const text = readFileSync(join(import.meta.dir, "..", file), "utf8");
       const named = new Set(text.match(/\b(autoscaler_cloudscale|process|nodejs)_[a-z0-9_]*[a-z0-9]\b/g) ?? []);
       expect(named.size).toBeGreaterThan(3);
-      for (const name of named) expect({ file, name, exported: exported.has(name) }).toEqual({ file, name, exported: true });
+      // The TLS expiry families exist only with TLS (this provider is plaintext): test/tls-expiry.test.ts checks them.
+      for (const name of [...named].filter((n) => !n.includes("_tls_"))) expect({ file, name, exported: exported.has(name) }).toEqual({ file, name, exported: true });
     }
   });
 
@@ -223,16 +225,43 @@ describe("/metrics of the compiled binary", () => {
     expect(v(m1, `${P}api_retries_total`, { ...series, reason: "server" }) - v(m0, `${P}api_retries_total`, { ...series, reason: "server" })).toBe(3);
     expect(v(m1, `${P}list_duration_seconds_count`, { result: "error" }) - v(m0, `${P}list_duration_seconds_count`, { result: "error" })).toBe(1);
 
-    // Past maxViewAge with the API still failing, Refresh fails with UNAVAILABLE and the gauge shows why.
+    // Past maxViewAge with the API still failing (the provider's own lists fail too), Refresh fails
+    // with UNAVAILABLE and the gauge shows why.
+    await sim.control("/_sim/faults", { rules: [{ method: "GET", path: "/v1/servers", action: "error", status: 503, count: 1000 }] });
     await until("the view is older than maxViewAge", async () => {
       const m = await get(health);
       return sampleValue(m, `${P}view_age_seconds`)! > sampleValue(m, `${P}view_max_age_seconds`)!;
     });
-    await sim.control("/_sim/faults", { rules: [{ method: "GET", path: "/v1/servers", action: "error", status: 503, count: 1000 }] });
+    const stale = await fetch(`http://127.0.0.1:${health}/readyz`);
+    expect(stale.status).toBe(200); // still ready: the staleness shows in the metrics and /status, not by withdrawing the endpoint
+    expect(await stale.text()).toMatch(/the view of the cloud is \d+s old \(limit 2s\)/);
     await expectCode(c.call("Refresh"), grpc.status.UNAVAILABLE);
     const m2 = await get(health);
     expect(v(m2, `${P}grpc_calls_total`, { method: "Refresh", code: "Unavailable" })).toBe(v(m1, `${P}grpc_calls_total`, { method: "Refresh", code: "Unavailable" }) + 1);
     expect(v(m2, `${P}api_requests_total`, { ...series, status_class: "5xx" })).toBeGreaterThan(v(m1, `${P}api_requests_total`, { ...series, status_class: "5xx" }));
+  });
+
+  test("no gRPC call for longer than maxViewAge: still ready, with a fresh view (the provider lists by itself)", async () => {
+    const { health, s } = await serveWith("maxViewAge: 4s");
+    const lists = async () => v(await get(health), `${P}api_requests_total`, { method: "GET", endpoint: "/v1/servers", status_class: "2xx" });
+    const first = await lists();
+    const t0 = Date.now();
+    let oldest = 0;
+    while (Date.now() - t0 < 10_000) {
+      const ready = await fetch(`http://127.0.0.1:${health}/readyz`);
+      expect(ready.status).toBe(200); // before: 503 "view of the cloud is 5s old" once 4 s had passed
+      const status = (await (await fetch(`http://127.0.0.1:${health}/status`)).json()) as { ready: boolean; viewAgeSeconds: number };
+      expect(status.ready).toBe(true);
+      oldest = Math.max(oldest, status.viewAgeSeconds, sampleValue(await get(health), `${P}view_age_seconds`)!);
+      await Bun.sleep(250);
+    }
+    expect(oldest).toBeLessThanOrEqual(4);
+    // One list per half of maxViewAge, give or take the first: a bounded schedule, not a loop.
+    const own = (await lists()) - first;
+    expect(own).toBeGreaterThanOrEqual(3);
+    expect(own).toBeLessThanOrEqual(7);
+    expect(v(await get(health), `${P}grpc_calls_total`, { method: "Refresh", code: "OK" })).toBe(0); // CA never called
+    expect(s.output()).not.toContain("creations are held");
   });
 
   test("a failed create: the API's 4xx is counted, create_failures_total{code} goes up by one, CA's failed instance shows as state failed", async () => {

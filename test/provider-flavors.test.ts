@@ -2,7 +2,9 @@
 // flavor list is held: the caller's deadline bounds the wait for a first load.
 import { expect, test } from "bun:test";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { ProviderError } from "../src/errors";
 import { configureLog } from "../src/log";
+import { toConnectError } from "../src/service";
 import { FLAVOR_CATALOG_MAX_AGE_MS, createProvider } from "../src/provider";
 import { parseConfig } from "../src/config";
 import { FakeClock, settle } from "./helpers/fake-clock";
@@ -28,8 +30,9 @@ test("a first flavor load that outlasts the caller's deadline: templateNode give
   expect(outcome).toBe("waiting"); // no flavor known, no way to build the template yet
   caller.abort(); // CA's deadline
   await settle();
-  expect(outcome).toBeInstanceOf(ConnectError);
-  expect((outcome as ConnectError).code).toBe(Code.DeadlineExceeded);
+  expect(outcome).toBeInstanceOf(ProviderError);
+  expect((outcome as ProviderError).kind).toBe("deadline-exceeded");
+  expect((toConnectError(outcome) as ConnectError).code).toBe(Code.DeadlineExceeded);
 
   cloud.waiting("flavors")[0]!.answer(); // the load ends after the caller left
   await settle();

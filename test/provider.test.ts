@@ -369,9 +369,17 @@ describe("options and prices", () => {
     expect(o.scaleDownUnreadyTime.duration).toBe(String(1200e9));
     expect(o.MaxNodeProvisionTime.duration).toBe(String(1200e9));
     // An old CA sends only the legacy fields.
-    const legacy = await ca.call("NodeGroupGetOptions", { id: "tuned", defaults: { scaleDownUtilizationThreshold: 0.5, scaleDownUnreadyTime: { duration: String(1800e9) } } });
+    const legacy = await ca.call("NodeGroupGetOptions", { id: "tuned", defaults: { scaleDownUtilizationThreshold: 0.5, scaleDownGpuUtilizationThreshold: 0.5, scaleDownUnreadyTime: { duration: String(1800e9) } } });
     expect(legacy.nodeGroupAutoscalingOptions.scaleDownUnreadyTime.duration).toBe(String(1800e9));
     expect(legacy.nodeGroupAutoscalingOptions.scaleDownGpuUtilizationThreshold).toBe(0.5);
+    // An operator's explicit CA-wide 0 (CA sends all of its defaults) comes back as 0, in both shapes.
+    const zeros = await ca.call("NodeGroupGetOptions", { id: "tuned", defaults: { ...defaults, scaleDownGpuUtilizationThreshold: 0, scaleDownUnreadyDuration: { seconds: 0, nanos: 0 } } });
+    expect(zeros.nodeGroupAutoscalingOptions.scaleDownGpuUtilizationThreshold).toBe(0);
+    expect(zeros.nodeGroupAutoscalingOptions.scaleDownUnreadyDuration.seconds).toBe("0");
+    expect(zeros.nodeGroupAutoscalingOptions.scaleDownUnreadyTime.duration).toBe("0");
+    const oldZeros = await ca.call("NodeGroupGetOptions", { id: "tuned", defaults: { scaleDownUtilizationThreshold: 0, scaleDownGpuUtilizationThreshold: 0, scaleDownUnreadyTime: { duration: "0" } } });
+    expect(oldZeros.nodeGroupAutoscalingOptions.scaleDownGpuUtilizationThreshold).toBe(0);
+    expect(oldZeros.nodeGroupAutoscalingOptions.scaleDownUnreadyDuration.seconds).toBe("0");
   });
 
   test("NodePrice and PodPrice: positive, bigger flavors cost more, new and legacy time fields", async () => {
@@ -404,6 +412,10 @@ describe("options and prices", () => {
     expect(legacyPod).toBeCloseTo(smallPod, 9);
     await expectCode(ca.call("PricingPodPrice", {}), grpc.status.INVALID_ARGUMENT);
     await expectCode(ca.call("PricingPodPrice", { pod_bytes: Buffer.from([0xff, 0xff, 0xff]) }), grpc.status.INVALID_ARGUMENT);
+    // A quantity that is not one: the caller's mistake, not ours (before: INTERNAL with a stack trace in the log).
+    const bad = await expectCode(ca.call("PricingPodPrice", { pod_bytes: podBytes(pod("lots", "128Mi")) }), grpc.status.INVALID_ARGUMENT);
+    expect(bad.details).toContain('invalid quantity "lots"');
+    expect(serve.output()).not.toContain("unexpected error");
   });
 
   test("Cleanup answers", async () => {
@@ -458,5 +470,27 @@ describe("the server", () => {
     expect(await targetSize("tuned")).toBe(1);
     await deleteAll("workers");
     expect(await ours("workers")).toHaveLength(0);
+  });
+});
+
+describe("deleting a creation CA saw on its way", () => {
+  test("a pending instance id CA read while the create was on its way: DeleteNodes after the POST was answered deletes the server", async () => {
+    await deleteAll("workers");
+    await sim.faults({ rules: [{ method: "POST", path: "/v1/servers", latencyMs: 1500 }] });
+    try {
+      await ca.call("NodeGroupIncreaseSize", { id: "workers", delta: 1 });
+      const [pending] = await instances("workers");
+      expect(pending!.id).toStartWith("cloudscale://pending/"); // what CA holds on to
+      // The POST is answered: the provider now knows the server's UUID.
+      await until("the create answered", async () => (await instances("workers"))[0]?.id.startsWith("cloudscale://pending/") === false, 10_000, 100);
+      expect(await ours("workers")).toHaveLength(1);
+      await ca.call("NodeGroupDeleteNodes", { id: "workers", nodes: [{ providerID: pending!.id, name: "" }] }); // OK ...
+      // ... means the server goes (before: OK, and the server kept running with target 1).
+      await until("the server deleted", async () => (await ours("workers")).length === 0, 20_000, 200);
+      await settle();
+      expect(await targetSize("workers")).toBe(0);
+    } finally {
+      await sim.resetFaults();
+    }
   });
 });

@@ -5,93 +5,26 @@ configureLog({ level: "error" });
 // call of a kind can be held until the test answers it, so "this list started
 // before that create" is a fact of the test, not a matter of timing.
 import { beforeEach, describe, expect, test } from "bun:test";
-import { ConnectError, Code } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { CloudscaleError } from "../src/cloudscale";
-import { Reconciler, type ReconcilerDeps } from "../src/reconciler";
-import { CLUSTER_TAG, GROUP_TAG, type NodeGroupConfig, type ProviderConfig } from "../src/types";
+import type { Reconciler } from "../src/reconciler";
 import { FakeClock, settle } from "./helpers/fake-clock";
-import { FakeCloud, lost, ourTags } from "./helpers/fake-cloud";
-
-const CLUSTER = "uc";
-const ours = (group = "pool") => ourTags(CLUSTER, group);
-
-function group(name: string, min: number, max: number): NodeGroupConfig {
-  return {
-    name,
-    flavor: "flex-4-2",
-    image: "debian-13",
-    zone: "lpg1",
-    min,
-    max,
-    volumeSizeGb: 10,
-    userData: "",
-    userDataFormat: "none",
-    labels: {},
-    taints: [],
-    serverGroups: [],
-    sshKeys: [],
-    tags: {},
-    reservationOverrides: {},
-  };
-}
-
-function config(over: Partial<ProviderConfig> = {}, groups = [group("pool", 0, 20)]): ProviderConfig {
-  return {
-    clusterName: CLUSTER,
-    nodeGroups: groups,
-    prices: {},
-    createConcurrency: 10,
-    maxViewAgeSeconds: 120,
-    failedCreateTtlSeconds: 900,
-    createVerifyDelaySeconds: 5,
-    apiTimeoutSeconds: 30,
-    startupGraceSeconds: 0,
-    ...over,
-  };
-}
+import { FakeCloud, lost } from "./helpers/fake-cloud";
+import { codeOf, config, group, logged, node, ours, reconcilers } from "./helpers/reconciler";
 
 let clock: FakeClock;
 let cloud: FakeCloud;
+let reconciler: ReturnType<typeof reconcilers>["reconciler"];
+let started: ReturnType<typeof reconcilers>["started"];
 
 beforeEach(() => {
   clock = new FakeClock();
   cloud = new FakeCloud(clock);
+  ({ reconciler, started } = reconcilers(clock, cloud));
 });
-
-function reconciler(over: Partial<ReconcilerDeps> = {}, cfg = config()): Reconciler {
-  let n = 0;
-  return new Reconciler({
-    config: cfg,
-    cloud,
-    clock,
-    createRequest: (g, name) => ({ name, flavor: g.flavor, image: g.image, zone: g.zone, volume_size_gb: 10, ssh_keys: [], tags: { [CLUSTER_TAG]: CLUSTER, [GROUP_TAG]: g.name } }),
-    verifyDelayMs: 5000,
-    maxCreateAttempts: 3,
-    startupGraceMs: 0,
-    nameSuffix: () => `n${String(++n).padStart(7, "0")}`,
-    ...over,
-  });
-}
-
-/** A reconciler that has applied its first list. */
-async function started(...args: Parameters<typeof reconciler>): Promise<Reconciler> {
-  const r = reconciler(...args);
-  await r.refresh();
-  return r;
-}
 
 const posts = () => cloud.count("create");
 const ids = (r: Reconciler, g = "pool") => r.nodes(g).map((i) => `${i.id.replace(/^cloudscale:\/\//, "")} ${i.state}`);
-const node = (uuid: string) => ({ providerID: `cloudscale://${uuid}`, name: "" });
-async function codeOf(p: Promise<unknown> | (() => unknown)): Promise<Code | "ok"> {
-  try {
-    await (typeof p === "function" ? p() : p);
-    return "ok";
-  } catch (e) {
-    if (e instanceof ConnectError) return e.code;
-    throw e;
-  }
-}
 
 describe("1. a list that started before a create was accepted does not drop the create", () => {
   test("the create is answered before the list", async () => {
@@ -574,23 +507,6 @@ describe("the generation: cached answers (service.ts) are kept only while it sta
   });
 });
 
-/** Log lines written while `fn` runs (info and above), as text. */
-async function logged(fn: () => Promise<void>): Promise<string[]> {
-  const lines: string[] = [];
-  const write = process.stderr.write;
-  configureLog({ level: "info", format: "text" });
-  process.stderr.write = ((chunk: string | Uint8Array) => {
-    lines.push(String(chunk));
-    return true;
-  }) as typeof process.stderr.write;
-  try {
-    await fn();
-  } finally {
-    process.stderr.write = write;
-    configureLog({ level: "error" });
-  }
-  return lines;
-}
 const holds = (lines: string[]) => lines.filter((l) => /creations are held/.test(l));
 const releases = (lines: string[]) => lines.filter((l) => /held creations released/.test(l));
 

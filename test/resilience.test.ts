@@ -1,10 +1,13 @@
-// Interleavings and shutdown, driven through the compiled binary with the
-// simulator's latency knobs. (The same orders are forced one by one, without
-// timing, in reconciler.test.ts; lost responses and outages are in test/faults.)
+// Interleavings and shutdown, driven through the compiled binary. Each order is
+// forced with the simulator's hold: a list is held at the simulator (its answer
+// taken when it arrived) while the test makes its calls, then released; the test
+// checks that the order it meant is the order that happened. (The same orders are
+// forced with a fake clock in reconciler.test.ts; lost responses and outages are
+// in test/faults.)
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { grpc, targetSize } from "./helpers/grpc";
 import { makePki, type Pki } from "./helpers/certs";
-import { sleep, startSim, until, type SimProc } from "./helpers/procs";
+import { startSim, until, untilHeld, type SimProc } from "./helpers/procs";
 import { providerConfig, providers } from "./helpers/provider";
 
 let pki: Pki;
@@ -33,12 +36,14 @@ describe("interleavings", () => {
   test("a Refresh whose list started before a create was accepted neither drops nor doubles it", async () => {
     const { c } = await serveWith();
     await c.call("Refresh");
-    await sim.faults({ rules: [{ method: "GET", path: "/v1/servers", latencyMs: 1500, count: 1 }] });
+    await sim.faults({ rules: [{ method: "GET", path: "/v1/servers", action: "hold", commit: true, count: 1 }] });
     const slowRefresh = c.call("Refresh");
-    await sleep(200); // the list is now on its way, before the creates exist
+    await untilHeld(sim, 1, "GET /v1/servers"); // the list has been taken, before the creates exist
     await c.call("NodeGroupIncreaseSize", { id: "pool", delta: 3 });
     await until("3 servers created", async () => (await ours()).length === 3);
-    await slowRefresh; // its list predates the creates
+    expect(await sim.release()).toBe(1);
+    await slowRefresh; // its list predates the creates: it shows none of them
+    expect(await sim.fired()).toEqual([1]);
     expect(await targetSize(c, "pool")).toBe(3);
     await c.call("Refresh");
     expect(await targetSize(c, "pool")).toBe(3);
@@ -54,11 +59,14 @@ describe("interleavings", () => {
       return s.length === 2 && s;
     });
     await c.call("Refresh");
-    await sim.faults({ rules: [{ method: "GET", path: "/v1/servers", latencyMs: 1500, count: 1 }] });
+    await sim.faults({ rules: [{ method: "GET", path: "/v1/servers", action: "hold", commit: true, count: 1 }] });
     const slowRefresh = c.call("Refresh");
-    await sleep(300); // the list is answered after the delay, but it was requested now
+    await untilHeld(sim, 1, "GET /v1/servers"); // the list has been taken: it shows the victim
     await c.call("NodeGroupDeleteNodes", { id: "pool", nodes: [{ providerID: `cloudscale://${victim!.uuid}`, name: victim!.name }] });
-    await slowRefresh;
+    await until("the victim deleted", async () => !(await ours()).some((s) => s.uuid === victim!.uuid));
+    expect(await sim.release()).toBe(1);
+    await slowRefresh; // answered with the list that still shows the victim
+    expect(await sim.fired()).toEqual([1]);
     expect(await targetSize(c, "pool")).toBe(1);
     const inst = (await c.call("NodeGroupNodes", { id: "pool" })).instances;
     expect(inst.find((i: any) => i.id === `cloudscale://${victim!.uuid}`)?.status.instanceState ?? "gone").not.toBe("instanceRunning");
@@ -86,15 +94,15 @@ describe("process", () => {
   test("SIGTERM drains in-flight calls, then exits", async () => {
     const { s, c } = await serveWith();
     await c.call("Refresh");
-    await sim.faults({ rules: [{ method: "GET", path: "/v1/servers", latencyMs: 1500, count: 1 }] });
-    const inflight = c.call("Refresh", {}, { deadlineMs: 5000 });
-    await sleep(200);
-    const t0 = performance.now();
+    await sim.faults({ rules: [{ method: "GET", path: "/v1/servers", action: "hold", count: 1 }] });
+    const inflight = c.call("Refresh", {}, { deadlineMs: 10_000 });
+    await untilHeld(sim, 1, "GET /v1/servers"); // the Refresh is in flight
     s.proc.kill("SIGTERM");
+    await until("the drain to start", async () => s.output().includes("draining in-flight calls"));
+    expect(s.proc.exitCode).toBeNull(); // still waiting for the call
+    expect(await sim.release()).toBe(1);
     await inflight; // answered, not cut off
     const code = await s.proc.exited;
     expect(code).toBe(0);
-    expect(performance.now() - t0).toBeLessThan(5000);
-    expect(s.output()).toContain("draining in-flight calls");
   });
 });

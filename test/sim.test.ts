@@ -321,6 +321,7 @@ describe("servers", () => {
     expect(r.body).toEqual({ detail: "Insufficient capacity for flavor plus-16-4 in zone lpg1." });
     expect((await call("POST", "/servers", req({ flavor: "plus-16-4", zone: "rma1" }))).status).toBe(201);
     expect((await call("POST", "/servers", req({ flavor: "plus-8-2", zone: "lpg1" }))).status).toBe(201);
+    expect((await ctl("GET", "/faults")).body.capacityRefusals).toBe(1); // what the outage refused
   });
 
   test("404 and 405 shapes; delete twice → 404", async () => {
@@ -383,6 +384,33 @@ describe("servers", () => {
 });
 
 describe("faults", () => {
+  test("hold: a request waits until released; with commit it has taken effect and only its answer waits", async () => {
+    await ctl("POST", "/faults", { rules: [{ method: "POST", path: "/v1/servers", action: "hold", count: 1 }, { method: "GET", path: "/v1/servers", action: "hold", commit: true, count: 1 }] });
+    const post = call("POST", "/servers", req());
+    const untilHeld = async (n: number) => {
+      for (let i = 0; i < 200; i++) {
+        const h = (await ctl("GET", "/held")).body;
+        if (h.held.length === n) return h;
+        await Bun.sleep(5);
+      }
+      throw new Error(`never ${n} held`);
+    };
+    let h = await untilHeld(1);
+    expect(h).toMatchObject({ inFlight: 1, held: [{ request: "POST /v1/servers", committed: false }] });
+    expect(sim.state.servers.size).toBe(0); // held before it was handled
+    const list = call("GET", "/servers");
+    h = await untilHeld(2);
+    expect(h.held.map((x: { request: string; committed: boolean }) => [x.request, x.committed])).toEqual([["POST /v1/servers", false], ["GET /v1/servers", true]]);
+    // Released one at a time, oldest first: the create lands after the list was taken, so the list does not show it.
+    expect((await ctl("POST", "/release", { count: 1 })).body).toEqual({ released: 1 });
+    expect((await post).status).toBe(201);
+    expect(sim.state.servers.size).toBe(1);
+    expect(sim.release()).toBe(1);
+    expect((await list).body).toEqual([]);
+    expect((await ctl("GET", "/held")).body).toEqual({ inFlight: 0, held: [] });
+    expect((await ctl("POST", "/release", { count: -1 })).status).toBe(400);
+  });
+
   test("429 with Retry-After for an explicit count, then normal", async () => {
     await ctl("POST", "/faults", { rules: [{ method: "GET", path: "/v1/servers", action: "error", status: 429, retryAfterSeconds: 3, count: 2 }] });
     for (let i = 0; i < 2; i++) {

@@ -18,11 +18,15 @@
 //                                      bootOutcome?: "running"|"changing"|"error",
 //                                      rejectDeleteWhileChanging?: bool (default true)}. A rule: {method?, path? (route
 //                                      pattern as in the counters, "*" or a "prefix*"), latencyMs?,
-//                                      action?: "error"|"timeout"|"drop"|"lost-response", status? (200:
+//                                      action?: "error"|"timeout"|"drop"|"lost-response"|"hold", status? (200:
 //                                      a captive portal's HTML page, or `body` where the API's JSON belongs),
 //                                      retryAfterSeconds?, body?, commit?, holdMs?, mode?: "502"|"drop",
 //                                      count?, probability?}
 //   POST   /_sim/reset-faults         clear all fault knobs (PRNG restarts from its seed)
+//   GET    /_sim/held                 {"inFlight": n (requests arrived, not answered yet), "held": [{id,
+//                                      request: "<METHOD> <pattern>", rule, committed, heldMs}]}
+//   POST   /_sim/release              {"count"?: n, "request"?: "<METHOD> <pattern>"} → release held
+//                                      requests, oldest first (all by default) → {"released": n}
 //   GET    /_sim/counters             {"GET /v1/servers": 3, "POST /v1/servers": 1, ...}
 //   POST   /_sim/counters/reset       zero the counters
 //   POST   /_sim/quota                {"servers"?: n|null, "vcpus"?: n|null, "memoryGb"?: n|null}
@@ -32,7 +36,7 @@
 //                                      counters, clock offset, quota from the options)
 
 import type { ServerStatus } from "../types.ts";
-import type { Faults, FaultsUpdate } from "./faults.ts";
+import type { Faults, FaultsUpdate, HeldRequest } from "./faults.ts";
 import { json, noContent, parseTagFilters, readJson, type BodyResult } from "./http.ts";
 import { NOT_FOUND, type Quota, type SeedServer } from "./records.ts";
 import type { SimState } from "./state.ts";
@@ -45,9 +49,15 @@ export interface ControlDeps {
   counters: Map<string, number>;
   /** Everything back to the start, as POST /_sim/reset. */
   reset(): void;
+  /** Requests on their way through the simulator, and the held ones. */
+  requests: {
+    inFlight(): number;
+    held(): HeldRequest[];
+    release(count?: number, request?: string): number;
+  };
 }
 
-export function controlHandler({ state, faults, counters, reset }: ControlDeps): (req: Request, url: URL, path: string) => Promise<Response> {
+export function controlHandler({ state, faults, counters, reset, requests }: ControlDeps): (req: Request, url: URL, path: string) => Promise<Response> {
   function fullState(withServers: boolean): Record<string, unknown> {
     return {
       servers: withServers ? [...state.servers.values()].map((s) => state.serverFullView(s)) : undefined,
@@ -115,6 +125,15 @@ export function controlHandler({ state, faults, counters, reset }: ControlDeps):
     if (path === "/_sim/reset-faults" && m === "POST") {
       faults.reset();
       return json(200, faults.snapshot());
+    }
+    if (path === "/_sim/held" && m === "GET") return json(200, { inFlight: requests.inFlight(), held: requests.held() });
+    if (path === "/_sim/release" && m === "POST") {
+      const b = await body();
+      if (!b.ok) return b.response;
+      const v = b.value as { count?: unknown; request?: unknown };
+      if (v.count !== undefined && !(Number.isInteger(v.count) && (v.count as number) >= 0)) return bad(new Error("count must be an integer >= 0"));
+      if (v.request !== undefined && typeof v.request !== "string") return bad(new Error('request must be "<METHOD> <pattern>"'));
+      return json(200, { released: requests.release(v.count as number | undefined, v.request as string | undefined) });
     }
     if (path === "/_sim/counters" && m === "GET") return json(200, Object.fromEntries(counters));
     if ((path === "/_sim/counters/reset" || path === "/_sim/reset-counters") && m === "POST") {

@@ -8,7 +8,8 @@
 //  2. Cloud-side knobs read by the state when a server is created or deleted: flavors out of capacity in a
 //     zone, the outcome of booting new servers (running / stuck in changing / error), and whether DELETE of a
 //     server that is still `changing` is refused with 400. The real API refuses it (cloudscale's acceptance
-//     tests, docs/cloudscale-api.md), so the simulator does too unless this is turned off.
+//     tests retry such a DELETE: https://github.com/cloudscale-ch/acceptance-tests, api.py), so the
+//     simulator does too unless this is turned off.
 //
 // All randomness comes from one seedable PRNG so runs are reproducible.
 
@@ -25,7 +26,11 @@ export type FaultAction =
   | "drop"
   /** The request takes effect (e.g. the server IS created), then the answer is lost: a 502 (mode "502",
    *  the default) or a dropped connection (mode "drop"). Shorthand for error/drop with commit: true. */
-  | "lost-response";
+  | "lost-response"
+  /** Hold the request until the control API releases it (POST /_sim/release; at most 60 s), then handle
+   *  it as usual; with `commit`, it is handled (and its answer taken) first and only the answer waits.
+   *  A test orders a race on it: "this list is on its way" is a held request, not a sleep. */
+  | "hold";
 
 export interface FaultRule {
   /** Assigned when the rule is added; used in snapshots. */
@@ -47,7 +52,8 @@ export interface FaultRule {
    *  other shapes, such as Django REST framework's default lists, show how a client copes; with status
    *  200, an answer of the wrong shape). */
   body?: Record<string, unknown> | unknown[];
-  /** For "error"/"timeout"/"drop": let the request take effect before the fault is applied. */
+  /** For "error"/"timeout"/"drop": let the request take effect before the fault is applied. For "hold":
+   *  take the answer before holding it. */
   commit?: boolean;
   /** For "timeout": how long to hold before answering 504 if the client is still waiting (default and max
    *  60000 ms). */
@@ -65,6 +71,18 @@ export interface FaultPlan {
   latencyMs: number;
   /** The rule whose action applies, if any. */
   rule?: Required<Pick<FaultRule, "id">> & FaultRule;
+}
+
+/** A request the simulator holds (fault action "hold") until it is released. */
+export interface HeldRequest {
+  id: number;
+  /** "<METHOD> <route pattern>", as the counters name it. */
+  request: string;
+  /** The id of the rule that holds it. */
+  rule: string;
+  /** Whether it has taken effect already (the rule's commit), so only its answer waits. */
+  committed: boolean;
+  heldMs: number;
 }
 
 export type BootOutcome = "running" | "changing" | "error";
@@ -89,6 +107,8 @@ export interface FaultsSnapshot {
   seed: number;
   rules: (FaultRule & { id: string; fired: number })[];
   outOfCapacity: CapacityOutage[];
+  /** Creates refused for capacity since the last reset. */
+  capacityRefusals: number;
   bootOutcome: BootOutcome;
   rejectDeleteWhileChanging: boolean;
 }
@@ -96,7 +116,7 @@ export interface FaultsSnapshot {
 /** Upper bound for "timeout" holds and latency, so a forgotten knob cannot hang a test run forever. */
 export const MAX_HOLD_MS = 60_000;
 
-const ACTIONS: readonly FaultAction[] = ["error", "timeout", "drop", "lost-response"];
+const ACTIONS: readonly FaultAction[] = ["error", "timeout", "drop", "lost-response", "hold"];
 const STATUSES: readonly number[] = [200, 400, 404, 409, 429, 500, 502, 503, 504];
 
 /** mulberry32: small, fast, good enough for fault injection; fully determined by the seed. */
@@ -123,9 +143,11 @@ export class Faults {
   private rng: () => number;
   /** Flavor+zone pairs that answer "Insufficient capacity" on create. */
   outOfCapacity: CapacityOutage[] = [];
+  /** Creates refused for capacity since the last reset. */
+  capacityRefusals = 0;
   /** What newly created servers turn into after the boot delay. "changing" = stuck forever. */
   bootOutcome: BootOutcome = "running";
-  /** Refuse DELETE of a server still `changing` with 400, as the real API does (see cloudscale-api.md). */
+  /** Refuse DELETE of a server still `changing` with 400, as the real API does (see the module comment). */
   rejectDeleteWhileChanging = true;
 
   constructor(seed = 1) {
@@ -183,14 +205,18 @@ export class Faults {
     if (out) this.outOfCapacity.push({ flavor, zone });
   }
 
+  /** Whether a create of this flavor in this zone is refused for capacity (counted when it is). */
   isOutOfCapacity(flavor: string, zone: string): boolean {
-    return this.outOfCapacity.some((o) => o.flavor === flavor && o.zone === zone);
+    const out = this.outOfCapacity.some((o) => o.flavor === flavor && o.zone === zone);
+    if (out) this.capacityRefusals++;
+    return out;
   }
 
   /** Clear every knob (the seed is kept, the PRNG restarts from it). */
   reset(): void {
     this.rules = [];
     this.outOfCapacity = [];
+    this.capacityRefusals = 0;
     this.bootOutcome = "running";
     this.rejectDeleteWhileChanging = true;
     this.rng = makeRng(this.seedValue);
@@ -235,6 +261,7 @@ export class Faults {
       seed: this.seedValue,
       rules: this.rules.map((r) => ({ ...r })),
       outOfCapacity: this.outOfCapacity.map((o) => ({ ...o })),
+      capacityRefusals: this.capacityRefusals,
       bootOutcome: this.bootOutcome,
       rejectDeleteWhileChanging: this.rejectDeleteWhileChanging,
     };

@@ -16,7 +16,7 @@
 import { apiRoutes, matchRoute, type Route } from "./api-routes.ts";
 import type { Clock } from "./clock.ts";
 import { controlHandler } from "./control.ts";
-import { Faults, MAX_HOLD_MS, type FaultRule } from "./faults.ts";
+import { Faults, MAX_HOLD_MS, type FaultRule, type HeldRequest } from "./faults.ts";
 import { dropConnection, faultResponse, html, json, NGINX, sleep } from "./http.ts";
 import { NOT_FOUND, type Quota, type SeedData } from "./records.ts";
 import { SimState } from "./state.ts";
@@ -63,6 +63,13 @@ export interface Simulator {
   resetCounters(): void;
   /** Full reset, as POST /_sim/reset. */
   reset(): void;
+  /** /v1 requests that have arrived and not been answered yet (held, or waiting out a latency). */
+  inFlight(): number;
+  /** The held requests, oldest first. */
+  held(): HeldRequest[];
+  /** Releases up to `count` held requests (all by default), oldest first, of one "<METHOD> <pattern>" if
+   *  given; returns how many. */
+  release(count?: number, request?: string): number;
   stop(): Promise<void>;
 }
 
@@ -93,6 +100,33 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
 
   const counters = new Map<string, number>();
   const stopCtl = new AbortController();
+  let inFlight = 0;
+  let heldSeq = 0;
+  const holds: { id: number; request: string; rule: string; committed: boolean; since: number; release: () => void }[] = [];
+
+  /** Waits until released, the simulator stops, or MAX_HOLD_MS pass (a forgotten hold ends a test, not a run). */
+  function hold(request: string, rule: FaultRule & { id: string }, committed: boolean): Promise<void> {
+    return new Promise((resolve) => {
+      const entry = { id: ++heldSeq, request, rule: rule.id, committed, since: performance.now(), release: () => done() };
+      const done = () => {
+        clearTimeout(timer);
+        stopCtl.signal.removeEventListener("abort", done);
+        const i = holds.indexOf(entry);
+        if (i >= 0) holds.splice(i, 1);
+        resolve();
+      };
+      const timer = setTimeout(done, Math.min(rule.holdMs ?? MAX_HOLD_MS, MAX_HOLD_MS));
+      stopCtl.signal.addEventListener("abort", done);
+      holds.push(entry);
+    });
+  }
+  const held = (): HeldRequest[] =>
+    holds.map((h) => ({ id: h.id, request: h.request, rule: h.rule, committed: h.committed, heldMs: Math.round(performance.now() - h.since) }));
+  function release(count = Infinity, request?: string): number {
+    const chosen = holds.filter((h) => request === undefined || h.request === request).slice(0, count);
+    for (const h of chosen) h.release();
+    return chosen.length;
+  }
   const readOnly = new Set(opts.readOnlyTokens ?? []);
   const routes = apiRoutes(state);
 
@@ -111,6 +145,15 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
   }
 
   async function handleApi(req: Request, url: URL, path: string): Promise<Response> {
+    inFlight++;
+    try {
+      return await faultedApi(req, url, path);
+    } finally {
+      inFlight--;
+    }
+  }
+
+  async function faultedApi(req: Request, url: URL, path: string): Promise<Response> {
     const { route: matched, params } = matchRoute(routes, path);
     const pattern = matched?.pattern ?? path;
     const key = `${req.method} ${pattern}`;
@@ -119,6 +162,13 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     const plan = faults.plan(req.method, pattern);
     if (plan.latencyMs > 0) await sleep(plan.latencyMs, stopCtl.signal);
     const rule = plan.rule;
+    if (rule?.action === "hold") {
+      // Handled when released, or (commit) handled now and answered when released.
+      if (!rule.commit) await hold(key, rule, false);
+      const res = await handleApiInner(req, url, matched, params);
+      if (rule.commit) await hold(key, rule, true);
+      return res;
+    }
     const commit = rule && (rule.action === "lost-response" || rule.commit === true);
     if (rule && !commit) return applyFault(rule, req);
 
@@ -167,7 +217,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     if (opts.seed) state.applySeed(opts.seed);
   }
 
-  const handleControl = controlHandler({ state, faults, counters, reset });
+  const handleControl = controlHandler({ state, faults, counters, reset, requests: { inFlight: () => inFlight, held, release } });
 
   const server = Bun.serve({
     hostname,
@@ -213,6 +263,9 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     count: (key: string) => counters.get(key) ?? 0,
     resetCounters: () => counters.clear(),
     reset,
+    inFlight: () => inFlight,
+    held,
+    release,
     async stop() {
       if (stopped) return;
       stopped = true;

@@ -66,12 +66,15 @@ kind: HostnameConfig
 auto: stable
 `
 
-// providerConfig renders the provider's config.yaml.
-func providerConfig(cluster string, groups []groupSpec, startupGrace string) string {
+// providerConfig renders the provider's config.yaml; settings are more top-level lines.
+func providerConfig(cluster string, groups []groupSpec, startupGrace string, settings ...string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "clusterName: %s\nzone: lpg1\ncreateVerifyDelay: 1s\n", cluster)
 	if startupGrace != "" {
 		fmt.Fprintf(&b, "startupGrace: %s\n", startupGrace)
+	}
+	for _, line := range settings {
+		b.WriteString(line)
 	}
 	b.WriteString("nodeGroups:\n")
 	for _, g := range groups {

@@ -27,6 +27,7 @@ type scenarioOpts struct {
 	caVersion    string // "1.36.1" (default) or "1.34.1"
 	expander     string // default least-waste
 	startupGrace string // provider startupGrace ("" = its default)
+	settings     string // more top-level lines of the provider's config.yaml
 }
 
 type scenario struct {
@@ -89,7 +90,7 @@ func newScenario(t *testing.T, name string, opts scenarioOpts) *scenario {
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(s.dir, "config.yaml")
-	if err := writeFile(cfg, providerConfig(s.cluster, opts.groups, opts.startupGrace)); err != nil {
+	if err := writeFile(cfg, providerConfig(s.cluster, opts.groups, opts.startupGrace, opts.settings)); err != nil {
 		t.Fatal(err)
 	}
 	s.provider = &provider{bin: s.bin, dir: s.dir, config: cfg, sim: s.sim, certs: cp.certs,

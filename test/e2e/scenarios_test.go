@@ -1,6 +1,6 @@
 package e2e
 
-// The scenarios of issue 9 part 2, in order, on one shared control plane. Each
+// The scenarios of the real CA loop (README.md), in order, on one shared control plane. Each
 // asserts on the apiserver (pods, Nodes, CA's status ConfigMap and events) and
 // on the simulator (servers, as the joiner saw them over time), never on log lines.
 
@@ -270,8 +270,9 @@ func TestScenario4Taints(t *testing.T) {
 
 // Scenario 5: kill -9 the provider while creates are in flight, start it again.
 // CA's loop must converge with exactly the servers the pods need: no duplicate,
-// no extra, and nothing left behind after the scale-down. (Issue 13 documents an
-// over-provisioning defect in exactly this situation.)
+// no extra, and nothing left behind after the scale-down. (This is where a provider
+// over-provisions: the restarted process lists none of the creates still in flight, CA
+// asks again, and both sets land. Rules 8 and 9 of src/reconciler.ts prevent it.)
 func TestScenario5ProviderRestart(t *testing.T) {
 	s := newScenario(t, "5 provider restart mid scale-up", scenarioOpts{groups: []groupSpec{workers}})
 	perNode := podsPerNode(s.templateAllocatable("workers"), podCPU, podMemory)

@@ -10,7 +10,7 @@
 //   FAULT_LANES    trials run at once, each against its own simulator
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { connect, type Client } from "../helpers/grpc";
-import { sleep, startServe, startSim, until, writeConfig, type ServeProc, type SimApi, type SimProc, type SimServer } from "../helpers/procs";
+import { sleep, startServe, startSim, until, untilHeld, writeConfig, type ServeProc, type SimApi, type SimProc, type SimServer } from "../helpers/procs";
 import { CLUSTER_TAG, GROUP_TAG } from "../../src/types";
 import { checkNoSecretsAtEnd, fingerprint, makeRng, seedFrom, type Rng } from "./lib";
 
@@ -68,6 +68,11 @@ interface TrialResult {
   violations: string[];
   events: string[];
   ms: number;
+  /** Requests the simulator had not answered yet when the process was killed. */
+  inFlightAtKill: number;
+  /** How often the lost-response rules fired (lossy trials). */
+  lostFired: number;
+  lossy: boolean;
 }
 
 async function trial(lane: Lane, seed: number): Promise<TrialResult> {
@@ -117,8 +122,6 @@ async function trial(lane: Lane, seed: number): Promise<TrialResult> {
     rules.push({ method: "POST", path: "/v1/servers", action: "lost-response", mode: rng.pick(["502", "drop"]), probability: 0.15 });
     rules.push({ method: "DELETE", path: "/v1/servers/:uuid", action: "lost-response", mode: rng.pick(["502", "drop"]), probability: 0.1 });
   }
-  /** The longest any one request of this trial takes at the API: what is still in flight after a kill lands by then. */
-  const maxLatencyMs = Math.max(postMs + 400, deleteMs + 300, listMs, getMs);
   await api.faults({ seed: seed & 0x7fffffff, rules });
   ev(`seeded; POST latency ${postMs}(+400 at 30%) ms, DELETE ${deleteMs}(+300 at 30%) ms${lossy ? "; 15% of create and 10% of delete answers lost" : ""}`);
 
@@ -148,6 +151,8 @@ async function trial(lane: Lane, seed: number): Promise<TrialResult> {
 
   let acceptedSure = 0;
   let acceptedMaybe = 0;
+  let inFlightAtKill = 0;
+  let lostFired = 0;
   let c: Client | undefined;
   let serve: ServeProc | undefined;
   const start = async (which: "first" | "restart") => {
@@ -214,14 +219,14 @@ async function trial(lane: Lane, seed: number): Promise<TrialResult> {
         if (opsBefore.chance(0.5)) await sleep(opsBefore.int(0, 60));
       }
     })();
-    await sleep(killAfter);
+    await sleep(killAfter); // a random moment: what it cuts off is read at the simulator just before the kill
     killed = true;
     phase = "after the kill";
-    const killedAt = performance.now();
+    inFlightAtKill = (await api.held()).inFlight; // what this kill cuts off: read at the simulator, not guessed
     serve!.proc.kill("SIGKILL");
     await serve!.proc.exited;
     live.delete(serve!);
-    ev(`killed after ${killAfter} ms`);
+    ev(`killed after ${killAfter} ms, ${inFlightAtKill} request(s) in flight at the API`);
     c!.close();
     await ops1;
 
@@ -239,6 +244,7 @@ async function trial(lane: Lane, seed: number): Promise<TrialResult> {
     }
 
     // ---- settle: faults off, wait out whatever is still in flight, Refresh until the view is stable
+    if (lossy) lostFired = (await api.fired()).slice(6).reduce((a, b) => a + b, 0);
     await api.resetFaults();
     let stable = 0;
     let prev = "";
@@ -253,7 +259,9 @@ async function trial(lane: Lane, seed: number): Promise<TrialResult> {
       }
       const key = JSON.stringify({ cloud: cloud.map((s) => s.uuid).sort(), view });
       const busy = GROUP_NAMES.some((g) => view[g].ids.some((id) => id.includes("/pending/")) || view[g].states.some((s) => s !== "instanceRunning"));
-      stable = key === prev && !busy && performance.now() > killedAt + maxLatencyMs + 200 ? stable + 1 : 0;
+      // Stable twice in a row, with nothing of either process still on its way at the simulator.
+      const quiet = (await api.held()).inFlight === 0;
+      stable = key === prev && !busy && quiet ? stable + 1 : 0;
       prev = key;
       final = { cloud, view };
       if (stable >= 2) break;
@@ -295,7 +303,7 @@ async function trial(lane: Lane, seed: number): Promise<TrialResult> {
       live.delete(serve);
     }
   }
-  return { seed, violations, events, ms: performance.now() - t0 };
+  return { seed, violations, events, ms: performance.now() - t0, inFlightAtKill, lostFired, lossy };
 }
 
 describe("crash anywhere", () => {
@@ -321,8 +329,19 @@ describe("crash anywhere", () => {
     );
     const failed = results.filter((r) => r.violations.length);
     const ms = performance.now() - t0;
-    console.log(`crash trials: ${results.length} run, ${failed.length} failed, ${(ms / 1000).toFixed(1)} s (${LANES} at once, ${(ms / results.length / 1000).toFixed(2)} s per trial)`);
+    const cutOff = results.filter((r) => r.inFlightAtKill > 0).length;
+    const lossy = results.filter((r) => r.lossy);
+    const lost = lossy.reduce((a, r) => a + r.lostFired, 0);
+    console.log(
+      `crash trials: ${results.length} run, ${failed.length} failed, ${(ms / 1000).toFixed(1)} s (${LANES} at once, ${(ms / results.length / 1000).toFixed(2)} s per trial); ` +
+        `${cutOff} killed with requests in flight at the API; ${lossy.length} lossy, ${lost} answers lost`,
+    );
     expect(failed.map((r) => `seed ${r.seed}: ${r.violations.join(" | ")}`)).toEqual([]);
+    // The trials did what they are for: most kills cut requests off, and the lossy ones lost answers.
+    if (results.length >= 10) {
+      expect(cutOff / results.length).toBeGreaterThanOrEqual(0.5);
+      if (lossy.length >= 5) expect(lost).toBeGreaterThan(0);
+    }
   }, 3_600_000);
 });
 
@@ -392,14 +411,17 @@ nodeGroups:
   test("DeleteNodes does not count creations still on their way toward min (no crash needed)", async () => {
     await api.reset();
     const [seeded] = await seedGroup("m", 1);
-    await api.faults({ rules: [{ method: "POST", path: "/v1/servers", latencyMs: 2500 }] });
+    await api.faults({ rules: [{ method: "POST", path: "/v1/servers", action: "hold", count: 1 }] });
     const { cl } = await serveW();
     await cl.call("Refresh");
-    await cl.call("NodeGroupIncreaseSize", { id: "m", delta: 1 }); // its server exists only in 2.5 s
+    await cl.call("NodeGroupIncreaseSize", { id: "m", delta: 1 });
+    await untilHeld(api, 1, "POST /v1/servers"); // its server does not exist while the create is held
     const w = watch("m");
     const r = await cl.call("NodeGroupDeleteNodes", { id: "m", nodes: [{ providerID: `cloudscale://${seeded}`, name: `${WCLUSTER}-m-seed0000` }] }).then(() => "deleted", (e) => `refused: ${code(e)}`);
-    await sleep(300);
+    await cl.call("Refresh"); // one more round trip: a delete it had started would be under way
     const seen = await w.stop();
+    expect((await api.counters())["DELETE /v1/servers/:uuid"] ?? 0).toBe(0);
+    expect(await api.release()).toBe(1);
     await until("the create landed", async () => ((await api.ours(WCLUSTER)).some((x) => x.uuid !== seeded)), 10_000); // nothing left in flight for the next test
     // min is 1 and only one server exists: deleting it leaves none until (and unless) the create succeeds.
     expect({ deleteNodes: r, fewestServersSeen: Math.min(...seen) }).toEqual({ deleteNodes: "refused: 9", fewestServersSeen: 1 });
@@ -407,22 +429,22 @@ nodeGroups:
 
   test("creates of a killed process that land after the restart do not take the group above max", async () => {
     await api.reset();
-    await api.faults({ rules: [{ method: "POST", path: "/v1/servers", latencyMs: 2500 }] });
+    await api.faults({ rules: [{ method: "POST", path: "/v1/servers", action: "hold", count: 2 }] });
     const first = await serveW();
     await first.cl.call("Refresh");
     await first.cl.call("NodeGroupIncreaseSize", { id: "x", delta: 2 }); // max 2
-    await until("both creates sent", async () => ((await api.counters())["POST /v1/servers"] ?? 0) === 2, 5_000);
+    await untilHeld(api, 2, "POST /v1/servers"); // both creates sent, neither has landed
     await kill(first.s);
     const w = watch("x");
     const second = await serveW("restart"); // the two creates are still on their way
     await second.cl.call("Refresh");
     const r = await second.cl.call("NodeGroupIncreaseSize", { id: "x", delta: 2 }).then(() => "accepted", (e) => `refused: ${code(e)}`);
+    expect(await api.release()).toBe(2); // the dead process's creates land now, after the restart
     await until("the view settled", async () => {
       await second.cl.call("Refresh");
       const inst = ((await second.cl.call("NodeGroupNodes", { id: "x" })).instances ?? []) as { id: string }[];
-      return inst.length > 0 && inst.every((i) => !i.id.includes("/pending/")) && performance.now();
+      return inst.length > 0 && inst.every((i) => !i.id.includes("/pending/")) && (await api.held()).inFlight === 0;
     }, 20_000, 200);
-    await sleep(3000); // anything still in flight lands
     const seen = await w.stop();
     await second.cl.call("Refresh");
     const cloud = (await api.ours(WCLUSTER)).filter((s) => s.tags[GROUP_TAG] === "x").length;
@@ -435,23 +457,23 @@ nodeGroups:
     // What the real CA showed: it asks for 3, the provider dies with the 3 creates on their
     // way, the restarted one lists none, so CA asks for 3 again. The group ends at 3, not 6.
     await api.reset();
-    await api.faults({ rules: [{ method: "POST", path: "/v1/servers", latencyMs: 2500 }] });
+    await api.faults({ rules: [{ method: "POST", path: "/v1/servers", action: "hold", count: 3 }] });
     const first = await serveW();
     await first.cl.call("Refresh");
     await first.cl.call("NodeGroupIncreaseSize", { id: "y", delta: 3 });
-    await until("the creates sent", async () => ((await api.counters())["POST /v1/servers"] ?? 0) === 3, 5_000);
+    await untilHeld(api, 3, "POST /v1/servers"); // the creates are sent, none has landed
     await kill(first.s);
     const second = await serveW("restart");
     await second.cl.call("Refresh");
     const listed = (await second.cl.call("NodeGroupTargetSize", { id: "y" })).targetSize as number;
-    if (listed < 3) await second.cl.call("NodeGroupIncreaseSize", { id: "y", delta: 3 - listed }); // as CA does
-    await sleep(4500); // the old creates land; the grace ends
+    expect(listed).toBe(0); // the restarted process lists none of them
+    await second.cl.call("NodeGroupIncreaseSize", { id: "y", delta: 3 - listed }); // as CA does
+    expect(await api.release()).toBe(3); // the old creates land, after CA asked again
     const target = await until("the view settled", async () => {
       await second.cl.call("Refresh");
       const inst = ((await second.cl.call("NodeGroupNodes", { id: "y" })).instances ?? []) as { id: string }[];
-      return inst.every((i) => !i.id.includes("/pending/")) && ((await second.cl.call("NodeGroupTargetSize", { id: "y" })).targetSize as number);
+      return inst.every((i) => !i.id.includes("/pending/")) && (await api.held()).inFlight === 0 && ((await second.cl.call("NodeGroupTargetSize", { id: "y" })).targetSize as number);
     }, 20_000, 200);
-    await sleep(3000); // anything the second process sent would have landed by now
     await second.cl.call("Refresh");
     const cloud = (await api.ours(WCLUSTER, "y")).length;
     console.log(`after restart: ${listed} listed, CA asked for ${3 - listed} more; at the end ${cloud} servers, target size ${target}`);
@@ -461,24 +483,28 @@ nodeGroups:
   test("deletes of a killed process that land after the restart do not take the group below min", async () => {
     await api.reset();
     const uuids = await seedGroup("m", 3); // min 1
-    await api.faults({ rules: [{ method: "DELETE", path: "/v1/servers/:uuid", latencyMs: 2500 }] });
+    await api.faults({ rules: [{ method: "DELETE", path: "/v1/servers/:uuid", action: "hold", count: 2 }] });
     const first = await serveW();
     await first.cl.call("Refresh");
     const gone = first.cl.call("NodeGroupDeleteNodes", { id: "m", nodes: uuids.slice(0, 2).map((u, i) => ({ providerID: `cloudscale://${u}`, name: `${WCLUSTER}-m-seed000${i}` })) }).catch(() => {});
-    await until("both deletes sent", async () => ((await api.counters())["DELETE /v1/servers/:uuid"] ?? 0) === 2, 5_000);
+    await untilHeld(api, 2, "DELETE /v1/servers/:uuid"); // both deletes sent, neither has landed
     await kill(first.s);
     await gone;
     const w = watch("m");
     const second = await serveW("restart"); // the two deletes are still on their way
-    const restarted = performance.now();
     const third = [{ providerID: `cloudscale://${uuids[2]}`, name: `${WCLUSTER}-m-seed0002` }];
     const deleteThird = () => second.cl.call("NodeGroupDeleteNodes", { id: "m", nodes: third }).then(() => "deleted", (e) => `refused: ${code(e)}`);
     await second.cl.call("Refresh");
     const during = await deleteThird(); // inside the startup grace
-    await sleep(Math.max(3000, 4000 + 200 - (performance.now() - restarted))); // the deletes of the first process land; the grace is over
-    await second.cl.call("Refresh");
-    const after = await deleteThird(); // the one server left is the min
-    await sleep(300);
+    expect(await api.release()).toBe(2); // the deletes of the first process land
+    await until("the deletes landed", async () => (await api.ours(WCLUSTER)).length === 1 && (await api.held()).inFlight === 0);
+    // The grace is over once DeleteNodes is no longer refused as UNAVAILABLE; then the one server left is the min.
+    const after = await until("the startup grace to end", async () => {
+      await second.cl.call("Refresh");
+      const r = await deleteThird();
+      return r !== "refused: 14" && r;
+    }, 20_000, 200);
+    await second.cl.call("Refresh"); // one more round trip: a delete it had started would be under way
     const seen = await w.stop();
     console.log(`after restart: DeleteNodes(the third server) ${during} during the grace, ${after} after it; fewest servers seen ${Math.min(...seen)}`);
     expect({ duringTheGrace: during, afterTheGrace: after, fewestServersSeen: Math.min(...seen), left: (await api.ours(WCLUSTER)).map((x) => x.uuid) }).toEqual({

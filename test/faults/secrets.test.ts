@@ -8,7 +8,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { details, instances, type Client } from "../helpers/grpc";
-import { BIN, TEST_TOKEN, allOutput, record, sleep, startSim, until, writeConfig, type SimProc } from "../helpers/procs";
+import { BIN, TEST_TOKEN, allOutput, record, startSim, until, writeConfig, type SimProc } from "../helpers/procs";
 import { providerConfig, providers } from "../helpers/provider";
 import { SECRETS, checkNoSecretsAtEnd } from "./lib";
 
@@ -96,16 +96,23 @@ describe("the API token never leaks", () => {
     await fresh();
     const api = working;
     for (const format of ["json", "text"]) {
-      const { c, healthPort } = await serve(working, ["--log-format", format]);
+      const { s, c, healthPort } = await serve(working, ["--log-format", format]);
       // Each format gets half of the failures (each costs the provider's retries and backoff).
       const rules =
         format === "json"
           ? [[{ path: "/v1/*", action: "error", status: 500 }], [{ path: "/v1/*", action: "drop" }], [{ method: "POST", path: "/v1/servers", action: "lost-response", mode: "drop" }]]
           : [[{ path: "/v1/*", action: "error", status: 502 }], [{ path: "/v1/*", action: "error", status: 429, retryAfterSeconds: 0 }], [{ method: "POST", path: "/v1/servers", action: "error", status: 400, body: { flavor: "Invalid flavor." } }]];
       for (const r of rules) {
+        const posts = (await api.counters())["POST /v1/servers"] ?? 0;
+        const logged = s.output().length;
         await api.faults({ rules: r });
         await exercise(c, healthPort);
-        await sleep(300); // background creates fail and log
+        // The create IncreaseSize accepted has gone out under the fault and its failure is logged.
+        await until("the background create to fail and log", async () => {
+          const sent = ((await api.counters())["POST /v1/servers"] ?? 0) > posts;
+          const fired = (await api.fired())[0]! > 0;
+          return sent && fired && /server creation failed|create got no clear answer/.test(s.output().slice(logged));
+        }, 20_000);
       }
       await api.resetFaults();
     }

@@ -2,7 +2,7 @@
 // sleep() resolves only when advance() passes its time, in the order the
 // sleepers would wake. Together with settle() a test decides the order of
 // every event; nothing depends on how fast the machine is.
-import type { Clock } from "../../src/types";
+import type { Clock } from "../../src/clock";
 
 /** Lets every promise continuation that is ready run (no timers involved). */
 export async function settle(rounds = 20): Promise<void> {
@@ -22,8 +22,25 @@ export class FakeClock implements Clock {
     return this.t;
   }
 
-  sleep(ms: number): Promise<void> {
-    return new Promise((wake) => this.sleepers.push({ at: this.t + Math.max(0, ms), seq: this.seq++, wake }));
+  /** Like the system clock's: an abort wakes the sleeper at once and leaves nothing behind. */
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const sleeper = {
+        at: this.t + Math.max(0, ms),
+        seq: this.seq++,
+        wake: () => {
+          signal?.removeEventListener("abort", aborted);
+          resolve();
+        },
+      };
+      const aborted = () => {
+        this.sleepers = this.sleepers.filter((s) => s !== sleeper);
+        resolve();
+      };
+      signal?.addEventListener("abort", aborted, { once: true });
+      this.sleepers.push(sleeper);
+    });
   }
 
   /** How many sleeps are waiting. */

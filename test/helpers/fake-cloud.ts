@@ -3,7 +3,8 @@
 // (so it decides which call ends first), or script how the next call of a kind
 // ends: with an error, or with an error after it took effect (a lost response).
 import { CloudscaleError } from "../../src/cloudscale";
-import { CLUSTER_TAG, GROUP_TAG, type Clock, type CreateServerRequest, type Flavor, type Server, type ServerStatus } from "../../src/types";
+import type { Clock } from "../../src/clock";
+import { CLUSTER_TAG, GROUP_TAG, type CreateServerRequest, type Flavor, type Server, type ServerStatus } from "../../src/types";
 
 export type CallKind = "list" | "create" | "get" | "delete" | "flavors";
 

@@ -114,6 +114,12 @@ export function simApi(origin: string) {
     ours: async (cluster: string, group?: string): Promise<SimServer[]> =>
       ((await control(`/_sim/servers?tag:${CLUSTER_TAG}=${encodeURIComponent(cluster)}`)) as SimServer[]).filter((s) => !group || s.tags[GROUP_TAG] === group),
     seed: async (servers: object | object[]): Promise<string[]> => ((await control("/_sim/servers", servers)) as { uuids: string[] }).uuids,
+    /** Requests on their way through the simulator, and those a "hold" fault holds. */
+    held: async (): Promise<{ inFlight: number; held: { id: number; request: string; rule: string; committed: boolean; heldMs: number }[] }> => control("/_sim/held"),
+    /** Releases held requests, oldest first (all, or `count` of them, of one "<METHOD> <pattern>"). */
+    release: async (body: { count?: number; request?: string } = {}): Promise<number> => ((await control("/_sim/release", body)) as { released: number }).released,
+    /** How often each fault rule fired, in the order they were set. */
+    fired: async (): Promise<number[]> => ((await control("/_sim/faults")) as { rules: { fired: number }[] }).rules.map((r) => r.fired),
     /** Deletes a server behind the provider's back. */
     vanish: (uuid: string) => control(`/_sim/servers/${uuid}`, undefined, "DELETE"),
   };
@@ -180,10 +186,18 @@ export async function until<T>(what: string, fn: () => Promise<T | undefined | f
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
 }
 
+/** Waits until the simulator holds `n` requests (of one "<METHOD> <pattern>" if given); returns them. */
+export async function untilHeld(api: SimApi, n: number, request?: string, timeoutMs = 10_000) {
+  return until(`${n} held request(s)${request ? ` ${request}` : ""}`, async () => {
+    const h = (await api.held()).held.filter((x) => request === undefined || x.request === request);
+    return h.length === n && h;
+  }, timeoutMs, 10);
+}
+
 /** Runs the binary to its end (without blocking this process: the simulator may be answering it); its output is recorded. */
-export async function runBin(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+export async function runBin(args: string[], env: Record<string, string> = {}, cwd?: string): Promise<{ code: number; stdout: string; stderr: string }> {
   requireBinary();
-  const proc = Bun.spawn([BIN, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp", ...env } });
+  const proc = Bun.spawn([BIN, ...args], { cwd, stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp", ...env } });
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   record(stdout + stderr);
   return { code, stdout, stderr };

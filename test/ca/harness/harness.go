@@ -274,8 +274,55 @@ func StartServe(tb testing.TB, bin, configPath string, sim *Sim, certs *Certs) *
 		args = append(args, "--insecure-plaintext")
 	}
 	env := []string{"CLOUDSCALE_API_TOKEN=" + Token, "CLOUDSCALE_API_URL=" + sim.API}
+	if image := os.Getenv("AUTOSCALER_CLOUDSCALE_SERVE_IMAGE"); image != "" {
+		bin, args, env = inImage(tb, image, args, env)
+	}
 	p, _ := start(tb, "serve", bin, args, env, func(l string) bool { return strings.Contains(l, "serving gRPC") }, 30*time.Second)
 	return &Server{Proc: p, Addr: addr}
+}
+
+// inImage turns `serve ARGS` into `podman run IMAGE serve ARGS` as the
+// Deployment in deploy/ runs the container: uid 65532, read-only root, no
+// capabilities, no privilege escalation. The host network keeps the loopback
+// addresses; every file argument is copied into one directory mounted
+// read-only at the same path. podman's settings come from CONTAINERS_CONF
+// (scripts/image-build.sh --env).
+func inImage(tb testing.TB, image string, args, env []string) (string, []string, []string) {
+	tb.Helper()
+	podman, err := exec.LookPath("podman")
+	if err != nil {
+		tb.Fatalf("AUTOSCALER_CLOUDSCALE_SERVE_IMAGE=%s needs podman: %v", image, err)
+	}
+	files := tb.TempDir()
+	if err := os.Chmod(files, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	out := append([]string(nil), args...)
+	for i := 1; i < len(out); i++ {
+		switch out[i-1] {
+		case "--config", "--tls-cert", "--tls-key", "--tls-client-ca":
+			data, err := os.ReadFile(out[i])
+			if err != nil {
+				tb.Fatal(err)
+			}
+			// Readable by the image's user, as a Secret volume's files are (defaultMode 0644).
+			dst := filepath.Join(files, filepath.Base(out[i]))
+			if err := os.WriteFile(dst, data, 0o644); err != nil {
+				tb.Fatal(err)
+			}
+			out[i] = dst
+		}
+	}
+	name := fmt.Sprintf("acs-conformance-%d-%d", os.Getpid(), FreePort(tb))
+	run := []string{"run", "--rm", "--name", name, "--network", "host", "--user", "65532:65532", "--read-only",
+		"--cap-drop", "ALL", "--security-opt", "no-new-privileges", "-v", files + ":" + files + ":ro"}
+	for _, e := range env {
+		run = append(run, "-e", e)
+	}
+	run = append(append(run, image), out...)
+	tb.Cleanup(func() { _ = exec.Command(podman, "rm", "-f", "-t", "5", name).Run() })
+	tb.Logf("serve runs in the image %s as container %s (uid 65532, read-only root)", image, name)
+	return podman, run, nil
 }
 
 // WriteFile writes content to dir/name and returns the path.
