@@ -245,11 +245,14 @@ type autoscaler struct {
 }
 
 // caFlags are the loop settings of ../shared/docs/real-loop.md: short intervals, status ConfigMap on.
+// Leader election is on, as in a cluster, with a long lease so that a busy machine never makes CA
+// lose it (the suite deletes the Lease before each start; rbac_test.go).
 func caFlags(kubeconfig, cloudConfig string, metricsPort int, expander string) []string {
 	return []string{
 		"--kubeconfig=" + kubeconfig,
 		"--cloud-provider=externalgrpc", "--cloud-config=" + cloudConfig,
-		"--namespace=kube-system", "--leader-elect=false",
+		"--namespace=" + caNamespace,
+		"--leader-elect=true", "--leader-elect-lease-duration=60s", "--leader-elect-renew-deadline=45s", "--leader-elect-retry-period=5s",
 		fmt.Sprintf("--address=127.0.0.1:%d", metricsPort),
 		"--expander=" + expander,
 		"--scan-interval=5s",

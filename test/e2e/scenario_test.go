@@ -125,7 +125,11 @@ func (s *scenario) startCA() {
 	if _, err := os.Stat(bin); err != nil {
 		s.fatalf("cluster-autoscaler %s is not built (run scripts/e2e-build.sh): %v", s.opts.caVersion, err)
 	}
-	ca, err := startAutoscaler(s.dir, bin, s.opts.caVersion, caFlags(s.cp.kubeconfig, cc, port, s.opts.expander), port)
+	kubeconfig, err := s.cp.caKubeconfig(s.dir)
+	if err != nil {
+		s.fatalf("cluster-autoscaler %s: %v", s.opts.caVersion, err)
+	}
+	ca, err := startAutoscaler(s.dir, bin, s.opts.caVersion, caFlags(kubeconfig, cc, port, s.opts.expander), port)
 	s.ca = ca
 	if err != nil {
 		s.fatalf("cluster-autoscaler %s: %v", s.opts.caVersion, err)
@@ -168,6 +172,10 @@ func (s *scenario) cleanup() {
 	s.measure()
 	if s.ca != nil {
 		s.ca.Stop(10 * time.Second)
+		// CA carries on after a refused request; the refusal still means deploy/'s RBAC is short.
+		if lines := forbidden(s.ca.logPath); len(lines) > 0 {
+			s.t.Errorf("the apiserver refused CA (ServiceAccount %s/%s, RBAC from deploy/) %d kinds of request:\n%s", caNamespace, caServiceAccount, len(lines), strings.Join(lines, "\n"))
+		}
 	}
 	if s.provider != nil {
 		s.provider.stop()

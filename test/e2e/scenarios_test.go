@@ -54,7 +54,14 @@ func fromZeroAndBack(t *testing.T, name, caVersion string) {
 	if got := len(s.joinedNodes()); got != expected {
 		s.errorf("joined nodes: %d, want %d", got, expected)
 	}
-	if ev := s.scaleUpEvents(); ev["workers"] != expected {
+	// CA writes its events behind its client's rate limit (--kube-client-qps), one per pod and
+	// scale-up, so those of a scale-up that ended quickly may still be on their way.
+	var ev map[string]int
+	_ = waitFor("CA's TriggeredScaleUp events", nil, time.Minute, time.Second, func() (bool, error) {
+		ev = s.scaleUpEvents()
+		return ev["workers"] >= expected, nil
+	})
+	if ev["workers"] != expected {
 		s.errorf("CA's own estimate (TriggeredScaleUp events): %v, want workers +%d", ev, expected)
 	}
 	s.checkMatchesTemplate("workers")
