@@ -84,6 +84,11 @@ fi
 
 if [ -d test/packaging ] && ls test/packaging/*.test.ts >/dev/null 2>&1; then
   step "packaging proofs (bun test test/packaging)"
+  # The real kubectl (kustomize) and helm the proofs render with; built once, then cached like the e2e binaries.
+  if ! ./scripts/e2e-build.sh kubectl helm >"$LOGDIR/tools-build.log" 2>&1; then
+    echo "building kubectl and helm failed; see $LOGDIR/tools-build.log"
+  fi
+  grep -E 'built in|cached|FAILED' "$LOGDIR/tools-build.log" || true
   if [ -x scripts/packaging-deps.sh ]; then ./scripts/packaging-deps.sh >"$LOGDIR/packaging-deps.log" 2>&1 || echo "packaging-deps.sh failed; see $LOGDIR/packaging-deps.log"; fi
   bun_suite packaging "$LOGDIR/packaging.log" --timeout 300000 test/packaging
 fi
