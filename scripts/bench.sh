@@ -11,21 +11,13 @@
 #      CA_SOURCE_DIR              CA's source trees (see scripts/ca-source.sh)
 #      E2E_SCALE_NODES, E2E_SCALE_LOOPS, E2E_SCALE_BLOCKS  the CA-at-scale run (test/e2e/cascale_test.go)
 set -uo pipefail
-
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+root=$REPO_ROOT
 cd "$root"
 
-if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
-  export PATH="$PATH:/usr/local/go/bin"
-fi
-if ! command -v go >/dev/null 2>&1; then
-  echo "bench: the Go toolchain (go >= 1.26) is not installed or not on PATH; the load client and the baseline are Go" >&2
-  exit 1
-fi
-if ! command -v bun >/dev/null 2>&1; then
-  ./scripts/bootstrap.sh || exit 1
-  export PATH="$root/.tools/node_modules/.bin:$root/node_modules/.bin:$PATH"
-fi
+use_go bench "the load client and the baseline (Go)" || exit 1
+if ! command -v bun >/dev/null 2>&1; then use_bun || exit 1; fi
 
 if [ -z "${AUTOSCALER_CLOUDSCALE_BIN:-}" ]; then
   # Measure what the working tree builds, not a stale binary; built beside the benchmark so that
@@ -38,7 +30,6 @@ case "$AUTOSCALER_CLOUDSCALE_BIN" in /*) ;; *) AUTOSCALER_CLOUDSCALE_BIN="$root/
 export AUTOSCALER_CLOUDSCALE_BIN
 
 export GOFLAGS="-mod=mod -buildvcs=false"
-export GOTOOLCHAIN=local
 mkdir -p .cache/bench
 # bench/go.mod imports CA 1.36.1's generated externalgrpc code through .cache/ca-src.
 # shellcheck source=scripts/ca-source.sh

@@ -2,8 +2,9 @@
 # The embedded default, from a fresh clone: installs Bun and the packages, builds the binary,
 # and runs `autoscaler-cloudscale demo` (simulator + provider + a scripted autoscaler).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-./scripts/bootstrap.sh
-export PATH="$PWD/.tools/node_modules/.bin:$PATH"
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+use_bun
 bun run scripts/build.ts >&2
 exec ./dist/autoscaler-cloudscale demo "$@"

@@ -26,15 +26,12 @@
 # Env: E2E_BIN_DIR      cache directory (default ${XDG_CACHE_HOME:-~/.cache}/autoscaler-cloudscale/e2e-bin)
 #      CA_SOURCE_DIR    CA's source trees (see scripts/ca-source.sh)
 set -uo pipefail
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+root=$REPO_ROOT
 cd "$root"
 
-if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then export PATH="$PATH:/usr/local/go/bin"; fi
-if ! command -v go >/dev/null 2>&1; then
-  echo "e2e-build: FAILED: the Go toolchain (go) is not installed or not on PATH; the e2e suite needs Go >= 1.26" >&2
-  exit 1
-fi
-export GOTOOLCHAIN=local
+use_go e2e-build "the e2e suite" || exit 1
 bin=${E2E_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/autoscaler-cloudscale/e2e-bin}
 mkdir -p "$bin"
 

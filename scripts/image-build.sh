@@ -26,10 +26,10 @@
 #       65532), nsswitch.conf; config USER 65532, WORKDIR /home/nonroot, PATH and SSL_CERT_FILE.
 #       No shell, no package manager.
 #
-# podman runs here only as docs in ../shared/docs/containers.md say: runc, cgroupfs, no default
-# ulimits. This script writes that containers.conf to .cache/podman/containers.conf and uses it
-# through CONTAINERS_CONF; `--env` prints the export for other callers (after installing what is
-# missing). Podman, runc and systemd come from Debian (apt-get) when missing.
+# podman runs on this kind of machine only with runc, cgroupfs and no default ulimits (crun, its
+# default runtime, fails in cgroup hybrid mode). This script writes that containers.conf to
+# .cache/podman/containers.conf and uses it through CONTAINERS_CONF; `--env` prints the export for
+# other callers (after installing what is missing). Podman, runc and systemd come from Debian (apt-get) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -56,7 +56,7 @@ STANDIN=localhost/autoscaler-cloudscale-standin
 CONF_DIR="$ROOT/.cache/podman"
 mkdir -p "$CONF_DIR"
 cat >"$CONF_DIR/containers.conf" <<'EOF'
-# podman on this kind of machine (../shared/docs/containers.md): crun fails in hybrid cgroup
+# podman on this kind of machine: crun fails in hybrid cgroup
 # mode, podman's default ulimits cannot be set here.
 [containers]
 default_ulimits = []
@@ -68,11 +68,13 @@ EOF
 export CONTAINERS_CONF="$CONF_DIR/containers.conf"
 if [ "$MODE" = env ]; then echo "export CONTAINERS_CONF=$CONTAINERS_CONF"; exit 0; fi
 
-# podman and runc for the image; systemd for the proof of the unit (test/packaging/systemd.test.ts
+# podman and runc for the image (catatonit for kube play); systemd for the proof of the unit (test/packaging/systemd.test.ts
 # boots it in a container), when this machine lacks it.
 pkgs=()
 command -v podman >/dev/null 2>&1 || pkgs+=(podman)
 command -v runc >/dev/null 2>&1 || pkgs+=(runc)
+# The pods of `podman kube play` start with an infra container that runs catatonit.
+command -v catatonit >/dev/null 2>&1 || pkgs+=(catatonit)
 [ -x /lib/systemd/systemd ] && command -v systemd-analyze >/dev/null 2>&1 || pkgs+=(systemd)
 if [ ${#pkgs[@]} -gt 0 ]; then
   [ "$(id -u)" = 0 ] || { log "${pkgs[*]} missing and this is not root: apt-get install ${pkgs[*]}"; exit 1; }

@@ -13,11 +13,12 @@
 # Debian's package archive (glibc files for the extension, scripts/packaging-deps.sh).
 # Bun binaries are never stripped: strip removes the embedded program.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
 
-./scripts/bootstrap.sh
+use_bun
 ./scripts/packaging-deps.sh
-export PATH="$PWD/.tools/node_modules/.bin:$PWD/node_modules/.bin:$PATH"
 
 VERSION="$(bun -e 'console.log((await Bun.file("package.json").json()).version)')"
 mkdir -p dist

@@ -15,8 +15,9 @@
 #      CA_TEST_RUN                optional -run pattern passed to go test
 #      CA_SOURCE_DIR              CA's source trees (see scripts/ca-source.sh)
 set -uo pipefail
-
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+root=$REPO_ROOT
 cd "$root"
 modules=("$@")
 [ ${#modules[@]} -gt 0 ] || modules=(test/ca test/ca-legacy test/nodegroupset)
@@ -26,10 +27,7 @@ fail() {
   echo "0 passed, 1 failed"
   exit 1
 }
-if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
-  export PATH="$PATH:/usr/local/go/bin"
-fi
-command -v go >/dev/null 2>&1 || fail "the Go toolchain (go) is not installed or not on PATH; ${modules[*]} need Go >= 1.26"
+use_go test-ca "${modules[*]}" || { echo "0 passed, 1 failed"; exit 1; }
 bin=${AUTOSCALER_CLOUDSCALE_BIN:-dist/autoscaler-cloudscale}
 case "$bin" in /*) ;; *) bin="$root/$bin" ;; esac
 [ -x "$bin" ] || fail "binary under test not found or not executable: $bin (build it with 'bun run build' or set AUTOSCALER_CLOUDSCALE_BIN)"
@@ -41,7 +39,6 @@ export AUTOSCALER_CLOUDSCALE_BIN="$bin"
 # its config/flags, our source of CA's defaults, imports) wants every other provider without the
 # tag. go.sum is committed; -mod=mod lets a cold machine fill in anything missing from the proxy.
 export GOFLAGS="-mod=mod -buildvcs=false -tags=externalgrpc"
-export GOTOOLCHAIN=local
 
 echo "test-ca: $(go version); binary $bin"
 log=$(mktemp)
@@ -59,8 +56,7 @@ for dir in "${modules[@]}"; do
   [ "$rc" -eq 0 ] || status=1
 done
 
-passed=$(grep -cE '^\s*--- PASS:' "$log" || true)
-failed=$(grep -cE '^\s*--- FAIL:' "$log" || true)
+read -r passed failed < <(go_counts "$log")
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
   failed=1 # a build or setup failure with no test result
 fi

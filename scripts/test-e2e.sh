@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The end-to-end suite (issue 9, part 2): the real Cluster Autoscaler loop on one machine.
+# The end-to-end suite: the real Cluster Autoscaler loop on one machine.
 # etcd, kube-apiserver, kube-scheduler, kube-controller-manager, kwok, the real cluster-autoscaler
 # (1.36.1; 1.34.1 for the legacy scenario), our binary over mutual TLS and the simulator, all on
 # 127.0.0.1, started and stopped by test/e2e (Go).
@@ -14,7 +14,9 @@
 #      E2E_TIMEOUT                go test -timeout (default 35m)
 #      E2E_TAGS                   go build tags (cascale: also compile test/e2e/cascale_test.go)
 set -uo pipefail
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+root=$REPO_ROOT
 cd "$root"
 t0=$SECONDS
 
@@ -25,18 +27,13 @@ finish() { # passed failed
   exit $?
 }
 
-if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then export PATH="$PATH:/usr/local/go/bin"; fi
-if ! command -v go >/dev/null 2>&1; then
-  echo "e2e: FAILED: the Go toolchain (go) is not installed or not on PATH; the e2e suite needs Go >= 1.26" >&2
-  finish 0 1
-fi
-export GOTOOLCHAIN=local
+use_go e2e "the e2e suite" || finish 0 1
 
 bin=${AUTOSCALER_CLOUDSCALE_BIN:-dist/autoscaler-cloudscale}
 case "$bin" in /*) ;; *) bin="$root/$bin" ;; esac
 if [ ! -x "$bin" ]; then
   echo "e2e: $bin missing; building it"
-  if ! (./scripts/bootstrap.sh && PATH="$root/.tools/node_modules/.bin:$root/node_modules/.bin:$PATH" bun run build); then
+  if ! (use_bun && bun run build); then
     echo "e2e: FAILED: could not build $bin" >&2
     finish 0 1
   fi
@@ -87,8 +84,7 @@ rc=${PIPESTATUS[0]}
 echo "e2e: go test exit $rc after $((SECONDS - tt))s"
 kill_leftovers
 
-passed=$(grep -cE '^\s*--- PASS' "$log" || true)
-failed=$(grep -cE '^\s*--- FAIL' "$log" || true)
+read -r passed failed < <(go_counts "$log")
 if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
   echo "e2e: FAILED: go test exited $rc without a failing test (build, set-up or timeout; see above)" >&2
   failed=1

@@ -5,6 +5,8 @@
 # packaging tools from Debian, Go modules from the module proxy), checks the generated code,
 # builds the binary, then runs each suite. The last line is "N passed, N failed".
 set -uo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 passed=0
 failed=0
 suites_failed=()
@@ -13,15 +15,13 @@ t0=$SECONDS
 step() { printf '\n=== %s (%ss)\n' "$1" "$((SECONDS - t0))"; }
 count_bun() { # file suite
   local p f
-  p=$(grep -Eo '^ *[0-9]+ pass$' "$1" | tail -1 | grep -Eo '[0-9]+' || echo 0)
-  f=$(grep -Eo '^ *[0-9]+ fail$' "$1" | tail -1 | grep -Eo '[0-9]+' || echo 0)
+  read -r p f < <(bun_counts "$1")
   passed=$((passed + p)); failed=$((failed + f))
   echo "$2: $p passed, $f failed"
 }
 count_go() { # file suite
   local p f
-  p=$(grep -Ec -- '^ *--- PASS' "$1" || true)
-  f=$(grep -Ec -- '^ *--- FAIL' "$1" || true)
+  read -r p f < <(go_counts "$1")
   passed=$((passed + p)); failed=$((failed + f))
   echo "$2: $p passed, $f failed"
 }
@@ -44,8 +44,7 @@ LOGDIR="${TEST_LOG_DIR:-$ROOT/.cache/test-logs}"
 mkdir -p "$LOGDIR"
 
 step "bootstrap"
-if ! ./scripts/bootstrap.sh; then fail_suite bootstrap "could not install Bun or the packages"; echo "$passed passed, $failed failed"; exit 1; fi
-export PATH="$ROOT/.tools/node_modules/.bin:$ROOT/node_modules/.bin:$PATH"
+if ! use_bun; then fail_suite bootstrap "could not install Bun or the packages"; echo "$passed passed, $failed failed"; exit 1; fi
 if ! command -v openssl >/dev/null; then
   (apt-get update -qq && apt-get install -y -qq openssl) >/dev/null 2>&1 || true
 fi
@@ -85,6 +84,11 @@ fi
 
 if [ -d test/packaging ] && ls test/packaging/*.test.ts >/dev/null 2>&1; then
   step "packaging proofs (bun test test/packaging)"
+  # The real kubectl (kustomize) and helm the proofs render with; built once, then cached like the e2e binaries.
+  if ! ./scripts/e2e-build.sh kubectl helm >"$LOGDIR/tools-build.log" 2>&1; then
+    echo "building kubectl and helm failed; see $LOGDIR/tools-build.log"
+  fi
+  grep -E 'built in|cached|FAILED' "$LOGDIR/tools-build.log" || true
   if [ -x scripts/packaging-deps.sh ]; then ./scripts/packaging-deps.sh >"$LOGDIR/packaging-deps.log" 2>&1 || echo "packaging-deps.sh failed; see $LOGDIR/packaging-deps.log"; fi
   bun_suite packaging "$LOGDIR/packaging.log" --timeout 300000 test/packaging
 fi

@@ -55,7 +55,10 @@ export const FlavorListAnswer = v.array(
 );
 
 export const ImageListAnswer = v.array(v.object({ slug: v.string(), zones: v.optional(v.array(slugRef)) }));
-export const CustomImageListAnswer = v.array(v.object({ uuid, slug: v.string(), zones: v.optional(v.array(slugRef)) }));
+// user_data_handling decides what a server of the image receives as user-data (validate checks it).
+export const CustomImageListAnswer = v.array(
+  v.object({ uuid, slug: v.string(), zones: v.optional(v.array(slugRef)), user_data_handling: v.optional(v.string()) }),
+);
 export const RegionListAnswer = v.array(v.object({ slug: v.string(), zones: v.array(slugRef) }));
 export const ServerGroupListAnswer = v.array(
   v.object({ uuid, name: v.string(), zone: slugRef, servers: v.optional(v.array(uuidRef)) }),

@@ -1,9 +1,10 @@
-// Sub-commands: serve, validate, template, sim, demo, version. Every one has
-// --help; unknown flags and missing values are reported plainly. What only one other
-// sub-command uses (check, validate, template, sim, demo) is imported by it, so that serve
-// does not load it at start.
-import { parseArgs, type ParseArgsConfig } from "node:util";
-import { ConfigError, apiSettings, loadConfigFile, parseDuration } from "./config";
+// Sub-commands: serve, status, validate, check, template, convert, cleanup, adopt, sim, demo,
+// version. Every one has --help; unknown flags and missing values are reported plainly. What
+// only one other sub-command uses (check, validate, template, sim, demo, convert, cleanup,
+// adopt) is imported by it, so that serve does not load it at start.
+import { UsageError, help, parse } from "./cli-args";
+import { apiSettings } from "./api-settings";
+import { ConfigError, loadConfigFile, parseDuration } from "./config";
 import { configureLog, log, registerSecret, type LogLevel } from "./log";
 import { CHECK_GROUP, GROUP_TAG } from "./types";
 import { commit, version } from "./version";
@@ -25,6 +26,9 @@ Commands:
   validate   Check a configuration file (and, with an API token, the flavors, images and zones it names)
   check      Before enabling autoscaling: create and delete one small server per zone (--live --yes)
   template   Print the template node CA will simulate for a node group
+  cleanup    Delete this cluster's servers that are in no configured node group (explains first; --yes)
+  convert    Convert a kubeterm-sh/autoscaler-cloudscale configuration into this provider's
+  adopt      Take over the servers of kubeterm-sh/autoscaler-cloudscale by re-tagging them (--yes)
   sim        Run the built-in cloudscale.ch API simulator (for tests and trying things out)
   demo       Simulator + provider + a scripted autoscaler: scale a group from zero for 50 pods, then back
   version    Print the version and commit
@@ -64,9 +68,12 @@ Checks the configuration: every problem is listed with its path. Prints the node
 will see (an entry with flavors/zones lists expands into one group per flavor × zone).
 With an API token (CLOUDSCALE_API_TOKEN or --token-file) it also checks against the API, for
 every node group: the zone exists, the flavor exists and is offered in the zone, the image
-exists and is available in the zone, the server groups exist (by UUID), are in the zone and
-have room for the group's max. --offline skips that.
-Exit code 0 when valid, 1 when not.
+exists and is available in the zone, a Talos machine configuration goes to a custom image with
+user_data_handling pass-through, the server groups exist (by UUID), are in the zone and have
+room for the group's max. It also lists this cluster's servers that are in no node group of the
+file (a group renamed or removed): they are billed and CA does not see them ('cleanup' deletes
+them). --offline skips all of that.
+Exit code 0 when valid, 1 when not (servers in no node group alone do not make it 1).
 `;
 
 const TEMPLATE_USAGE = `Usage: autoscaler-cloudscale template --config FILE [GROUP...] [--output yaml|json] [--token-file FILE]
@@ -126,21 +133,6 @@ server could not be deleted: the last line names it), 130 when interrupted (afte
 
 const VERSION_USAGE = `Usage: autoscaler-cloudscale version\n\nPrints the version and the commit it was built from.\n`;
 
-function parse<T extends NonNullable<ParseArgsConfig["options"]>>(argv: string[], options: T, usage: string, allowPositionals = false) {
-  try {
-    return parseArgs({ args: argv, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals, strict: true });
-  } catch (e) {
-    throw new UsageError(`${(e as Error).message.split("\n")[0]}\n\n${usage}`);
-  }
-}
-
-class UsageError extends Error {}
-
-function help(text: string): number {
-  process.stdout.write(text);
-  return 0;
-}
-
 function splitHostPort(value: string, flag: string): { host: string; port: number } {
   const m = /^(\[[^\]]+\]|[^:]*):(\d{1,5})$/.exec(value);
   if (!m || Number(m[2]) > 65535) throw new UsageError(`${flag} must be HOST:PORT (got "${value}")`);
@@ -199,9 +191,9 @@ async function serve(argv: string[]): Promise<number> {
   const server = await startGrpcServer({ host: listen.host, port: listen.port, tls, routes: routes(provider) });
   const health = values["health-listen"] ? splitHostPort(values["health-listen"], "--health-listen") : undefined;
   // Metrics are read on the health listener only; without it nothing is sampled.
-  if (health) startMetrics(() => viewMetrics(provider.reconciler.snapshot(), config), config.nodeGroups.map((g) => g.name));
+  if (health) startMetrics(() => viewMetrics(provider.reconciler.snapshot(), config, provider.findings()), config.nodeGroups.map((g) => g.name));
   const healthServer = health
-    ? startHealthServer(health.host, health.port, () => provider.readiness(), () => statusReport(provider.reconciler.snapshot(), config, provider.readiness()))
+    ? startHealthServer(health.host, health.port, () => provider.readiness(), () => statusReport(provider.reconciler.snapshot(), config, provider.readiness(), Date.now(), provider.findings()))
     : undefined;
   log.info("serving gRPC", {
     listen: `${listen.host}:${server.port}`,
@@ -250,14 +242,16 @@ async function validate(argv: string[]): Promise<number> {
     return 0;
   }
   registerSecret(api.token);
-  const { validateAgainstApi } = await import("./validate");
-  const problems = await validateAgainstApi(config, createClient({ ...api, attempts: 2 }));
+  const { checkAgainstApi, orphansReport } = await import("./validate");
+  const { problems, orphans } = await checkAgainstApi(config, createClient({ ...api, attempts: 2 }));
   if (problems.length) {
     process.stdout.write(`${values.config}: ${problems.length} problem${problems.length === 1 ? "" : "s"} found against ${api.url}:\n${problems.map((p) => `  - ${p}`).join("\n")}\n`);
-    return 1;
+  } else {
+    process.stdout.write(`${values.config}: flavors, images, zones and server groups exist at ${api.url}; every flavor and image is offered in its groups' zones\n`);
   }
-  process.stdout.write(`${values.config}: flavors, images, zones and server groups exist at ${api.url}; every flavor and image is offered in its groups' zones\n`);
-  return 0;
+  // Not a problem of the file (the exit code stays), but servers that are billed while CA does not see them.
+  if (orphans.length) process.stdout.write(orphansReport(values.config, config.clusterName, orphans));
+  return problems.length ? 1 : 0;
 }
 
 async function status(argv: string[]): Promise<number> {
@@ -402,6 +396,18 @@ export async function main(argv: string[]): Promise<number> {
         return await check(rest);
       case "template":
         return await template(rest);
+      case "convert": {
+        const { runConvert } = await import("./convert");
+        return runConvert(rest);
+      }
+      case "cleanup": {
+        const { runCleanup } = await import("./cleanup");
+        return await runCleanup(rest);
+      }
+      case "adopt": {
+        const { runAdopt } = await import("./adopt");
+        return await runAdopt(rest);
+      }
       case "sim": {
         const { runSimCommand } = await import("./sim/cli");
         await runSimCommand(rest);

@@ -23,7 +23,7 @@ import { readList } from "./list-stream";
 import { redact } from "./log";
 import type { CreateServerRequest, Flavor, Server } from "./types";
 
-export type HttpMethod = "GET" | "POST" | "DELETE";
+export type HttpMethod = "GET" | "POST" | "PATCH" | "DELETE";
 
 /** What the client reports of each attempt (the composition root records it: metrics.ts apiMetrics). */
 export interface ApiRecorder {
@@ -145,6 +145,7 @@ const LIST_SERVERS: Route<Server[]> = { method: "GET", endpoint: "/v1/servers", 
 const CREATE_SERVER: Route<Server> = { method: "POST", endpoint: "/v1/servers", answer: ServerAnswer, expected: "a server" };
 const GET_SERVER: Route<Server> = { method: "GET", endpoint: "/v1/servers/{uuid}", answer: ServerAnswer, expected: "a server" };
 const DELETE_SERVER: Route<unknown> = { method: "DELETE", endpoint: "/v1/servers/{uuid}", answer: EmptyAnswer, expected: "no content" };
+const PATCH_SERVER: Route<unknown> = { method: "PATCH", endpoint: "/v1/servers/{uuid}", answer: EmptyAnswer, expected: "no content" };
 const FLAVORS: Route<Flavor[]> = { method: "GET", endpoint: "/v1/flavors", answer: FlavorListAnswer, expected: "a list of flavors" };
 const IMAGES: Route<ImageRef[]> = { method: "GET", endpoint: "/v1/images", answer: ImageListAnswer, expected: "a list of images" };
 const CUSTOM_IMAGES: Route<CustomImageRef[]> = { method: "GET", endpoint: "/v1/custom-images", answer: CustomImageListAnswer, expected: "a list of custom images" };
@@ -152,13 +153,13 @@ const REGIONS: Route<RegionRef[]> = { method: "GET", endpoint: "/v1/regions", an
 const SERVER_GROUPS: Route<ServerGroupRef[]> = { method: "GET", endpoint: "/v1/server-groups", answer: ServerGroupListAnswer, expected: "a list of server groups" };
 
 type ImageRef = { slug: string; zones?: { slug: string }[] };
-type CustomImageRef = { uuid: string; slug: string; zones?: { slug: string }[] };
+type CustomImageRef = { uuid: string; slug: string; zones?: { slug: string }[]; user_data_handling?: string };
 type RegionRef = { slug: string; zones: { slug: string }[] };
 type ServerGroupRef = { uuid: string; name: string; zone: { slug: string }; servers?: { uuid: string }[] };
 
 interface RequestOptions {
   query?: Record<string, string>;
-  body?: CreateServerRequest;
+  body?: CreateServerRequest | { tags: Record<string, string> };
   signal?: AbortSignal;
 }
 
@@ -255,6 +256,14 @@ export function createClient(opts: ClientOptions) {
     /** One create attempt (retried only on 429, which the API answers before acting). */
     createServer(body: CreateServerRequest, signal?: AbortSignal): Promise<Server> {
       return withRetry(`creating server ${body.name}`, CREATE_SERVER, "/servers", { body, signal }, (e) => e.kind === "rate-limit");
+    },
+
+    /**
+     * Replaces a server's tags (PATCH with the whole map: the API sets exactly the tags it is
+     * given, one attribute per request). Idempotent, so retried like a read.
+     */
+    async updateServerTags(uuid: string, tags: Record<string, string>, signal?: AbortSignal): Promise<void> {
+      await withRetry(`changing the tags of server ${uuid}`, PATCH_SERVER, `/servers/${encodeURIComponent(uuid)}`, { body: { tags }, signal });
     },
 
     /** Deletes a server; "gone" when it was already deleted. A server still `changing` fails as "busy". */

@@ -4,13 +4,17 @@
 import * as v from "valibot";
 import { YAMLParseError } from "yaml";
 import { parseConfigYaml } from "./config-yaml";
+import { parseSettings } from "./config-issues";
 import { dirname, resolve } from "node:path";
 import { readFileSync } from "node:fs";
-import { detectUserDataFormat, forbiddenNodeLabels, talosPatchFailure } from "./talos";
+import { detectUserDataFormat, forbiddenNodeLabels, talosPatchProblem } from "./talos";
+import { duration, parseDuration } from "./duration";
 import { nodeLabels, regionOfZone } from "./template";
 import { isValidQuantity, parseBytes, parseCpuMillis } from "./quantity";
 import { MAX_HOSTNAME, SERVER_NAME_SUFFIX, combinations, longestGroupName, overrideProblems, repeats, serverGroupCapacityProblems, sizeOf, type Combination } from "./expansion";
 import { GPU_LABEL, NODE_GROUP_LABEL, type GroupOptions, type NodeGroupConfig, type ProviderConfig, type Reservations, type UserDataFormat } from "./types";
+
+export { parseDuration };
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -25,35 +29,6 @@ const dnsLabel = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
 // also keeps expanded group names (`<name>-<flavor>-<zone>`) valid DNS labels.
 const flavorSlugPattern = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
 
-/** "90s", "15m", "1h30m", "500ms" -> seconds. Bare numbers are seconds. */
-export function parseDuration(text: string): number | undefined {
-  const s = text.trim();
-  if (/^\d+(\.\d+)?$/.test(s)) return Number(s);
-  const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/g;
-  let total = 0;
-  let consumed = 0;
-  for (const m of s.matchAll(re)) {
-    if (m.index !== consumed) return undefined;
-    consumed += m[0].length;
-    const n = Number(m[1]);
-    total += m[2] === "ms" ? n / 1000 : m[2] === "s" ? n : m[2] === "m" ? n * 60 : n * 3600;
-  }
-  return consumed === s.length && s.length > 0 ? total : undefined;
-}
-
-/** The longest wait a timer can hold (2^31-1 ms, about 24 days); a longer one would fire at once. */
-const MAX_DURATION_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
-
-/** A duration in seconds, at least `min` (with the reason a shorter one breaks things). */
-function duration(min = 0, why = "") {
-  return v.pipe(
-    v.union([v.string(), v.number()], "must be a duration such as 90s, 10m or 1h"),
-    v.transform((x) => (typeof x === "number" ? x : parseDuration(x) ?? Number.NaN)),
-    v.check((n) => Number.isFinite(n) && n >= 0, "must be a duration such as 90s, 10m or 1h"),
-    v.check((n) => n >= min, `must be at least ${min}s${why ? `: ${why}` : ""}`),
-    v.check((n) => n <= MAX_DURATION_SECONDS, `must be at most ${MAX_DURATION_SECONDS}s (about 24 days)`),
-  );
-}
 const durationString = duration();
 
 const fraction = v.pipe(v.number("must be a number"), v.minValue(0, "must be at least 0"), v.maxValue(1, "must be at most 1"));
@@ -170,34 +145,6 @@ const configSchema = v.strictObject({
 type NodeGroupEntry = v.InferOutput<typeof nodeGroupSchema>;
 type TopLevel = v.InferOutput<typeof configSchema>;
 
-/** The first key of an issue's path: the setting that is wrong, or undefined for the value as a whole. */
-function firstKey(issue: v.BaseIssue<unknown>): string | undefined {
-  const key = (issue.path?.[0] as { key: unknown } | undefined)?.key;
-  return typeof key === "string" ? key : undefined;
-}
-
-/**
- * Parses a mapping with a strict object schema. On failure it also returns what the settings
- * that are right say (the wrong ones left out), so the checks that read only those still run:
- * every problem of the file is found in one round, not schema problems first and the rest
- * after they are fixed. `whole` is false when the value is not a mapping at all.
- */
-function parseSettings<T extends v.ObjectEntries>(
-  schema: v.StrictObjectSchema<T, undefined>,
-  input: unknown,
-  prefix: string,
-): { value: Partial<v.InferOutput<v.StrictObjectSchema<T, undefined>>> | undefined; complete: boolean; problems: string[] } {
-  const r = v.safeParse(schema, input, { abortEarly: false });
-  if (r.success) return { value: r.output, complete: true, problems: [] };
-  const problems = r.issues.map((i) => describeIssue(i, prefix));
-  if (input === null || typeof input !== "object" || Array.isArray(input)) return { value: undefined, complete: false, problems };
-  const wrong = new Set(r.issues.map(firstKey));
-  if (wrong.has(undefined)) return { value: undefined, complete: false, problems };
-  const right = Object.fromEntries(Object.entries(input).filter(([k]) => !wrong.has(k)));
-  const partial = v.safeParse(v.partial(schema), right, { abortEarly: false });
-  return { value: partial.success ? (partial.output as Partial<v.InferOutput<v.StrictObjectSchema<T, undefined>>>) : undefined, complete: false, problems };
-}
-
 type RawReservations = v.InferOutput<typeof reservationsSchema>;
 
 /** Overrides of the flavor-derived default reservations; merged in resolved-group.ts. */
@@ -223,30 +170,6 @@ export function reservationOverrides(raw: RawReservations | undefined, path: str
   if (raw.evictionNodefs !== undefined) out.evictionNodefsFraction = Number(raw.evictionNodefs.slice(0, -1)) / 100;
   if (raw.maxPods !== undefined) out.maxPods = raw.maxPods;
   return out;
-}
-
-/** An issue's path in the file; `prefix` is where the parsed value sits (an entry: `nodeGroups[2]`). */
-function issuePath(issue: v.BaseIssue<unknown>, prefix = ""): string {
-  const parts = issue.path ?? [];
-  let out = prefix;
-  for (const item of parts) {
-    const key = (item as { key: unknown }).key;
-    if (typeof key === "number") out += `[${key}]`;
-    else out += out ? `.${String(key)}` : String(key);
-  }
-  return out || "(top level)";
-}
-
-function describeIssue(issue: v.BaseIssue<unknown>, prefix = ""): string {
-  const path = issuePath(issue, prefix);
-  if (issue.kind === "schema" && issue.type === "strict_object" && issue.input !== undefined && issue.expected === "never") {
-    return `${path}: unknown setting (check the spelling)`;
-  }
-  if (issue.received === "undefined") return `${path}: ${issue.message.startsWith("Invalid") ? "is required" : issue.message}`;
-  const msg = issue.message.startsWith("Invalid ")
-    ? `expected ${issue.expected ?? "a different value"}, got ${issue.received}`
-    : issue.message;
-  return `${path}: ${msg}`;
 }
 
 const flavorOf = (c: Combination) => c.flavor;
@@ -458,7 +381,8 @@ export function parseConfig(text: string, opts: LoadOptions = {}): ProviderConfi
     // Every creation patches the Talos user-data for its server: try it now, so that what would fail
     // each one of them fails the configuration instead.
     if (format === "talos" && out.length > 0) {
-      const problem = talosPatchProblem(c.clusterName ?? "c", out[0]!);
+      const g0 = out[0]!;
+      const problem = talosPatchProblem(g0.userData, g0.userDataFormat, { hostname: `${c.clusterName ?? "c"}-${g0.name}-00000000`, labels: nodeLabels(g0, undefined), taints: g0.taints });
       if (problem) problems.push(`${p}.${g.userDataFile !== undefined ? "userDataFile" : "userData"}: ${problem}`);
     }
     return out;
@@ -480,14 +404,6 @@ export function parseConfig(text: string, opts: LoadOptions = {}): ProviderConfi
   };
 }
 
-/** Why the group's Talos user-data cannot be patched for a server (as every creation does), or undefined. */
-function talosPatchProblem(clusterName: string, group: NodeGroupConfig): string | undefined {
-  const failure = talosPatchFailure(group.userData, { hostname: `${clusterName}-${group.name}-00000000`, labels: nodeLabels(group, undefined), taints: group.taints });
-  if (failure === undefined) return undefined;
-  const forced = group.userDataFormat === "talos" && detectUserDataFormat(group.userData) !== "talos" ? " (userDataFormat is talos, but this does not read as a Talos machine configuration)" : "";
-  return `cannot be patched for a server, so every creation would fail${forced}: ${failure}`;
-}
-
 export function loadConfigFile(path: string): ProviderConfig {
   let text: string;
   try {
@@ -496,32 +412,4 @@ export function loadConfigFile(path: string): ProviderConfig {
     throw new ConfigError([`cannot read the configuration file ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`]);
   }
   return parseConfig(text, { baseDir: dirname(resolve(path)) });
-}
-
-export interface ApiSettings {
-  token: string;
-  url: string;
-}
-
-/**
- * The API token and URL. The token comes from, in this order: the file given with
- * --token-file (an explicit flag wins over the environment), CLOUDSCALE_API_TOKEN, the
- * file named by CLOUDSCALE_API_TOKEN_FILE. The URL from CLOUDSCALE_API_URL.
- */
-export function apiSettings(env: Record<string, string | undefined>, tokenFile?: string): ApiSettings {
-  const fromFile = (file: string) => {
-    try {
-      return readFileSync(file, "utf8").trim();
-    } catch (e) {
-      throw new ConfigError([`cannot read the API token file ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`]);
-    }
-  };
-  let token = tokenFile ? fromFile(tokenFile) : (env.CLOUDSCALE_API_TOKEN?.trim() ?? "");
-  if (!tokenFile && !token && env.CLOUDSCALE_API_TOKEN_FILE) token = fromFile(env.CLOUDSCALE_API_TOKEN_FILE);
-  if (!token) {
-    throw new ConfigError(["no API token: set CLOUDSCALE_API_TOKEN, or pass --token-file FILE (or CLOUDSCALE_API_TOKEN_FILE)"]);
-  }
-  const url = (env.CLOUDSCALE_API_URL?.trim() || "https://api.cloudscale.ch/v1").replace(/\/+$/, "");
-  if (!/^https?:\/\//.test(url)) throw new ConfigError([`CLOUDSCALE_API_URL must start with http:// or https:// (got "${url}")`]);
-  return { token, url };
 }

@@ -5,7 +5,8 @@
 // Pure functions; config.ts parses, validate.ts checks against the API.
 import { SERVER_GROUP_CAPACITY, type NodeGroupConfig } from "./types";
 
-/** Host names (and so server names) allow 63 characters (cloudscale-api.md). */
+/** Host names (and so server names) allow 63 characters: the API refuses longer names
+ *  (https://github.com/cloudscale-ch/acceptance-tests, resources.py). */
 export const MAX_HOSTNAME = 63;
 /** A server's name is `<cluster>-<group>` plus "-" and 8 random characters. */
 export const SERVER_NAME_SUFFIX = 9;

@@ -13,6 +13,7 @@ import Gauge from "prom-client/lib/gauge";
 import Histogram from "prom-client/lib/histogram";
 import Registry from "prom-client/lib/registry";
 import type { ApiRecorder } from "./cloudscale";
+import type { FindingsSnapshot } from "./findings";
 import type { GroupSnapshot, ReconcilerSnapshot } from "./snapshot";
 import type { ProviderConfig } from "./types";
 import { commit, version } from "./version";
@@ -136,16 +137,24 @@ export interface ViewMetrics {
   maxViewAgeSeconds: number;
   /** Other provider instances that created servers for this cluster while this one served CA. */
   otherInstances: number;
+  /** This cluster's servers in no configured node group, by the group tag they carry. */
+  orphans: Record<string, number>;
+  /** Nodes CA asked about that have one of our servers' names but no providerID. */
+  nodesWithoutProviderId: number;
   groups: (Omit<GroupSnapshot, "lastError"> & { min: number; max: number })[];
 }
 
-/** The gauges' numbers from the reconciler's snapshot and the configured bounds. */
-export function viewMetrics(snapshot: ReconcilerSnapshot, config: ProviderConfig): ViewMetrics {
+/** The gauges' numbers from the reconciler's snapshot, the findings and the configured bounds. */
+export function viewMetrics(snapshot: ReconcilerSnapshot, config: ProviderConfig, findings?: FindingsSnapshot): ViewMetrics {
   const byName = new Map(config.nodeGroups.map((g) => [g.name, g]));
+  const orphans: Record<string, number> = {};
+  for (const o of findings?.orphans ?? []) orphans[o.group] = (orphans[o.group] ?? 0) + 1;
   return {
     viewAgeSeconds: snapshot.viewAgeSeconds ?? Infinity,
     maxViewAgeSeconds: config.maxViewAgeSeconds,
     otherInstances: snapshot.otherInstances.length,
+    orphans,
+    nodesWithoutProviderId: findings?.nodesWithoutProviderId.length ?? 0,
     groups: snapshot.groups.map(({ lastError: _, ...g }) => ({ ...g, min: byName.get(g.name)?.min ?? 0, max: byName.get(g.name)?.max ?? 0 })),
   };
 }
@@ -191,6 +200,12 @@ viewGauge("view_age_seconds", "Seconds since the start of the last successful li
 });
 viewGauge("view_max_age_seconds", "Configured maxViewAge: past this age Refresh fails and no server is created or deleted. The provider lists by itself when CA is quiet, so the view only gets this old while the API fails.", [], (m, v) => {
   m.set(v.maxViewAgeSeconds);
+});
+viewGauge("orphaned_servers", "Servers tagged for this cluster whose node group is not configured (renamed or removed), by the group tag they carry: they run and are billed, and CA does not see them. Keep the group's name, or delete them with `autoscaler-cloudscale cleanup`.", ["group"], (m, v) => {
+  for (const [group, n] of Object.entries(v.orphans)) m.set({ group }, n);
+});
+viewGauge("nodes_without_provider_id", "Nodes CA asked about that carry one of this cluster's server names but no spec.providerID: the cloud controller manager is missing, and CA deletes such nodes as never registered.", [], (m, v) => {
+  m.set(v.nodesWithoutProviderId);
 });
 viewGauge("other_instances", "Other provider instances that created servers for this cluster (instance tag) while this one served CA, in the last 10 minutes. Anything above 0 means two active providers: run one replica.", [], (m, v) => {
   m.set(v.otherInstances);

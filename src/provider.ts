@@ -6,6 +6,7 @@ import { forCaller } from "./caller";
 import { sleep, type Clock } from "./clock";
 import type { Cloudscale } from "./cloudscale";
 import { ProviderError } from "./errors";
+import { Findings, type FindingsSnapshot } from "./findings";
 import { PodSchema, type Node, type Pod } from "./gen/k8s.io/api/core/v1/generated_pb";
 import { log } from "./log";
 import { newInstanceId } from "./names";
@@ -38,6 +39,8 @@ export type Provider = ProviderApi & {
   /** Ready from the first good list until shutdown: whether CA can be served, not whether it called recently. */
   readiness(): { ok: boolean; detail: string };
   flavor(slug: string): Flavor | undefined;
+  /** Servers in no configured node group, nodes without a providerID: what only the operator can fix. */
+  findings(): FindingsSnapshot;
 };
 
 /**
@@ -77,9 +80,24 @@ export function createProvider(deps: ProviderDeps): Provider {
     return body;
   }
 
+  // Every list of the cluster's servers (Refresh's, the provider's own) also shows the servers
+  // that are in no configured node group; the findings read them from there, at no extra call.
+  const findings = new Findings(config.clusterName, config.nodeGroups.map((g) => g.name));
+  const watchedCloud: ProviderDeps["cloud"] = {
+    async listServers(tags, signal) {
+      const list = await cloud.listServers(tags, signal);
+      if (Object.keys(tags).length === 1 && tags[CLUSTER_TAG] === config.clusterName) findings.observeList(list);
+      return list;
+    },
+    createServer: (body, signal) => cloud.createServer(body, signal),
+    getServer: (uuid, signal) => cloud.getServer(uuid, signal),
+    deleteServer: (uuid, signal) => cloud.deleteServer(uuid, signal),
+    listFlavors: (signal) => cloud.listFlavors(signal),
+  };
+
   const reconciler = new Reconciler({
     config,
-    cloud,
+    cloud: watchedCloud,
     createRequest,
     verifyDelayMs: deps.verifyDelayMs ?? config.createVerifyDelaySeconds * 1000,
     startupGraceMs: config.startupGraceSeconds * 1000,
@@ -166,8 +184,11 @@ export function createProvider(deps: ProviderDeps): Provider {
     groups: () => config.nodeGroups,
     groupForNode(node) {
       const id = reconciler.groupForNode(node.providerID, node.name);
+      if (node.providerID) findings.noteLinked(node.name);
+      else if (id) findings.noteNode(node, id);
       return id ? groupsByName.get(id) : undefined;
     },
+    findings: () => findings.snapshot(),
     async refresh(signal, deadlineMs) {
       // Flavors change rarely; re-read them when the list is older than its bound, never failing Refresh over it.
       if (now() - flavorsLoadedAt > FLAVOR_CATALOG_MAX_AGE_MS) void loadFlavors().catch((e) => log.debug("flavor reload failed", { error: (e as Error).message }));

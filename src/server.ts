@@ -252,7 +252,7 @@ export async function startGrpcServer(opts: ServerOptions): Promise<RunningServe
   };
 }
 
-/** Plain HTTP health endpoints: /healthz (process up), /readyz (view of the cloud fresh), /metrics (Prometheus) and /status (JSON for `status`). */
+/** Plain HTTP health endpoints: /healthz (process up), /readyz (from the first good list until shutdown; docs/operating.md), /metrics (Prometheus) and /status (JSON for `status`). */
 export function startHealthServer(host: string, port: number, ready: () => { ok: boolean; detail: string }, status: () => unknown) {
   return Bun.serve({
     hostname: host,

@@ -2,6 +2,8 @@
 // serves (built from the reconciler's snapshot and the configuration), and the
 // `status` command that fetches it from a running provider and prints it as one
 // table, a line per node group.
+import { CCM_DOCS, ORPHAN_DOCS, type FindingsSnapshot } from "./findings";
+import { orphansByGroup } from "./orphans";
 import type { GroupSnapshot, LastError, ReconcilerSnapshot } from "./snapshot";
 import type { ProviderConfig } from "./types";
 import { commit, version } from "./version";
@@ -31,12 +33,24 @@ export interface StatusReport {
   lastListError: Stamped<LastError> | null;
   /** The reconciler's snapshot of each group (snapshot.ts GroupSnapshot) with its configuration. */
   groups: (Omit<GroupSnapshot, "lastError"> & { flavor: string; zone: string; min: number; max: number; lastError: Stamped<LastError> | null })[];
+  /** This cluster's servers in no configured node group (findings.ts): billed, and CA does not see them. */
+  orphans: FindingsSnapshot["orphans"];
+  /** Nodes CA asked about that have one of our servers' names but no providerID: no cloud controller manager. */
+  nodesWithoutProviderId: FindingsSnapshot["nodesWithoutProviderId"];
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
 const stamped = (e: LastError | null) => (e ? { ...e, at: iso(e.at) } : null);
 
-export function statusReport(snapshot: ReconcilerSnapshot, config: ProviderConfig, readiness: { ok: boolean; detail: string }, now = Date.now()): StatusReport {
+const NO_FINDINGS: FindingsSnapshot = { orphans: [], nodesWithoutProviderId: [] };
+
+export function statusReport(
+  snapshot: ReconcilerSnapshot,
+  config: ProviderConfig,
+  readiness: { ok: boolean; detail: string },
+  now = Date.now(),
+  findings: FindingsSnapshot = NO_FINDINGS,
+): StatusReport {
   const byName = new Map(config.nodeGroups.map((g) => [g.name, g]));
   return {
     version,
@@ -57,6 +71,8 @@ export function statusReport(snapshot: ReconcilerSnapshot, config: ProviderConfi
       const cfg = byName.get(name);
       return { name, flavor: cfg?.flavor ?? "", zone: cfg?.zone ?? "", min: cfg?.min ?? 0, max: cfg?.max ?? 0, ...g, lastError: stamped(lastError) };
     }),
+    orphans: findings.orphans,
+    nodesWithoutProviderId: findings.nodesWithoutProviderId,
   };
 }
 
@@ -146,6 +162,16 @@ export function renderStatus(r: StatusReport, now = Date.parse(r.time)): string 
   else if (!r.settled) out.push(`startup grace: no server is created or deleted before a list that starts after ${r.startupGraceEndsAt}`);
   for (const o of r.otherInstances ?? []) {
     out.push(`another provider instance ${o.id} created ${o.servers} server(s) while this one served CA (last ${since(o.lastCreatedAt, now)}): run one replica`);
+  }
+  // (A provider older than this command sends neither.)
+  const orphans = r.orphans ?? [];
+  if (orphans.length) {
+    out.push(`in no node group: ${orphans.length} server${orphans.length === 1 ? "" : "s"} (${orphansByGroup(orphans)}): billed, and CA does not see them; keep the group's name, or run autoscaler-cloudscale cleanup (${ORPHAN_DOCS})`);
+  }
+  const unlinked = r.nodesWithoutProviderId ?? [];
+  if (unlinked.length) {
+    const names = unlinked.slice(0, 6).map((n) => n.name).join(", ") + (unlinked.length > 6 ? `, … (${unlinked.length} in all)` : "");
+    out.push(`nodes without providerID: ${unlinked.length} (${names}): CA cannot link them to their servers and deletes them after --max-node-provision-time; install the cloudscale cloud controller manager (${CCM_DOCS})`);
   }
   if (r.lastListError) out.push(`last failed list: ${since(r.lastListError.at, now)}: ${oneLine(r.lastListError.message, 200)}`);
   return `${out.join("\n")}\n`;

@@ -4,8 +4,9 @@
 // real node, so a Talos worker config (generated once with `talosctl gen
 // config`) is patched for every server we create: its host name (= the server
 // name, the only link between server and Node until the CCM sets the
-// providerID), the node labels and the registration taints. Rules, from
-// /work/shared/docs/talos.md (checked against siderolabs/talos):
+// providerID), the node labels and the registration taints. Rules, from Talos'
+// configuration reference (https://www.talos.dev/) and its source
+// (https://github.com/siderolabs/talos):
 //
 // - Host name: if a `HostnameConfig` document exists (Talos ≥ 1.12 `gen config`
 //   emits one with `auto: stable`), edit it: remove `auto` and set `hostname`
@@ -389,6 +390,17 @@ export function patchTalosUserData(userData: string, p: UserDataPatch): string {
   return writeDocuments(userData, docs, edited);
 }
 
+/**
+ * Why this Talos user-data cannot be patched for a server (as every creation does), or undefined:
+ * tried once per group at load, so what would fail every creation fails the configuration instead.
+ */
+export function talosPatchProblem(userData: string, format: UserDataFormat, sample: UserDataPatch): string | undefined {
+  const failure = talosPatchFailure(userData, sample);
+  if (failure === undefined) return undefined;
+  const forced = format === "talos" && detectUserDataFormat(userData) !== "talos" ? " (userDataFormat is talos, but this does not read as a Talos machine configuration)" : "";
+  return `cannot be patched for a server, so every creation would fail${forced}: ${failure}`;
+}
+
 /** Patches user-data of the given format: Talos configs are patched, cloud-init and empty user-data pass through unchanged. */
 export function patchUserData(format: UserDataFormat, userData: string, params: UserDataPatch): string {
   if (format === "talos") return patchTalosUserData(userData, params);
@@ -415,7 +427,7 @@ const patchChecks = new Map<string, string | undefined>();
  * the configuration's check, done once per user-data text, taints and label keys. Whether a patch
  * works depends on those, not on the host name or the labels' values (see patchTalosUserData).
  */
-export function talosPatchFailure(userData: string, p: UserDataPatch): string | undefined {
+function talosPatchFailure(userData: string, p: UserDataPatch): string | undefined {
   const key = JSON.stringify([userData, p.taints, Object.keys(p.labels).filter((k) => !isForbiddenNodeLabel(k)).sort()]);
   if (patchChecks.has(key)) return patchChecks.get(key);
   if (patchChecks.size >= 64) patchChecks.clear();

@@ -2,7 +2,8 @@
 // node group's configuration and its cloudscale flavor.
 //
 // CA uses the template only for groups with no ready node to copy from
-// (ca-client-behaviour.md). It deep-copies it, renames it, overwrites
+// (cluster-autoscaler/simulator/node_info_utils.go in
+// https://github.com/kubernetes/autoscaler). It deep-copies it, renames it, overwrites
 // kubernetes.io/hostname, adds DaemonSet pods and then runs the scheduler's
 // predicates against `status.allocatable`, labels and taints. So the numbers
 // below decide whether CA believes a pending pod fits a new node. They are
@@ -29,8 +30,8 @@ import { GiB, MiB, formatBytes, formatCount, formatCpuMillis, isValidQuantity, p
 // ---------------------------------------------------------------------------
 // Sizes
 //
-// cloudscale's `memory_gb` and `volume_size_gb` are GiB (2^30 bytes), verified
-// (cloudscale-api.md, "Units"): cloudscale's acceptance tests find exactly
+// cloudscale's `memory_gb` and `volume_size_gb` are GiB (2^30 bytes), verified by
+// cloudscale's acceptance tests (https://github.com/cloudscale-ch/acceptance-tests), which find exactly
 // 10·1024³ bytes in a 10 "GB" volume and 8 GiB in a flex-8-2. So a flavor's
 // memory_gb × 2^30 is what the guest is given, before the kernel's share below.
 

@@ -195,7 +195,8 @@ export const NODE_GROUP_LABEL = "autoscaler-cloudscale/node-group";
  */
 export const GPU_LABEL = "autoscaler-cloudscale/gpu-type";
 
-/** Servers an anti-affinity server group holds; the API refuses a 5th (cloudscale-api.md). */
+/** Servers an anti-affinity server group holds; the API refuses a 5th (docs/troubleshooting.md of
+ *  https://github.com/cloudscale-ch/cluster-api-provider-cloudscale). */
 export const SERVER_GROUP_CAPACITY = 4;
 
 /** Extended resource name of NVIDIA GPUs (the device plugin's, and CA's default). */

@@ -31,7 +31,7 @@ describe("cli", () => {
   test("--help for the program and every command", () => {
     const top = run(["--help"]);
     expect(top.code).toBe(0);
-    for (const cmd of ["serve", "status", "validate", "check", "template", "sim", "demo", "version"]) {
+    for (const cmd of ["serve", "status", "validate", "check", "template", "convert", "cleanup", "adopt", "sim", "demo", "version"]) {
       expect(top.stdout).toContain(cmd);
       const r = run([cmd, "--help"]);
       expect(r.code).toBe(0);

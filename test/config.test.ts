@@ -2,7 +2,8 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
-import { ConfigError, apiSettings, loadConfigFile, parseConfig, parseDuration } from "../src/config";
+import { apiSettings } from "../src/api-settings";
+import { ConfigError, loadConfigFile, parseConfig, parseDuration } from "../src/config";
 
 function problems(text: string, opts = {}): string[] {
   try {

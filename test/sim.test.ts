@@ -321,6 +321,7 @@ describe("servers", () => {
     expect(r.body).toEqual({ detail: "Insufficient capacity for flavor plus-16-4 in zone lpg1." });
     expect((await call("POST", "/servers", req({ flavor: "plus-16-4", zone: "rma1" }))).status).toBe(201);
     expect((await call("POST", "/servers", req({ flavor: "plus-8-2", zone: "lpg1" }))).status).toBe(201);
+    expect((await ctl("GET", "/faults")).body.capacityRefusals).toBe(1); // what the outage refused
   });
 
   test("404 and 405 shapes; delete twice → 404", async () => {

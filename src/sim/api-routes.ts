@@ -5,6 +5,7 @@
 //   DELETE /v1/servers/<uuid>       204; 400 {"detail": …} while the server is still `changing`, as the real API
 //   POST   /v1/servers/<uuid>/start|stop|reboot    204
 //   GET    /v1/flavors  /v1/images  /v1/custom-images[/<uuid>]  /v1/regions  /v1/networks[/<uuid>]
+//   POST   /v1/custom-images/import (201)   GET /v1/custom-images/import[/<uuid>]   (image-imports.ts)
 //          /v1/subnets[/<uuid>]
 //   GET    /v1/server-groups   POST /v1/server-groups (201)   GET|DELETE /v1/server-groups/<uuid>
 // Errors: 400 {"<field>": "<msg>"} or {"detail": "<msg>"}; 404 {"detail": "Not found."}; 415 for a
@@ -13,6 +14,7 @@
 // Authentication, 405 and injected faults are server.ts's.
 
 import { REGIONS } from "./catalog.ts";
+import { rfc3339Micro } from "./clock.ts";
 import { fromResult, json, noContent, parseTagFilters, rawJson, readJson, tagsMatch } from "./http.ts";
 import { NOT_FOUND } from "./records.ts";
 import { renderCustomImage, renderNetwork, renderServerGroup, renderSubnet } from "./render.ts";
@@ -76,6 +78,21 @@ export function apiRoutes(state: SimState): Route[] {
       GET: ({ url }) => {
         const f = parseTagFilters(url.search) ?? [];
         return list([...state.customImages.values()].filter((c) => tagsMatch(c.tags, f)).map((c) => renderCustomImage(api(), c)));
+      },
+    }),
+    // Before /v1/custom-images/:uuid, which would take "import" for a uuid.
+    route("/v1/custom-images/import", {
+      GET: () => list([...state.imageImports.imports.values()].map((i) => state.imageImports.render(api(), i))),
+      POST: async ({ req }) => {
+        const b = await readJson(req);
+        if (!b.ok) return b.response;
+        return fromResult(state.imageImports.create(b.value, rfc3339Micro(state.now(), 0)), (i) => json(201, state.imageImports.render(api(), i, true)));
+      },
+    }),
+    route("/v1/custom-images/import/:uuid", {
+      GET: ({ params }) => {
+        const i = state.imageImports.get(params[0]!);
+        return i ? json(200, state.imageImports.render(api(), i)) : notFound();
       },
     }),
     route("/v1/custom-images/:uuid", {

@@ -8,7 +8,8 @@
 //  2. Cloud-side knobs read by the state when a server is created or deleted: flavors out of capacity in a
 //     zone, the outcome of booting new servers (running / stuck in changing / error), and whether DELETE of a
 //     server that is still `changing` is refused with 400. The real API refuses it (cloudscale's acceptance
-//     tests, docs/cloudscale-api.md), so the simulator does too unless this is turned off.
+//     tests retry such a DELETE: https://github.com/cloudscale-ch/acceptance-tests, api.py), so the
+//     simulator does too unless this is turned off.
 //
 // All randomness comes from one seedable PRNG so runs are reproducible.
 
@@ -106,6 +107,8 @@ export interface FaultsSnapshot {
   seed: number;
   rules: (FaultRule & { id: string; fired: number })[];
   outOfCapacity: CapacityOutage[];
+  /** Creates refused for capacity since the last reset. */
+  capacityRefusals: number;
   bootOutcome: BootOutcome;
   rejectDeleteWhileChanging: boolean;
 }
@@ -140,9 +143,11 @@ export class Faults {
   private rng: () => number;
   /** Flavor+zone pairs that answer "Insufficient capacity" on create. */
   outOfCapacity: CapacityOutage[] = [];
+  /** Creates refused for capacity since the last reset. */
+  capacityRefusals = 0;
   /** What newly created servers turn into after the boot delay. "changing" = stuck forever. */
   bootOutcome: BootOutcome = "running";
-  /** Refuse DELETE of a server still `changing` with 400, as the real API does (see cloudscale-api.md). */
+  /** Refuse DELETE of a server still `changing` with 400, as the real API does (see the module comment). */
   rejectDeleteWhileChanging = true;
 
   constructor(seed = 1) {
@@ -200,14 +205,18 @@ export class Faults {
     if (out) this.outOfCapacity.push({ flavor, zone });
   }
 
+  /** Whether a create of this flavor in this zone is refused for capacity (counted when it is). */
   isOutOfCapacity(flavor: string, zone: string): boolean {
-    return this.outOfCapacity.some((o) => o.flavor === flavor && o.zone === zone);
+    const out = this.outOfCapacity.some((o) => o.flavor === flavor && o.zone === zone);
+    if (out) this.capacityRefusals++;
+    return out;
   }
 
   /** Clear every knob (the seed is kept, the PRNG restarts from it). */
   reset(): void {
     this.rules = [];
     this.outOfCapacity = [];
+    this.capacityRefusals = 0;
     this.bootOutcome = "running";
     this.rejectDeleteWhileChanging = true;
     this.rng = makeRng(this.seedValue);
@@ -252,6 +261,7 @@ export class Faults {
       seed: this.seedValue,
       rules: this.rules.map((r) => ({ ...r })),
       outOfCapacity: this.outOfCapacity.map((o) => ({ ...o })),
+      capacityRefusals: this.capacityRefusals,
       bootOutcome: this.bootOutcome,
       rejectDeleteWhileChanging: this.rejectDeleteWhileChanging,
     };

@@ -47,6 +47,17 @@ export function tagsError(v: unknown): string | null {
   return null;
 }
 
+/** A body's optional `tags` (null or missing: none); a wrong value is recorded in errs.tags. */
+function optionalTags(b: Record<string, unknown>, errs: Record<string, string>): Record<string, string> {
+  if (b.tags === undefined || b.tags === null) return {};
+  const e = tagsError(b.tags);
+  if (e) {
+    errs.tags = e;
+    return {};
+  }
+  return { ...(b.tags as Record<string, string>) };
+}
+
 function notADict(body: unknown): Result<never> | null {
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
     return fail(400, { detail: `Invalid data. Expected a dictionary, but got ${typeName(body)}.` });
@@ -274,13 +285,7 @@ export function parseCreateServer(
     else userData = b.user_data;
   }
 
-  // tags
-  let tags: Record<string, string> = {};
-  if (b.tags !== undefined && b.tags !== null) {
-    const e = tagsError(b.tags);
-    if (e) errs.tags = e;
-    else tags = { ...(b.tags as Record<string, string>) };
-  }
+  const tags = optionalTags(b, errs);
 
   if (Object.keys(errs).length > 0) return fail(400, errs);
   return ok({
@@ -358,12 +363,7 @@ export function parseCreateServerGroup(body: unknown, catalog: Catalog, defaultZ
     if (typeof b.zone !== "string" || !catalog.isZone(b.zone)) errs.zone = `Object with slug=${String(b.zone)} does not exist.`;
     else zone = b.zone;
   }
-  let tags: Record<string, string> = {};
-  if (b.tags !== undefined && b.tags !== null) {
-    const e = tagsError(b.tags);
-    if (e) errs.tags = e;
-    else tags = { ...(b.tags as Record<string, string>) };
-  }
+  const tags = optionalTags(b, errs);
   if (Object.keys(errs).length > 0) return fail(400, errs);
   return ok({ name: b.name as string, zone, tags });
 }

@@ -10,6 +10,7 @@ import { AddressPool } from "./addresses.ts";
 import { Catalog, isUuid, type CustomImage, type Network, type PublicImage } from "./catalog.ts";
 import { SimClock, rfc3339Micro, type Clock } from "./clock.ts";
 import { Faults } from "./faults.ts";
+import { ImageImports } from "./image-imports.ts";
 import { QuotaLedger, type Usage } from "./quota.ts";
 import {
   fail,
@@ -51,6 +52,7 @@ export class SimState {
   readonly clock: SimClock;
   readonly faults: Faults;
   readonly catalog = new Catalog();
+  readonly imageImports = new ImageImports(this.catalog);
   bootSeconds: number;
   actionSeconds: number;
   defaultZone: string;
@@ -97,6 +99,7 @@ export class SimState {
     this.servers.clear();
     this.serverGroups.clear();
     this.catalog.reset();
+    this.imageImports.reset();
     this.ledger.clearUsage();
     this.addresses.reset();
   }

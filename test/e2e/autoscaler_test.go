@@ -66,12 +66,15 @@ kind: HostnameConfig
 auto: stable
 `
 
-// providerConfig renders the provider's config.yaml.
-func providerConfig(cluster string, groups []groupSpec, startupGrace string) string {
+// providerConfig renders the provider's config.yaml; settings are more top-level lines.
+func providerConfig(cluster string, groups []groupSpec, startupGrace string, settings ...string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "clusterName: %s\nzone: lpg1\ncreateVerifyDelay: 1s\n", cluster)
 	if startupGrace != "" {
 		fmt.Fprintf(&b, "startupGrace: %s\n", startupGrace)
+	}
+	for _, line := range settings {
+		b.WriteString(line)
 	}
 	b.WriteString("nodeGroups:\n")
 	for _, g := range groups {
@@ -107,8 +110,9 @@ type provider struct {
 	certs            *harness.Certs
 	addr             string // 127.0.0.1:PORT, kept across restarts (CA's cloud-config names it)
 	healthPort       int
-	logLevel         string  // "" = debug: every call logged, which calls() counts
-	procs            []*proc // every start, in order
+	logLevel         string   // "" = debug: every call logged, which calls() counts
+	procs            []*proc  // every start, in order
+	pod              *podPlay // set: the provider runs as its Deployment's container (podplay_test.go)
 }
 
 func (p *provider) current() *proc {
@@ -121,6 +125,9 @@ func (p *provider) current() *proc {
 // start starts (or restarts) the provider and waits until /healthz answers and it logged "serving gRPC".
 func (p *provider) start() error {
 	name := fmt.Sprintf("provider-%d", len(p.procs)+1)
+	if p.pod != nil {
+		return p.startPod(name)
+	}
 	level := p.logLevel
 	if level == "" {
 		level = "debug"
@@ -143,7 +150,28 @@ func (p *provider) start() error {
 	})
 }
 
+// startPod plays the Deployment and follows the container's log as the provider's process.
+func (p *provider) startPod(name string) error {
+	if err := p.pod.play(); err != nil {
+		return err
+	}
+	pr, err := startProc(p.dir, name, "podman", []string{"logs", "-f", p.pod.container}, p.pod.env)
+	if err != nil {
+		return err
+	}
+	p.procs = append(p.procs, pr)
+	return waitFor("provider serving in its container", pr, 90*time.Second, 200*time.Millisecond, func() (bool, error) {
+		if !strings.Contains(pr.Tail(tailLines), "serving gRPC") {
+			return false, fmt.Errorf("no \"serving gRPC\" line yet")
+		}
+		return httpOK(fmt.Sprintf("http://127.0.0.1:%d/healthz", p.healthPort))
+	})
+}
+
 func (p *provider) stop() {
+	if p.pod != nil {
+		p.pod.down()
+	}
 	for _, pr := range p.procs {
 		pr.Stop(10 * time.Second)
 	}
@@ -216,12 +244,16 @@ type autoscaler struct {
 	metricsPort int
 }
 
-// caFlags are the loop settings of ../shared/docs/real-loop.md: short intervals, status ConfigMap on.
+// caFlags: CA's loop with short intervals (a scan every 5 s, a node unneeded for 15 s is removed) and
+// its status ConfigMap on.
+// Leader election is on, as in a cluster, with a long lease so that a busy machine never makes CA
+// lose it (the suite deletes the Lease before each start; rbac_test.go).
 func caFlags(kubeconfig, cloudConfig string, metricsPort int, expander string) []string {
 	return []string{
 		"--kubeconfig=" + kubeconfig,
 		"--cloud-provider=externalgrpc", "--cloud-config=" + cloudConfig,
-		"--namespace=kube-system", "--leader-elect=false",
+		"--namespace=" + caNamespace,
+		"--leader-elect=true", "--leader-elect-lease-duration=60s", "--leader-elect-renew-deadline=45s", "--leader-elect-retry-period=5s",
 		fmt.Sprintf("--address=127.0.0.1:%d", metricsPort),
 		"--expander=" + expander,
 		"--scan-interval=5s",

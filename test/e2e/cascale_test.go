@@ -383,11 +383,21 @@ func (s *scenario) caBlock(side *scaleSide, want int) scaleBlock {
 	s.t.Helper()
 	cc := harness.CloudConfig(s.t, s.dir, "cloud-config-"+side.name+".yaml", side.addr, s.cp.certs, "10s")
 	port := harness.FreePort(s.t)
-	ca, err := startAutoscaler(s.dir, suite.bins["cluster-autoscaler-1.36.1"], "1.36.1", caFlagsAtScale(s.cp.kubeconfig, cc, port), port)
+	// As every CA of the suite: a token of deploy/'s ServiceAccount for CA (rbac_test.go).
+	kubeconfig, err := s.cp.caKubeconfig(s.dir)
 	if err != nil {
 		s.fatalf("cluster-autoscaler against %s: %v", side.name, err)
 	}
-	defer ca.Stop(15 * time.Second)
+	ca, err := startAutoscaler(s.dir, suite.bins["cluster-autoscaler-1.36.1"], "1.36.1", caFlagsAtScale(kubeconfig, cc, port), port)
+	if err != nil {
+		s.fatalf("cluster-autoscaler against %s: %v", side.name, err)
+	}
+	defer func() {
+		ca.Stop(15 * time.Second)
+		if lines := forbidden(ca.logPath); len(lines) > 0 {
+			s.errorf("the apiserver refused CA (RBAC from deploy/):\n%s", strings.Join(lines, "\n"))
+		}
+	}()
 	blk := scaleBlock{Side: side.name, LoadAvg: loadavg()}
 	var h0 histogram
 	var cpu0, caCPU0 float64

@@ -69,7 +69,7 @@ const adminToken = "e2e-admin-token-0c1d2e3f"
 
 func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
 
-// serviceAccountKeys writes an ECDSA key pair for the apiserver's token signing (unused, but required).
+// serviceAccountKeys writes an ECDSA key pair for the apiserver's token signing (CA's ServiceAccount tokens).
 func serviceAccountKeys(dir string) (pub, priv string, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -183,7 +183,9 @@ func startControlPlane(t testing.TB, b bins, dir string) (cp *controlPlane, err 
 		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", apiPort),
 		"--tls-cert-file=" + cp.certs.ServerCert, "--tls-private-key-file=" + cp.certs.ServerKey,
 		"--cert-dir=" + filepath.Join(dir, "apiserver-certs"),
-		"--token-auth-file=" + tokens, "--authorization-mode=AlwaysAllow",
+		// RBAC, so that CA runs with only what deploy/ grants it (rbac_test.go); the
+		// other components and the suite itself use the system:masters token.
+		"--token-auth-file=" + tokens, "--authorization-mode=RBAC",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file=" + pub, "--service-account-signing-key-file=" + priv,
 		"--service-cluster-ip-range=10.96.0.0/16",
@@ -206,6 +208,10 @@ func startControlPlane(t testing.TB, b bins, dir string) (cp *controlPlane, err 
 	cp.kubeconfig = filepath.Join(dir, "kubeconfig")
 	if err := writeFile(cp.kubeconfig, kubeconfigYAML(cp.apiURL, cp.certs.CA, adminToken)); err != nil {
 		return cp, err
+	}
+	// CA's ServiceAccount and RBAC from deploy/, before any CA starts.
+	if err := cp.applyCARBAC(); err != nil {
+		return cp, fmt.Errorf("CA's RBAC from deploy/: %v", err)
 	}
 	kc := "--kubeconfig=" + cp.kubeconfig
 	delegated := []string{kc, "--authentication-kubeconfig=" + cp.kubeconfig, "--authorization-kubeconfig=" + cp.kubeconfig, "--leader-elect=false", "--bind-address=127.0.0.1"}

@@ -78,7 +78,7 @@ func vmEphemeralBytes(volumeGB int) int64 {
 	return int64(total-1.2*gib-total*0.015) / kib * kib
 }
 
-// Talos worker kubelet defaults (siderolabs/talos constants, see ../shared/docs/talos.md):
+// Talos worker kubelet defaults (pkg/machinery/constants of https://github.com/siderolabs/talos):
 // systemReserved cpu 50m, memory 384Mi, ephemeral-storage 256Mi; no kubeReserved.
 // Kubelet defaults: evictionHard memory.available<100Mi, nodefs.available<10%; maxPods 110.
 var talosSystemReserved = map[string]string{"cpu": "50m", "memory": "384Mi", "ephemeral-storage": "256Mi"}

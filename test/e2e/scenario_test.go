@@ -24,9 +24,12 @@ import (
 
 type scenarioOpts struct {
 	groups       []groupSpec
-	caVersion    string // "1.36.1" (default) or "1.34.1"
-	expander     string // default least-waste
-	startupGrace string // provider startupGrace ("" = its default)
+	caVersion    string   // "1.36.1" (default) or "1.34.1"
+	expander     string   // default least-waste
+	startupGrace string   // provider startupGrace ("" = its default)
+	settings     string   // more top-level lines of the provider's config.yaml
+	inContainer  bool     // the provider runs as deploy/'s Deployment in its image (podplay_test.go)
+	caExtra      []string // more cluster-autoscaler flags
 }
 
 type scenario struct {
@@ -89,11 +92,19 @@ func newScenario(t *testing.T, name string, opts scenarioOpts) *scenario {
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(s.dir, "config.yaml")
-	if err := writeFile(cfg, providerConfig(s.cluster, opts.groups, opts.startupGrace)); err != nil {
+	if err := writeFile(cfg, providerConfig(s.cluster, opts.groups, opts.startupGrace, opts.settings)); err != nil {
 		t.Fatal(err)
 	}
 	s.provider = &provider{bin: s.bin, dir: s.dir, config: cfg, sim: s.sim, certs: cp.certs,
 		addr: fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)), healthPort: harness.FreePort(t)}
+	if opts.inContainer {
+		pp := newPodPlay(s)
+		if err := pp.prepare(s, providerConfig(s.cluster, opts.groups, opts.startupGrace, opts.settings), talosWorker); err != nil {
+			s.fatalf("the provider's Deployment for podman kube play: %v", err)
+		}
+		s.provider.pod, s.provider.addr, s.provider.healthPort = pp, pp.addr, pp.health
+		s.logf("provider as deploy/'s Deployment (kubectl kustomize deploy/, podman kube play): %s", strings.Join(pp.log, "; "))
+	}
 	s.joiner = startJoiner(s.kube, s.sim, s.cluster)
 	return s
 }
@@ -115,7 +126,11 @@ func (s *scenario) startCA() {
 	if _, err := os.Stat(bin); err != nil {
 		s.fatalf("cluster-autoscaler %s is not built (run scripts/e2e-build.sh): %v", s.opts.caVersion, err)
 	}
-	ca, err := startAutoscaler(s.dir, bin, s.opts.caVersion, caFlags(s.cp.kubeconfig, cc, port, s.opts.expander), port)
+	kubeconfig, err := s.cp.caKubeconfig(s.dir)
+	if err != nil {
+		s.fatalf("cluster-autoscaler %s: %v", s.opts.caVersion, err)
+	}
+	ca, err := startAutoscaler(s.dir, bin, s.opts.caVersion, append(caFlags(kubeconfig, cc, port, s.opts.expander), s.opts.caExtra...), port)
 	s.ca = ca
 	if err != nil {
 		s.fatalf("cluster-autoscaler %s: %v", s.opts.caVersion, err)
@@ -158,6 +173,10 @@ func (s *scenario) cleanup() {
 	s.measure()
 	if s.ca != nil {
 		s.ca.Stop(10 * time.Second)
+		// CA carries on after a refused request; the refusal still means deploy/'s RBAC is short.
+		if lines := forbidden(s.ca.logPath); len(lines) > 0 {
+			s.t.Errorf("the apiserver refused CA (ServiceAccount %s/%s, RBAC from deploy/) %d kinds of request:\n%s", caNamespace, caServiceAccount, len(lines), strings.Join(lines, "\n"))
+		}
 	}
 	if s.provider != nil {
 		s.provider.stop()

@@ -3,14 +3,17 @@
 // certificate SANs agree between the provider, its Service, cert-manager and
 // Cluster Autoscaler's cloud-config and Deployment. The scrape configuration
 // (pod annotations, monitoring/) must reach the metrics port, and the values
-// for CA's Helm chart (helm/) must mount what the manifests provide.
+// for CA's Helm chart (helm/) must mount what the manifests provide. Both pods
+// run on control-plane nodes, CA's ServiceAccount and RBAC are here, and the
+// API token's Secret is not (the operator creates it; nothing here replaces it).
+// Rendering uses the real kustomize inside kubectl (built by scripts/e2e-build.sh);
+// test/e2e applies the renderings to the real kube-apiserver.
 import { describe, expect, test } from "bun:test";
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, posix } from "node:path";
-import { parseYamlDocs, REPO_ROOT, readYamlTree, WORK } from "./lib";
+import { parseYamlDocs, parseYamlStream, REPO_ROOT, readYamlTree, upstreamTool, WORK } from "./lib";
 
-// The real kustomize, from the Go module proxy (cached by Go after the first run).
-const KUSTOMIZE = "sigs.k8s.io/kustomize/kustomize/v5@v5.7.1";
+const KUBECTL = upstreamTool("kubectl");
 
 const DEPLOY = join(REPO_ROOT, "deploy");
 const all = readYamlTree(DEPLOY);
@@ -24,6 +27,7 @@ const find = (kind: string, name: string) => k8s.find((d) => d.doc.kind === kind
 const generatedSecrets = new Map<string, string[]>(
   (kustomization.secretGenerator ?? []).map((g: any) => [g.name, (g.files ?? []).map((f: string) => f.split("=")[0])]),
 );
+const OPERATOR_TOKEN_SECRET = "autoscaler-cloudscale-token";
 const certificates = k8s.filter((d) => d.doc.kind === "Certificate").map((d) => d.doc);
 const CERT_KEYS = ["tls.crt", "tls.key", "ca.crt"];
 
@@ -47,16 +51,12 @@ function fileAt(pod: any, container: any, path: string): { kind: "Secret" | "Con
   return undefined;
 }
 
-/** `kustomize build DIR` with the real kustomize; the rendered objects. */
+/** `kubectl kustomize DIR` (the real kustomize); the rendered objects. */
 function kustomizeBuild(dir: string): any[] {
-  const go = Bun.spawnSync(["sh", "-c", "command -v go || test -x /usr/local/go/bin/go && echo /usr/local/go/bin/go"], { stdout: "pipe" });
-  const goBin = go.stdout.toString().trim().split("\n").pop();
-  if (!goBin) throw new Error("this test runs kustomize with Go (go run " + KUSTOMIZE + "); Go is not installed");
   mkdirSync(WORK, { recursive: true });
-  const r = Bun.spawnSync([goBin, "run", KUSTOMIZE, "build", dir], { cwd: WORK, stdout: "pipe", stderr: "pipe", env: { ...process.env, GOFLAGS: "-mod=mod" } });
-  if (r.exitCode !== 0) throw new Error(`kustomize build ${dir} failed (${r.exitCode}):\n${r.stderr.toString()}`);
-  const out = Bun.YAML.parse(r.stdout.toString());
-  return (Array.isArray(out) ? out : [out]).filter(Boolean);
+  const r = Bun.spawnSync([KUBECTL, "kustomize", dir], { cwd: WORK, stdout: "pipe", stderr: "pipe" });
+  if (r.exitCode !== 0) throw new Error(`kubectl kustomize ${dir} failed (${r.exitCode}):\n${r.stderr.toString()}`);
+  return parseYamlStream(r.stdout.toString());
 }
 
 /**
@@ -144,7 +144,8 @@ describe("deploy/ manifests", () => {
       }
       for (const e of ctr.env ?? []) {
         const ref = e.valueFrom?.secretKeyRef ?? e.valueFrom?.configMapKeyRef;
-        if (ref) expect(keysOf(e.valueFrom.secretKeyRef ? "Secret" : "ConfigMap", ref.name)).toContain(ref.key);
+        // The token's Secret is the operator's own, made by hand (see the test about it below).
+        if (ref && ref.name !== OPERATOR_TOKEN_SECRET) expect(keysOf(e.valueFrom.secretKeyRef ? "Secret" : "ConfigMap", ref.name)).toContain(ref.key);
       }
     }
   });
@@ -239,10 +240,54 @@ describe("deploy/ manifests", () => {
     }
   });
 
+  test("both pods run on a control-plane node, before ordinary pods", () => {
+    for (const pod of [providerPod, caPod]) {
+      expect(pod.priorityClassName).toBe("system-cluster-critical");
+      expect(pod.nodeSelector).toEqual({ "node-role.kubernetes.io/control-plane": "" });
+      expect(pod.tolerations).toEqual([{ key: "node-role.kubernetes.io/control-plane", operator: "Exists", effect: "NoSchedule" }]);
+    }
+  });
+
+  test("CA's ServiceAccount is here, bound to a ClusterRole and a Role in CA's namespace", () => {
+    const sa = find("ServiceAccount", caPod.serviceAccountName);
+    expect(sa).toBeDefined();
+    for (const [binding, role] of [
+      ["ClusterRoleBinding", "ClusterRole"],
+      ["RoleBinding", "Role"],
+    ] as const) {
+      const b = k8s.find((d) => d.doc.kind === binding && d.doc.subjects?.some((x: any) => x.kind === "ServiceAccount" && x.name === sa.metadata.name))?.doc;
+      expect({ binding, found: b !== undefined }).toEqual({ binding, found: true });
+      expect(b.roleRef.kind).toBe(role);
+      expect(find(role, b.roleRef.name)).toBeDefined();
+      expect(b.subjects.find((x: any) => x.name === sa.metadata.name).namespace).toBe(ns);
+    }
+    // The status ConfigMap and the leader-election Lease CA writes are in its namespace only.
+    const role = find("Role", "cluster-autoscaler");
+    const named = (res: string) => role.rules.find((r: any) => r.resources.includes(res) && r.resourceNames)?.resourceNames;
+    expect(named("configmaps")).toEqual(["cluster-autoscaler-status"]);
+    expect(named("leases")).toEqual(["cluster-autoscaler"]);
+  });
+
+  test("the API token's Secret is not among the objects (applying deploy/ never replaces the operator's)", () => {
+    const env = providerCtr.env.find((e: any) => e.name === "CLOUDSCALE_API_TOKEN").valueFrom.secretKeyRef;
+    expect(env).toEqual({ name: OPERATOR_TOKEN_SECRET, key: "token" });
+    // The walk-through tells the operator to create it under that name and key.
+    expect(readFileSync(join(DEPLOY, "kustomization.yaml"), "utf8")).toContain(`create secret generic ${OPERATOR_TOKEN_SECRET} --from-literal=token=`);
+    expect(find("Secret", env.name)).toBeUndefined();
+    expect(generatedSecrets.has(env.name)).toBe(false);
+    expect(kustomizeBuild(DEPLOY).filter((o) => o.kind === "Secret").map((o) => o.metadata.name)).not.toContain(env.name);
+  });
+
   test("kustomize build renders it: namespace, generated Secret name and image rewritten where they are used", () => {
     const rendered = kustomizeBuild(DEPLOY);
     expect(rendered.length).toBe(k8s.length + generatedSecrets.size);
-    for (const o of rendered) expect({ kind: o.kind, name: o.metadata.name, ns: o.metadata.namespace }).toEqual({ kind: o.kind, name: o.metadata.name, ns });
+    const clusterScoped = new Set(["ClusterRole", "ClusterRoleBinding"]);
+    for (const o of rendered) {
+      const want = clusterScoped.has(o.kind) ? undefined : ns;
+      expect({ kind: o.kind, name: o.metadata.name, ns: o.metadata.namespace }).toEqual({ kind: o.kind, name: o.metadata.name, ns: want });
+    }
+    // The bindings name CA's ServiceAccount in that namespace.
+    for (const b of rendered.filter((o) => o.kind.endsWith("Binding"))) expect(b.subjects).toEqual([{ kind: "ServiceAccount", name: "cluster-autoscaler", namespace: ns }]);
     const dep = rendered.find((o) => o.kind === "Deployment" && o.metadata.name === "autoscaler-cloudscale");
     const secrets = new Set(rendered.filter((o) => o.kind === "Secret").map((o) => o.metadata.name));
     const certSecrets = new Set(certificates.map((c) => c.spec.secretName));
@@ -322,7 +367,7 @@ describe("deploy/helm: values for Cluster Autoscaler's official Helm chart", () 
   const values = parseYamlDocs(join(HELM, "cluster-autoscaler-values.yaml"))[0]!.doc;
   const component = parseYamlDocs(join(HELM, "kustomization.yaml"))[0]!.doc;
 
-  // The chart's value keys, from values.yaml of chart 9.59.0 (appVersion 1.35.0) in the
+  // The chart's value keys, from values.yaml of chart 9.58.0 (appVersion 1.35.0; the chart of the CA 1.36.1 release) in the
   // kubernetes/autoscaler repository (cluster-autoscaler/charts/cluster-autoscaler). Only the
   // keys this file may use are listed with their sub-keys; maps below extraArgs, extraVolumeSecrets,
   // securityContext, containerSecurityContext and resources are free-form in the chart.
@@ -338,10 +383,13 @@ describe("deploy/helm: values for Cluster Autoscaler's official Helm chart", () 
     securityContext: "any",
     containerSecurityContext: "any",
     resources: "any",
+    priorityClassName: [],
+    nodeSelector: "any",
+    tolerations: "any",
   };
 
   /**
-   * The parts of the chart's Deployment that matter here, as chart 9.59.0's templates/deployment.yaml
+   * The parts of the chart's Deployment that matter here, as chart 9.58.0's templates/deployment.yaml
    * renders them: the Deployment only when autoDiscovery (clusterName, namespace or labels) or
    * autoscalingGroups is set; --cloud-provider; no --cloud-config for externalgrpc (only aws, magnum,
    * clusterapi, rancher and vultr get one), so it must come from extraArgs ("--KEY=VALUE", the chart's
@@ -404,13 +452,20 @@ describe("deploy/helm: values for Cluster Autoscaler's official Helm chart", () 
     expect(chart.container.securityContext).toEqual(caCtr.securityContext);
   });
 
-  test("the helm component leaves out CA's Deployment and keeps what the values mount, in the namespace", () => {
+  test("it runs on a control-plane node, as deploy/'s CA does", () => {
+    expect(values.priorityClassName).toBe(caPod.priorityClassName);
+    expect(values.nodeSelector).toEqual(caPod.nodeSelector);
+    expect(values.tolerations).toEqual(caPod.tolerations);
+  });
+
+  test("the helm component leaves out CA's Deployment and RBAC and keeps what the values mount, in the namespace", () => {
     expect(component.kind).toBe("Component");
     const rendered = buildWithComponents(["helm"]);
     const names = rendered.map((o) => `${o.kind}/${o.metadata.name}`);
-    expect(names).not.toContain(`Deployment/${ca.metadata.name}`);
+    const caOwn = ["Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"].map((k) => `${k}/${ca.metadata.name}`);
+    for (const n of caOwn) expect(names).not.toContain(n);
     expect(names).toContain(`Deployment/${provider.metadata.name}`);
-    expect(rendered.length).toBe(k8s.length + generatedSecrets.size - 1);
+    expect(rendered.length).toBe(k8s.length + generatedSecrets.size - caOwn.length);
     expect(names).toContain(`ConfigMap/${cloudConfigRef.name}`);
     const clientSecret = values.extraVolumeSecrets["client-tls"].name;
     expect(rendered.some((o) => o.kind === "Certificate" && o.spec.secretName === clientSecret && o.metadata.namespace === ns)).toBe(true);

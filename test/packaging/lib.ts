@@ -339,3 +339,24 @@ export async function httpGet(port: number, path: string): Promise<{ status: num
   const r = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(5000) });
   return { status: r.status, body: await r.text() };
 }
+
+/**
+ * The path of an upstream tool that scripts/e2e-build.sh builds and caches (helm, kubectl): built
+ * first when it is missing (minutes on a cold machine, instant afterwards).
+ */
+export function upstreamTool(name: "helm" | "kubectl"): string {
+  const build = sh(["bash", "scripts/e2e-build.sh", name]);
+  if (build.code !== 0) fail(`scripts/e2e-build.sh ${name} failed (${build.code}):\n${build.out}\n${build.err}`);
+  const list = sh(["bash", "scripts/e2e-build.sh", "--list"]);
+  const path = list.out.split("\n").find((l) => l.startsWith(`${name}=`))?.slice(name.length + 1);
+  if (!path || !existsSync(path)) fail(`scripts/e2e-build.sh --list names no built ${name}:\n${list.out}`);
+  return path;
+}
+
+/** Parses a multi-document YAML stream (rendered manifests) into its objects. */
+export function parseYamlStream(text: string): any[] {
+  return text
+    .split(/^---[ \t]*$/m)
+    .map((chunk) => Bun.YAML.parse(chunk))
+    .filter((d) => d !== null && d !== undefined);
+}

@@ -1,5 +1,5 @@
 // podman for the packaging proofs, set up as scripts/image-build.sh sets it up
-// (runc, cgroupfs, no default ulimits: ../shared/docs/containers.md), and the
+// (runc, cgroupfs, no default ulimits: crun fails in cgroup hybrid mode here), and the
 // bookkeeping that removes every container and image a test made.
 import { join } from "node:path";
 import { REPO_ROOT } from "./lib";
