@@ -68,11 +68,13 @@ EOF
 export CONTAINERS_CONF="$CONF_DIR/containers.conf"
 if [ "$MODE" = env ]; then echo "export CONTAINERS_CONF=$CONTAINERS_CONF"; exit 0; fi
 
-# podman and runc for the image; systemd for the proof of the unit (test/packaging/systemd.test.ts
+# podman and runc for the image (catatonit for kube play); systemd for the proof of the unit (test/packaging/systemd.test.ts
 # boots it in a container), when this machine lacks it.
 pkgs=()
 command -v podman >/dev/null 2>&1 || pkgs+=(podman)
 command -v runc >/dev/null 2>&1 || pkgs+=(runc)
+# The pods of `podman kube play` start with an infra container that runs catatonit.
+command -v catatonit >/dev/null 2>&1 || pkgs+=(catatonit)
 [ -x /lib/systemd/systemd ] && command -v systemd-analyze >/dev/null 2>&1 || pkgs+=(systemd)
 if [ ${#pkgs[@]} -gt 0 ]; then
   [ "$(id -u)" = 0 ] || { log "${pkgs[*]} missing and this is not root: apt-get install ${pkgs[*]}"; exit 1; }

@@ -110,8 +110,9 @@ type provider struct {
 	certs            *harness.Certs
 	addr             string // 127.0.0.1:PORT, kept across restarts (CA's cloud-config names it)
 	healthPort       int
-	logLevel         string  // "" = debug: every call logged, which calls() counts
-	procs            []*proc // every start, in order
+	logLevel         string   // "" = debug: every call logged, which calls() counts
+	procs            []*proc  // every start, in order
+	pod              *podPlay // set: the provider runs as its Deployment's container (podplay_test.go)
 }
 
 func (p *provider) current() *proc {
@@ -124,6 +125,9 @@ func (p *provider) current() *proc {
 // start starts (or restarts) the provider and waits until /healthz answers and it logged "serving gRPC".
 func (p *provider) start() error {
 	name := fmt.Sprintf("provider-%d", len(p.procs)+1)
+	if p.pod != nil {
+		return p.startPod(name)
+	}
 	level := p.logLevel
 	if level == "" {
 		level = "debug"
@@ -146,7 +150,28 @@ func (p *provider) start() error {
 	})
 }
 
+// startPod plays the Deployment and follows the container's log as the provider's process.
+func (p *provider) startPod(name string) error {
+	if err := p.pod.play(); err != nil {
+		return err
+	}
+	pr, err := startProc(p.dir, name, "podman", []string{"logs", "-f", p.pod.container}, p.pod.env)
+	if err != nil {
+		return err
+	}
+	p.procs = append(p.procs, pr)
+	return waitFor("provider serving in its container", pr, 90*time.Second, 200*time.Millisecond, func() (bool, error) {
+		if !strings.Contains(pr.Tail(tailLines), "serving gRPC") {
+			return false, fmt.Errorf("no \"serving gRPC\" line yet")
+		}
+		return httpOK(fmt.Sprintf("http://127.0.0.1:%d/healthz", p.healthPort))
+	})
+}
+
 func (p *provider) stop() {
+	if p.pod != nil {
+		p.pod.down()
+	}
 	for _, pr := range p.procs {
 		pr.Stop(10 * time.Second)
 	}

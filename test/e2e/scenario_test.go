@@ -28,6 +28,7 @@ type scenarioOpts struct {
 	expander     string // default least-waste
 	startupGrace string // provider startupGrace ("" = its default)
 	settings     string // more top-level lines of the provider's config.yaml
+	inContainer  bool   // the provider runs as deploy/'s Deployment in its image (podplay_test.go)
 }
 
 type scenario struct {
@@ -95,6 +96,14 @@ func newScenario(t *testing.T, name string, opts scenarioOpts) *scenario {
 	}
 	s.provider = &provider{bin: s.bin, dir: s.dir, config: cfg, sim: s.sim, certs: cp.certs,
 		addr: fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)), healthPort: harness.FreePort(t)}
+	if opts.inContainer {
+		pp := newPodPlay(s)
+		if err := pp.prepare(s, providerConfig(s.cluster, opts.groups, opts.startupGrace, opts.settings), talosWorker); err != nil {
+			s.fatalf("the provider's Deployment for podman kube play: %v", err)
+		}
+		s.provider.pod, s.provider.addr, s.provider.healthPort = pp, pp.addr, pp.health
+		s.logf("provider as deploy/'s Deployment (kubectl kustomize deploy/, podman kube play): %s", strings.Join(pp.log, "; "))
+	}
 	s.joiner = startJoiner(s.kube, s.sim, s.cluster)
 	return s
 }

@@ -351,3 +351,26 @@ func TestScenario5ProviderRestart(t *testing.T) {
 
 // Scenario 6 is scenario 1 with a CA that reads only the legacy wire fields.
 func TestScenario6LegacyWire(t *testing.T) { fromZeroAndBack(t, "6 legacy wire (CA 1.34.1)", "1.34.1") }
+
+// Scenario 7: scenario 1's loop with the provider as the container deploy/
+// describes: `kubectl kustomize deploy/`, its Deployment played by podman with
+// the image built from Containerfile (podplay_test.go says what is changed and why).
+func TestScenario7ProviderInItsContainer(t *testing.T) {
+	s := newScenario(t, "7 provider in its container", scenarioOpts{groups: []groupSpec{workers}, startupGrace: "1s", inContainer: true})
+	const pods = 12
+	perNode := podsPerNode(s.templateAllocatable("workers"), podCPU, podMemory)
+	expected := nodesFor(pods, perNode)
+	s.startLoop()
+	s.deploy(deployment{Name: "pause", Replicas: pods, CPU: "500m", Memory: "128Mi"})
+	took := s.waitRunning("pause", pods, 6*time.Minute)
+	s.logf("scale-up through the containerized provider: %d pods Running in %.1fs on %d nodes", pods, took.Seconds(), len(s.joinedNodes()))
+	if got := len(s.ourServers()); got != expected {
+		s.errorf("servers: %d, want %d (the template's estimate)", got, expected)
+	}
+	s.checkMatchesTemplate("workers")
+	if err := s.kube.scaleDeployment(s.ns, "pause", 0); err != nil {
+		s.fatalf("%v", err)
+	}
+	down := s.waitNoServers(6 * time.Minute)
+	s.logf("scale-down: Deployment to 0 -> no servers in %.1fs", down.Seconds())
+}

@@ -234,7 +234,8 @@ describe("the amd64 image, run as deploy/provider-deployment.yaml runs it", () =
     const t0 = performance.now();
     const p = Bun.spawn(["bash", "scripts/test-ca.sh", "test/ca"], {
       cwd: REPO_ROOT,
-      env: { ...podmanEnv(), AUTOSCALER_CLOUDSCALE_BIN: ensureBinary("x64"), AUTOSCALER_CLOUDSCALE_SERVE_IMAGE: IMAGE },
+      // Over mutual TLS, as the image is deployed (the h2c runs of test/ca stay with the binary's own run).
+      env: { ...podmanEnv(), AUTOSCALER_CLOUDSCALE_BIN: ensureBinary("x64"), AUTOSCALER_CLOUDSCALE_SERVE_IMAGE: IMAGE, CA_TEST_RUN: "TestCA1361OverMTLS|TestCA1361MTLSDial" },
       stdout: "pipe",
       stderr: "pipe",
     });
@@ -244,7 +245,7 @@ describe("the amd64 image, run as deploy/provider-deployment.yaml runs it", () =
     if (!m || m[2] !== "0") throw new Error(`scripts/test-ca.sh test/ca against ${IMAGE}: ${summary}\n${out.slice(-6000)}\n${err.slice(-2000)}`);
     // Every server of the run was the container (the harness logs each one).
     const containers = out.match(/serve runs in the image \S+ as container \S+/g) ?? [];
-    expect(containers.length).toBeGreaterThanOrEqual(3);
+    expect(containers.length).toBeGreaterThanOrEqual(2);
     expect(out).not.toMatch(/--- FAIL/);
     report.push(`CA 1.36.1 externalgrpc (test/ca) against ${IMAGE}: ${summary} (${containers.length} containers) in ${((performance.now() - t0) / 1000).toFixed(0)}s`);
   }, 1800000);

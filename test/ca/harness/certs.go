@@ -24,6 +24,28 @@ type Certs struct {
 	ServerCert, ServerKey string
 	ClientCert, ClientKey string
 	RogueCert, RogueKey   string // client cert from a CA the server does not trust
+
+	ca *keyPair
+}
+
+// ShortLivedClient writes a client certificate of the same CA that expires
+// after `valid` (name.pem, name-key.pem in Dir) and returns its paths.
+func (c *Certs) ShortLivedClient(tb testing.TB, name string, valid time.Duration) (cert, key string) {
+	tb.Helper()
+	_, cc, ck := issue(tb, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "cluster-autoscaler"},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		NotAfter:    time.Now().Add(valid),
+	}, c.ca)
+	cert, key = filepath.Join(c.Dir, name+".pem"), filepath.Join(c.Dir, name+"-key.pem")
+	if err := os.WriteFile(cert, cc, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(key, ck, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return cert, key
 }
 
 type keyPair struct {
@@ -47,7 +69,9 @@ func issue(tb testing.TB, tmpl *x509.Certificate, parent *keyPair) (*keyPair, []
 	}
 	tmpl.SerialNumber = newSerial(tb)
 	tmpl.NotBefore = time.Now().Add(-time.Hour)
-	tmpl.NotAfter = time.Now().Add(24 * time.Hour)
+	if tmpl.NotAfter.IsZero() {
+		tmpl.NotAfter = time.Now().Add(24 * time.Hour)
+	}
 	signer, signerKey := tmpl, key
 	if parent != nil {
 		signer, signerKey = parent.cert, parent.key
@@ -91,6 +115,7 @@ func GenerateCerts(tb testing.TB, dir string) *Certs {
 	}
 	c := &Certs{Dir: dir}
 	ca, caPEM := newCA(tb, "autoscaler-cloudscale conformance CA")
+	c.ca = ca
 	c.CA = write("ca.pem", caPEM)
 	_, sc, sk := issue(tb, &x509.Certificate{
 		Subject:     pkix.Name{CommonName: "autoscaler-cloudscale"},
