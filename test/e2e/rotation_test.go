@@ -51,6 +51,7 @@ func TestScenario8ClientCertificateRotation(t *testing.T) {
 		certs.ClientCert, certs.ClientKey = cert, key
 		cc := harness.CloudConfig(t, s.dir, name, s.provider.addr, &certs, "10s")
 		port := harness.FreePort(t)
+		// Under CA's own RBAC, with its ServiceAccount's token, as every scenario.
 		kubeconfig, err := s.cp.caKubeconfig(s.dir)
 		if err != nil {
 			s.fatalf("cluster-autoscaler: %v", err)
