@@ -2,7 +2,8 @@
 // node group's configuration and its cloudscale flavor.
 //
 // CA uses the template only for groups with no ready node to copy from
-// (ca-client-behaviour.md). It deep-copies it, renames it, overwrites
+// (cluster-autoscaler/simulator/node_info_utils.go in
+// https://github.com/kubernetes/autoscaler). It deep-copies it, renames it, overwrites
 // kubernetes.io/hostname, adds DaemonSet pods and then runs the scheduler's
 // predicates against `status.allocatable`, labels and taints. So the numbers
 // below decide whether CA believes a pending pod fits a new node. They are

@@ -244,7 +244,8 @@ type autoscaler struct {
 	metricsPort int
 }
 
-// caFlags are the loop settings of ../shared/docs/real-loop.md: short intervals, status ConfigMap on.
+// caFlags: CA's loop with short intervals (a scan every 5 s, a node unneeded for 15 s is removed) and
+// its status ConfigMap on.
 // Leader election is on, as in a cluster, with a long lease so that a busy machine never makes CA
 // lose it (the suite deletes the Lease before each start; rbac_test.go).
 func caFlags(kubeconfig, cloudConfig string, metricsPort int, expander string) []string {

@@ -36,8 +36,8 @@ import (
 )
 
 var chaosGroups = []groupSpec{
-	{Name: "a", Flavor: "flex-8-2", Max: 4},
-	{Name: "b", Flavor: "flex-16-4", Max: 3},
+	{Name: "a", Flavor: "flex-8-2", Max: 6},
+	{Name: "b", Flavor: "flex-16-4", Max: 4},
 }
 
 // The flavor that runs out of capacity for a while (group a's).
@@ -100,7 +100,10 @@ func TestScenario9Chaos(t *testing.T) {
 	storm := chaosSeconds()
 	// startupGrace covers the longest request a killed process may still have at the API
 	// (latency below is at most 4 s; apiTimeout 5 s).
-	s := newScenario(t, "9 chaos under the real CA", scenarioOpts{groups: chaosGroups, startupGrace: "6s", settings: "apiTimeout: 5s\n"})
+	// CA backs a group off for 5 minutes after a failed scale-up by default: as long as the whole
+	// run. Shorter backoffs let the group whose flavor ran out come back within the run.
+	s := newScenario(t, "9 chaos under the real CA", scenarioOpts{groups: chaosGroups, startupGrace: "6s", settings: "apiTimeout: 5s\n",
+		caExtra: []string{"--initial-node-group-backoff-duration=20s", "--max-node-group-backoff-duration=1m"}})
 	c := &chaosRun{s: s, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		injected: map[string]int{}, fired: map[string]int{}, ruleKind: map[string]string{}}
 	s.logf("chaos: seed %d (replay with E2E_CHAOS_SEED=%d), %d s of storm", seed, seed, storm)
@@ -153,14 +156,13 @@ func TestScenario9Chaos(t *testing.T) {
 				kills = append(kills, at)
 			}
 		}
-		// The scarce flavor: out of capacity from the first storm's start, for a while; later storms at random.
+		// The scarce flavor: out of capacity for the whole first storm (its scale-up from zero meets
+		// it, however long failing lists hold the creates back), for a while in later ones at random.
 		var capFrom, capTo time.Duration = -1, -1
-		if i == 0 || c.rng.IntN(2) == 0 {
-			if i > 0 {
-				capFrom = time.Duration(c.rng.Int64N(int64(stormLen / 2)))
-			} else {
-				capFrom = 0
-			}
+		if i == 0 {
+			capFrom, capTo = 0, stormLen
+		} else if c.rng.IntN(2) == 0 {
+			capFrom = time.Duration(c.rng.Int64N(int64(stormLen / 2)))
 			capTo = capFrom + time.Duration(15+c.rng.IntN(20))*time.Second
 		}
 		capOn := false
@@ -186,8 +188,9 @@ func TestScenario9Chaos(t *testing.T) {
 				capOn = false
 			}
 			switch r := c.rng.Float64(); {
-			case first && i == 0:
-				replicas = c.setReplicas(replicas, 30+c.rng.IntN(21))
+			case first:
+				// Each storm opens with pods to create servers for (the first one from zero).
+				replicas = c.setReplicas(replicas, 15+c.rng.IntN(36))
 			case r < 0.12:
 				replicas = c.setReplicas(replicas, c.walk1(replicas))
 			case r < 0.4:
@@ -282,13 +285,12 @@ func (c *chaosRun) count(kind string, n int) {
 	c.mu.Unlock()
 }
 
-// walk1 is the replica walk's next step: up or down by at most 20, sometimes a jump to 0 or 50.
+// walk1 is the replica walk's next step: anywhere in 0..50 half the time, else up or down by at most 20.
 func (c *chaosRun) walk1(cur int) int {
-	next := cur + c.rng.IntN(41) - 20
-	if c.rng.Float64() < 0.15 {
-		next = []int{0, 50}[c.rng.IntN(2)]
+	if c.rng.IntN(2) == 0 {
+		return c.rng.IntN(51)
 	}
-	return min(50, max(0, next))
+	return min(50, max(0, cur+c.rng.IntN(41)-20))
 }
 
 func (c *chaosRun) setReplicas(cur, next int) int {

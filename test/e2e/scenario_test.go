@@ -24,11 +24,12 @@ import (
 
 type scenarioOpts struct {
 	groups       []groupSpec
-	caVersion    string // "1.36.1" (default) or "1.34.1"
-	expander     string // default least-waste
-	startupGrace string // provider startupGrace ("" = its default)
-	settings     string // more top-level lines of the provider's config.yaml
-	inContainer  bool   // the provider runs as deploy/'s Deployment in its image (podplay_test.go)
+	caVersion    string   // "1.36.1" (default) or "1.34.1"
+	expander     string   // default least-waste
+	startupGrace string   // provider startupGrace ("" = its default)
+	settings     string   // more top-level lines of the provider's config.yaml
+	inContainer  bool     // the provider runs as deploy/'s Deployment in its image (podplay_test.go)
+	caExtra      []string // more cluster-autoscaler flags
 }
 
 type scenario struct {
@@ -129,7 +130,7 @@ func (s *scenario) startCA() {
 	if err != nil {
 		s.fatalf("cluster-autoscaler %s: %v", s.opts.caVersion, err)
 	}
-	ca, err := startAutoscaler(s.dir, bin, s.opts.caVersion, caFlags(kubeconfig, cc, port, s.opts.expander), port)
+	ca, err := startAutoscaler(s.dir, bin, s.opts.caVersion, append(caFlags(kubeconfig, cc, port, s.opts.expander), s.opts.caExtra...), port)
 	s.ca = ca
 	if err != nil {
 		s.fatalf("cluster-autoscaler %s: %v", s.opts.caVersion, err)
