@@ -1,6 +1,6 @@
 package bench
 
-// TestBench is the whole benchmark: our compiled binary serving
+// TestBench is the per-call benchmark: our compiled binary serving
 // against the simulator, and the Go baseline, driven by one grpc-go client
 // that dials as Cluster Autoscaler does. See README.md for the figures.
 
@@ -34,7 +34,7 @@ const (
 	clusterName = "bench"
 	clusterTag  = "autoscaler-cloudscale-cluster"
 	groupTag    = "autoscaler-cloudscale-group"
-	// The ratio targets: to the Go baseline in the same run.
+	// Targets, as ratios to the Go baseline in the same run (bench/README.md).
 	loopX         = 1.3 // the CA loop's wall time
 	seqP50X       = 1.3 // sequential lookups, every RPC
 	seqP99X       = 2.0
@@ -45,7 +45,7 @@ const (
 	rssSettledLimitMiB = 80
 	rssPeakLimitMiB    = 100
 	anonSettledMiB     = 32
-	// The absolute targets of the first benchmark.
+	// Start, the list per Refresh and the scale-up.
 	startLimit = 100 * time.Millisecond
 	ackLimit   = time.Second
 	createsX   = 1.2
@@ -125,7 +125,7 @@ type lookupResult struct {
 	P99X     float64  `json:"p99_ratio"`
 	TputX    float64  `json:"throughput_ratio"`
 	Before   *latency `json:"before,omitempty"` // -before: the same figure of that binary, in the same rounds
-	Met      bool     `json:"targets_met"`      // seq: p50 and p99; c32: throughput and p99 (the ratio targets)
+	Met      bool     `json:"targets_met"`      // seq: p50 and p99; c32: throughput and p99
 }
 
 type target struct {
@@ -1417,7 +1417,7 @@ func (e *env) report() {
 	if err := os.WriteFile(out, append(raw, '\n'), 0o644); err != nil {
 		e.t.Errorf("writing %s: %v", out, err)
 	}
-	// The table replaces the last one; notes kept below the marker (the steps toward the ratio targets, each
+	// The table replaces the last one; notes kept below the marker (the steps tried, each
 	// with its A/B figures) stay.
 	mdPath := strings.TrimSuffix(out, ".json") + ".md"
 	md := b.String()

@@ -106,18 +106,21 @@ export const reconcilerMetrics = {
 export function grpcMetricsInterceptor(): Interceptor {
   // Each method's series, found once: prom-client hashes the labels of every inc() and observe()
   // it is given as an object, which CA's thousands of calls per loop would pay each time.
-  const series = new Map<string, { duration: ReturnType<typeof grpcDuration.labels>; ok: ReturnType<typeof grpcCalls.labels> }>();
+  const series = new Map<string, { duration: ReturnType<typeof grpcDuration.labels>; ok: ReturnType<typeof grpcCalls.labels>; failed: Map<string, ReturnType<typeof grpcCalls.labels>> }>();
   return (next) => async (req) => {
     const method = req.method.name;
     let s = series.get(method);
-    if (!s) series.set(method, (s = { duration: grpcDuration.labels({ method }), ok: grpcCalls.labels({ method, code: "OK" }) }));
+    if (!s) series.set(method, (s = { duration: grpcDuration.labels({ method }), ok: grpcCalls.labels({ method, code: "OK" }), failed: new Map() }));
     const started = performance.now();
     try {
       const res = await next(req);
       s.ok.inc();
       return res;
     } catch (e) {
-      grpcCalls.inc({ method, code: Code[e instanceof ConnectError ? e.code : Code.Unknown] });
+      const code = Code[e instanceof ConnectError ? e.code : Code.Unknown];
+      let failed = s.failed.get(code);
+      if (!failed) s.failed.set(code, (failed = grpcCalls.labels({ method, code })));
+      failed.inc();
       throw e;
     } finally {
       s.duration.observe((performance.now() - started) / 1000);

@@ -92,9 +92,17 @@ function errorInterceptor(): Interceptor {
       const message = redact(err.rawMessage).slice(0, MAX_ERROR_MESSAGE);
       if (err.code !== Code.Unimplemented) log.warn("call failed", { method: req.method.name, code: Code[err.code], error: message });
       if (!(e instanceof ConnectError)) log.error("unexpected error", { method: req.method.name, stack: (e as Error)?.stack?.split("\n").slice(0, 4).join(" | ") });
+      // A plain ConnectError with nothing to hide or cut goes out as it is (CA asks NodeGroupGetOptions
+      // of every group twice a loop and is answered UNIMPLEMENTED: no need for a second error each time).
+      if (e === err && message === err.rawMessage && err.details.length === 0 && err.cause === undefined && isEmpty(err.metadata)) throw err;
       throw new ConnectError(message, err.code);
     }
   };
+}
+
+function isEmpty(h: Headers): boolean {
+  for (const _ of h.keys()) return false;
+  return true;
 }
 
 /** A gRPC "trailers-only" answer: one HEADERS frame carrying the status, ending the stream. */

@@ -127,7 +127,7 @@ const CLOUD_INIT_PREFIXES = [
  *   (`apiVersion: v1alpha1` + `kind`). A stream that fails to parse but has the
  *   v1alpha1 top-level keys is still "talos", so that patching reports the error.
  */
-export function detectUserDataFormat(text: string): UserDataFormat {
+export const detectUserDataFormat = perText(function detectFormat(text: string): UserDataFormat {
   const trimmed = text.replace(/^\uFEFF/, "").trimStart();
   if (trimmed.length === 0) return "none";
   const firstLine = trimmed.split(/\r?\n/, 1)[0]!.toLowerCase();
@@ -137,6 +137,23 @@ export function detectUserDataFormat(text: string): UserDataFormat {
   if (values.some(isTalosDocument)) return "talos";
   if (error && /^version:\s*v1alpha1\b/m.test(text) && /^(machine|cluster):/m.test(text)) return "talos";
   return "cloud-init";
+});
+
+/**
+ * A function of a user-data text, its answers kept per text. Every node group of an entry, and
+ * often every entry, has the same user-data, and each reading parses the YAML anew: on a cold start
+ * tens of milliseconds each, which made a configuration of 50 Talos groups take over a second to
+ * load. Answers are shared: callers must not change them.
+ */
+function perText<R>(fn: (text: string) => R): (text: string) => R {
+  const kept = new Map<string, R>();
+  return (text) => {
+    if (kept.has(text)) return kept.get(text)!;
+    if (kept.size >= 64) kept.clear();
+    const answer = fn(text);
+    kept.set(text, answer);
+    return answer;
+  };
 }
 
 function isMapValue(v: unknown): v is Record<string, unknown> {
@@ -378,13 +395,10 @@ export function patchTalosUserData(userData: string, p: UserDataPatch): string {
  * tried once per group at load, so what would fail every creation fails the configuration instead.
  */
 export function talosPatchProblem(userData: string, format: UserDataFormat, sample: UserDataPatch): string | undefined {
-  try {
-    patchTalosUserData(userData, sample);
-    return undefined;
-  } catch (e) {
-    const forced = format === "talos" && detectUserDataFormat(userData) !== "talos" ? " (userDataFormat is talos, but this does not read as a Talos machine configuration)" : "";
-    return `cannot be patched for a server, so every creation would fail${forced}: ${(e as Error).message}`;
-  }
+  const failure = talosPatchFailure(userData, sample);
+  if (failure === undefined) return undefined;
+  const forced = format === "talos" && detectUserDataFormat(userData) !== "talos" ? " (userDataFormat is talos, but this does not read as a Talos machine configuration)" : "";
+  return `cannot be patched for a server, so every creation would fail${forced}: ${failure}`;
 }
 
 /** Patches user-data of the given format: Talos configs are patched, cloud-init and empty user-data pass through unchanged. */
@@ -398,10 +412,31 @@ export function patchUserData(format: UserDataFormat, userData: string, params: 
  * of the v1alpha1 document), so the template can reserve what this kubelet will reserve.
  * Undefined when the config has none or cannot be read.
  */
-export function talosKubeletConfig(userData: string): Record<string, unknown> | undefined {
+export const talosKubeletConfig = perText(function kubeletConfig(userData: string): Record<string, unknown> | undefined {
   const { values, error } = readDocuments(userData);
   if (error) return undefined;
   const v1 = values.find(isV1Alpha1Config);
   const extra = (v1?.machine as { kubelet?: { extraConfig?: unknown } } | undefined)?.kubelet?.extraConfig;
   return isMapValue(extra) ? extra : undefined;
+});
+
+const patchChecks = new Map<string, string | undefined>();
+
+/**
+ * Why the user-data cannot be patched for a server (as every creation patches it), or undefined:
+ * the configuration's check, done once per user-data text, taints and label keys. Whether a patch
+ * works depends on those, not on the host name or the labels' values (see patchTalosUserData).
+ */
+function talosPatchFailure(userData: string, p: UserDataPatch): string | undefined {
+  const key = JSON.stringify([userData, p.taints, Object.keys(p.labels).filter((k) => !isForbiddenNodeLabel(k)).sort()]);
+  if (patchChecks.has(key)) return patchChecks.get(key);
+  if (patchChecks.size >= 64) patchChecks.clear();
+  let failure: string | undefined;
+  try {
+    patchTalosUserData(userData, p);
+  } catch (e) {
+    failure = (e as Error).message;
+  }
+  patchChecks.set(key, failure);
+  return failure;
 }
