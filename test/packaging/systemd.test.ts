@@ -75,7 +75,7 @@ afterAll(async () => {
   await removeContainers();
   await sim?.stop();
   if (report.length) console.log(["systemd proof:", ...report.map((l) => "  " + l)].join("\n"));
-});
+}, 180000);
 
 describe("docs/operating.md, way 1, on a real systemd", () => {
   test("every sh block says whether a test runs it, and the ones that cannot run here say why", () => {

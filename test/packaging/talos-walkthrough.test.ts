@@ -49,7 +49,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await removeContainers();
   if (report.length) console.log(["Talos walk-through:", ...report.map((l) => "  " + l)].join("\n"));
-});
+}, 180000);
 
 describe("docs/operating.md, way 3", () => {
   test("every sh block says whether a test runs it; the ones run here build, configure and render", () => {
