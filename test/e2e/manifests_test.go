@@ -102,6 +102,23 @@ func deployWithComponents(cp *controlPlane, dir string, names ...string) (string
 	return cp.kubectl("", "kustomize", copyDir)
 }
 
+// talosWay renders CA for the provider on the control-plane hosts (ways 1 and 3 of
+// docs/operating.md): the operator's own kustomization beside a copy of deploy/,
+// with deploy/ as its resource and deploy/talos as its component.
+func talosWay(cp *controlPlane, dir string) (string, error) {
+	root := filepath.Join(dir, "talos-way")
+	if err := os.MkdirAll(filepath.Join(root, "cluster"), 0o755); err != nil {
+		return "", err
+	}
+	if out, err := exec.Command("cp", "-r", filepath.Join(suite.root, "deploy"), filepath.Join(root, "deploy")).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("cp: %v %s", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(root, "cluster", "kustomization.yaml"), []byte("resources: [../deploy]\ncomponents: [../deploy/talos]\n"), 0o644); err != nil {
+		return "", err
+	}
+	return cp.kubectl("", "kustomize", filepath.Join(root, "cluster"))
+}
+
 // renderings are every way deploy/ and the charts render.
 func renderings(t *testing.T, cp *controlPlane, dir string) []rendering {
 	t.Helper()
@@ -119,6 +136,8 @@ func renderings(t *testing.T, cp *controlPlane, dir string) []rendering {
 		text, err := deployWithComponents(cp, dir, c...)
 		add("kustomize deploy/ with "+strings.Join(c, "+"), text, err)
 	}
+	text, err = talosWay(cp, dir)
+	add("kustomize deploy/ with the component deploy/talos (ways 1 and 3)", text, err)
 	chart := filepath.Join(suite.root, "charts", "autoscaler-cloudscale")
 	for name, args := range map[string][]string{
 		"chart: defaults, the operator's token Secret, user-data files": {"--set", "token.existingSecret=autoscaler-cloudscale-token", "--set-file", `userData.files.workers\.yaml=` + filepath.Join(suite.root, "deploy", "talos-worker.example.yaml")},

@@ -51,7 +51,12 @@ func TestScenario8ClientCertificateRotation(t *testing.T) {
 		certs.ClientCert, certs.ClientKey = cert, key
 		cc := harness.CloudConfig(t, s.dir, name, s.provider.addr, &certs, "10s")
 		port := harness.FreePort(t)
-		flags := append(caFlags(s.cp.kubeconfig, cc, port, s.opts.expander), "--max-failing-time=20s", "--max-inactivity=20s")
+		// Under CA's own RBAC, with its ServiceAccount's token, as every scenario.
+		kubeconfig, err := s.cp.caKubeconfig(s.dir)
+		if err != nil {
+			s.fatalf("cluster-autoscaler: %v", err)
+		}
+		flags := append(caFlags(kubeconfig, cc, port, s.opts.expander), "--max-failing-time=20s", "--max-inactivity=20s")
 		ca, err := startAutoscaler(s.dir, suite.bins["cluster-autoscaler-1.36.1"], "1.36.1", flags, port)
 		s.ca = ca
 		if err != nil {

@@ -169,7 +169,7 @@ func runWalkThrough(t *testing.T, cp *controlPlane, dir string, w walkThrough, r
 	t.Cleanup(func() {
 		var script string
 		if w.helmWay {
-			script = "helm uninstall --namespace kube-system autoscaler-cloudscale || true\nhelm uninstall --namespace kube-system cluster-autoscaler || true\n"
+			script = "helm uninstall --namespace kube-system --ignore-not-found autoscaler-cloudscale cluster-autoscaler\n"
 		} else {
 			script = "kubectl delete -k deploy/ --wait=true --ignore-not-found\n"
 		}

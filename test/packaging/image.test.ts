@@ -53,7 +53,7 @@ afterAll(async () => {
   await removeContainers();
   if (built) await Bun.spawn(["bash", "scripts/image-build.sh", "--remove", "--tag", TAG], { cwd: REPO_ROOT, stdout: "ignore", stderr: "ignore" }).exited;
   if (report.length) console.log(["image proof:", ...report.map((l) => "  " + l)].join("\n"));
-});
+}, 180000);
 
 const inspect = async (ref: string) => JSON.parse(await podmanOk(["image", "inspect", ref]))[0];
 

@@ -44,6 +44,15 @@ export async function podmanOk(args: string[], opts: { timeoutMs?: number; stdin
   return r.out;
 }
 
+/**
+ * The clone inside a container whose root is `--rootfs /:O` with a tmpfs on /tmp and /run: a
+ * clone under one of those (say /tmp/x/clone) would be hidden, so it is mounted again there,
+ * copy-on-write as the root is (what the container writes stays in it).
+ */
+export function cloneMount(): string[] {
+  return /^\/(tmp|run)\//.test(REPO_ROOT) ? ["-v", `${REPO_ROOT}:${REPO_ROOT}:O`] : [];
+}
+
 const containers = new Set<string>();
 
 /** Records a container name for removeContainers(). */

@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { callNodeGroups, httpGet, portIsFree, REPO_ROOT, WORK } from "./lib";
-import { podman, podmanEnv, podmanOk, removeContainers, track, uniqueName } from "./podman";
+import { cloneMount, podman, podmanEnv, podmanOk, removeContainers, track, uniqueName } from "./podman";
 import { walkthrough } from "./walkthrough";
 import { startSim } from "../helpers/procs";
 import type { Pki } from "../helpers/certs";
@@ -54,6 +54,7 @@ beforeAll(async () => {
     "run", "-d", "--name", ctr, "--privileged", "--network", "host", "--systemd=always",
     // /run and /tmp empty (the host's /run holds podman's own storage; copying it up would recurse).
     "--tmpfs", "/run:rw,notmpcopyup", "--tmpfs", "/tmp:rw,notmpcopyup",
+    ...cloneMount(),
     "--rootfs", "/:O", "/lib/systemd/systemd", "--unit=basic.target",
   ]);
   let state = "";
@@ -74,7 +75,7 @@ afterAll(async () => {
   await removeContainers();
   await sim?.stop();
   if (report.length) console.log(["systemd proof:", ...report.map((l) => "  " + l)].join("\n"));
-});
+}, 180000);
 
 describe("docs/operating.md, way 1, on a real systemd", () => {
   test("every sh block says whether a test runs it, and the ones that cannot run here say why", () => {

@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { REPO_ROOT } from "./lib";
-import { podman, podmanEnv, podmanOk, removeContainers, track, uniqueName } from "./podman";
+import { cloneMount, podman, podmanEnv, podmanOk, removeContainers, track, uniqueName } from "./podman";
 import { walkthrough } from "./walkthrough";
 
 const blocks = walkthrough("## 3. Talos extension service");
@@ -36,7 +36,7 @@ beforeAll(async () => {
   if (process.getuid?.() !== 0) throw new Error("this proof needs root (podman)");
   podmanEnv();
   ctr = track(uniqueName("acs-talos-walk"));
-  await podmanOk(["run", "-d", "--name", ctr, "--network", "host", "--tmpfs", "/run:rw,notmpcopyup", "--tmpfs", "/tmp:rw,notmpcopyup", "--rootfs", "/:O", "sleep", "infinity"]);
+  await podmanOk(["run", "-d", "--name", ctr, "--network", "host", "--tmpfs", "/run:rw,notmpcopyup", "--tmpfs", "/tmp:rw,notmpcopyup", ...cloneMount(), "--rootfs", "/:O", "sleep", "infinity"]);
   // What the operator brings: the worker machine configuration (talosctl gen config).
   await sh("mkdir -p userdata && cp deploy/talos-worker.example.yaml userdata/workers.yaml");
   for (const b of blocks.filter((x) => x.run)) {
@@ -49,7 +49,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await removeContainers();
   if (report.length) console.log(["Talos walk-through:", ...report.map((l) => "  " + l)].join("\n"));
-});
+}, 180000);
 
 describe("docs/operating.md, way 3", () => {
   test("every sh block says whether a test runs it; the ones run here build, configure and render", () => {
