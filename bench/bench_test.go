@@ -219,12 +219,23 @@ func TestBench(t *testing.T) {
 		summaryLine = line + " loadavg_end=" + strings.ReplaceAll(loadavg(), " ", "/")
 		return
 	}
+	// Where the peak (VmHWM) is reached: read after each phase.
+	peaks := [][2]any{}
+	peak := func(phase string) {
+		peaks = append(peaks, [2]any{phase, rssParts(e.provPID)["VmHWMMiB"]})
+	}
+	peak("start at scale")
 	e.checkAnswers()
 	e.lookups()
+	peak("lookups")
 	e.caLoop()
+	peak("CA loops")
 	e.refreshes()
+	peak("Refreshes")
 	e.startTimes()
 	e.scaleUp()
+	peak("scale-up")
+	e.res.Process["peakAfterPhaseMiB"] = peaks
 
 	e.res.Machine["loadavgEnd"] = loadavg()
 	e.res.Seconds = round(time.Since(started).Seconds(), 1)
@@ -1388,6 +1399,13 @@ func (e *env) report() {
 		r.Process["rssSettledAfterRefreshLastMiB"].(float64)-r.Process["rssSettledAfterRefresh10MiB"].(float64), r.Process["rssGrewBetween10thAndLast"], r.Process["rssPeakMiB"])
 	fmt.Fprintf(&b, "| anonymous memory (RssAnon) at %d servers, settled as above | %v MiB; last windows %.1f MiB |\n",
 		r.Params.Servers, r.Process["rssAnonSettledEvery10thMiB"], r.Process["rssAnonSettledAfterRefreshLastMiB"])
+	if peaks, ok := r.Process["peakAfterPhaseMiB"].([][2]any); ok {
+		var parts []string
+		for _, p := range peaks {
+			parts = append(parts, fmt.Sprintf("%v %v", p[0], p[1]))
+		}
+		fmt.Fprintf(&b, "| peak (VmHWM) so far, after each phase | %s MiB |\n", strings.Join(parts, "; "))
+	}
 	if r.CAScale != nil {
 		b.WriteString(caScaleMarkdown(r.CAScale))
 	}
