@@ -42,6 +42,10 @@ cd "$(dirname "$0")/.."
 ROOT="$PWD"
 LOGDIR="${TEST_LOG_DIR:-$ROOT/.cache/test-logs}"
 mkdir -p "$LOGDIR"
+# Every temporary file of the run (test configs, certificates, Go's work folders) goes into one
+# folder that is removed at the end, so a run leaves nothing behind in the system's /tmp.
+SUITE_TMP=$(mktemp -d "${TMPDIR:-/tmp}/acs-suite.XXXXXX") && export TMPDIR="$SUITE_TMP"
+trap 'rm -rf "${SUITE_TMP:-}"' EXIT
 
 step "bootstrap"
 if ! use_bun; then fail_suite bootstrap "could not install Bun or the packages"; echo "$passed passed, $failed failed"; exit 1; fi

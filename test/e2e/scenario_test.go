@@ -378,6 +378,18 @@ func (s *scenario) waitRunning(app string, want int, timeout time.Duration) time
 	return time.Since(t0)
 }
 
+// waitPending waits until `want` pods of app exist and are all Pending (nothing to run them yet).
+func (s *scenario) waitPending(app string, want int, timeout time.Duration) {
+	s.t.Helper()
+	err := waitFor(fmt.Sprintf("%d pods of %s Pending", want, app), nil, timeout, 500*time.Millisecond, func() (bool, error) {
+		ph := s.phases(app)
+		return ph["Pending"] == want, fmt.Errorf("pods %v", ph)
+	})
+	if err != nil {
+		s.fatalf("%v", err)
+	}
+}
+
 // waitNoServers waits until the cluster has no servers in the simulator and no joined Nodes.
 func (s *scenario) waitNoServers(timeout time.Duration) time.Duration {
 	s.t.Helper()
