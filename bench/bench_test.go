@@ -25,6 +25,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"autoscaler-cloudscale/test/ca/harness"
 	wire "k8s.io/autoscaler/cluster-autoscaler/cloudprovider/externalgrpc/protos"
@@ -557,7 +560,30 @@ func (e *env) rpcs() []rpc {
 			_, err := c.NodeGroups(ctx, &wire.NodeGroupsRequest{})
 			return err
 		}},
+		{"getoptions", "NodeGroupGetOptions (none)", func(c wire.CloudProviderClient, ctx context.Context, i int) error {
+			return getOptions(c, ctx, groupIDs[i%n])
+		}},
 	}
+}
+
+// caDefaults is what CA 1.36 sends as the defaults in NodeGroupGetOptions (its flags' defaults).
+var caDefaults = &wire.NodeGroupAutoscalingOptions{
+	ScaleDownUtilizationThreshold: 0.5, ScaleDownGpuUtilizationThreshold: 0.5,
+	ScaleDownUnneededDuration: durationpb.New(10 * time.Minute), ScaleDownUnreadyDuration: durationpb.New(20 * time.Minute),
+	MaxNodeProvisionDuration: durationpb.New(15 * time.Minute),
+}
+
+// getOptions asks a group's options as CA does (twice per node and loop). The bench's groups have
+// none: both servers answer UNIMPLEMENTED, which CA takes as "use my defaults"; anything else is an error.
+func getOptions(c wire.CloudProviderClient, ctx context.Context, id string) error {
+	_, err := c.NodeGroupGetOptions(ctx, &wire.NodeGroupAutoscalingOptionsRequest{Id: id, Defaults: caDefaults})
+	if err == nil {
+		return fmt.Errorf("NodeGroupGetOptions(%s): options answered for a group that has none", id)
+	}
+	if status.Code(err) == codes.Unimplemented {
+		return nil
+	}
+	return err
 }
 
 // nodeMeta is what a registered node carries, as CA sends it in NodeGroupForNode.

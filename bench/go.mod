@@ -8,6 +8,7 @@ go 1.26.0
 require (
 	autoscaler-cloudscale/test/ca/harness v0.0.0
 	google.golang.org/grpc v1.81.1
+	google.golang.org/protobuf v1.36.12-0.20260120151049-f2248ac996af
 	k8s.io/autoscaler/cluster-autoscaler v0.0.0
 )
 
@@ -16,7 +17,6 @@ require (
 	golang.org/x/sys v0.46.0 // indirect
 	golang.org/x/text v0.38.0 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260226221140-a57be14db171 // indirect
-	google.golang.org/protobuf v1.36.12-0.20260120151049-f2248ac996af // indirect
 )
 
 replace autoscaler-cloudscale/test/ca/harness => ../test/ca/harness

@@ -6,7 +6,7 @@
 // parts: the method's serialization (the same size limits and "parse binary" errors), the same
 // interceptors around the same implementation, setTrailerStatus for a failed call, and a context
 // that makes its signal and headers only when the implementation reads them. Whatever is not a
-// plain call (JSON, compression, a bad timeout, an envelope that is not exactly one message)
+// plain call (JSON, a compressed request, a bad timeout, an envelope that is not exactly one message)
 // goes to connect-es's handler with the bytes read so far.
 import type http2 from "node:http2";
 import { create, isMessage, type DescMessage, type DescMethodUnary, type DescService } from "@bufbuild/protobuf";
@@ -68,7 +68,10 @@ export function unaryPath(opts: UnaryPathOptions) {
     const ct = headers["content-type"];
     if (typeof ct !== "string" || !PLAIN.has(ct)) return false;
     const enc = headers["grpc-encoding"];
-    if ((enc !== undefined && enc !== "identity") || headers["grpc-accept-encoding"] !== undefined) return false;
+    // A client that accepts compressed answers (CA's binary links grpc-go's gzip, so each of its calls says
+    // "grpc-accept-encoding: gzip") still gets a plain one: the header allows, it does not ask. grpc-go's
+    // server answers uncompressed too, unless the request itself was compressed.
+    if (enc !== undefined && enc !== "identity") return false;
     const t = headers["grpc-timeout"];
     const timeout = parseTimeout(typeof t === "string" ? t : null, Number.MAX_SAFE_INTEGER);
     if (timeout.error || (t !== undefined && typeof t !== "string")) return false;
@@ -100,7 +103,18 @@ export function unaryPath(opts: UnaryPathOptions) {
       // The interceptors around the implementation, outermost first, as connect-es applies them.
       const last: Next = async (req) => {
         const out = await route.impl(req.message, context);
-        return { stream: false, message: normalize(route.method.output, out), method: route.method, service: route.method.parent, header: context.responseHeader, trailer: context.responseTrailer } as UnaryResponse;
+        return {
+          stream: false,
+          message: normalize(route.method.output, out),
+          method: route.method,
+          service: route.method.parent,
+          get header() {
+            return context.responseHeader;
+          },
+          get trailer() {
+            return context.responseTrailer;
+          },
+        } as UnaryResponse;
       };
       const invoke = opts.interceptors.reduceRight<Next>((next, i) => i(next as never) as Next, last);
       const res = await invoke({
@@ -133,21 +147,39 @@ export function unaryPath(opts: UnaryPathOptions) {
       ctx.end(error);
     }
     if (stream.destroyed) return;
-    const trailer = ctx.trailer();
-    if (error) setTrailerStatus(trailer, error);
     const head: http2.OutgoingHttpHeaders = { ":status": 200, "content-type": ANSWER_TYPE };
     ctx.extraHeaders(head);
+    const trailer = trailerOf(ctx, error);
+    if (!answer) {
+      // A failed call has no message: gRPC's "Trailers-Only" answer, the status in the one HEADERS frame
+      // that ends the stream (https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md), instead of
+      // headers, an empty DATA frame and trailers. CA asks NodeGroupGetOptions twice per node per loop
+      // and most groups answer UNIMPLEMENTED: one frame and one write instead of three.
+      stream.respond({ ...head, ...trailer }, { endStream: true });
+      return;
+    }
     stream.respond(head, { waitForTrailers: true });
-    stream.once("wantTrailers", () => {
-      const out: http2.OutgoingHttpHeaders = {};
-      trailer.forEach((value, key) => {
-        out[key] = value;
-      });
-      stream.sendTrailers(out);
-    });
-    if (answer) stream.end(answer);
-    else stream.end();
+    stream.once("wantTrailers", () => stream.sendTrailers({ ...trailer }));
+    stream.end(answer);
   }
+}
+
+/** The trailers of an error, kept per error: an error thrown again and again is worded once. */
+const errorTrailers = new WeakMap<ConnectError, http2.OutgoingHttpHeaders>();
+
+/** The call's trailers: its status, and what an interceptor or the implementation added. */
+function trailerOf(ctx: CallContext, error: ConnectError | undefined): http2.OutgoingHttpHeaders {
+  const added = ctx.addedTrailer();
+  if (!error && !added) return { "grpc-status": "0" };
+  if (error && !added && errorTrailers.has(error)) return errorTrailers.get(error)!;
+  const trailer = added ?? new Headers({ "grpc-status": "0" });
+  if (error) setTrailerStatus(trailer, error);
+  const out: http2.OutgoingHttpHeaders = {};
+  trailer.forEach((value, key) => {
+    out[key] = value;
+  });
+  if (error && !added) errorTrailers.set(error, out);
+  return out;
 }
 
 /**
@@ -215,8 +247,9 @@ class CallContext {
     if (!s.controller.signal.aborted) s.controller.abort(reason);
   }
 
-  trailer(): Headers {
-    return this.responseTrailer_ ?? new Headers({ "grpc-status": "0" });
+  /** The trailer headers, if anyone made them (an interceptor or the implementation may add to them). */
+  addedTrailer(): Headers | undefined {
+    return this.responseTrailer_;
   }
 
   /** Headers an interceptor or the implementation added to the answer. */

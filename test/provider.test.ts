@@ -7,6 +7,7 @@ import { connect, expectCode, grpc, instances as instancesOf, targetSize as targ
 import { makePki, type Pki } from "./helpers/certs";
 import { sleep, startServe, startSim, until, writeConfig, type ServeProc, type SimProc } from "./helpers/procs";
 import { TALOS_WORKER } from "./helpers/provider";
+import { SERVICE, grpcFrame, h2Session, rawCall } from "./faults/lib";
 
 const root = new protobuf.Root();
 root.resolvePath = (_origin, target) => join(import.meta.dir, "../proto", target);
@@ -380,6 +381,47 @@ describe("options and prices", () => {
     const oldZeros = await ca.call("NodeGroupGetOptions", { id: "tuned", defaults: { scaleDownUtilizationThreshold: 0, scaleDownGpuUtilizationThreshold: 0, scaleDownUnreadyTime: { duration: "0" } } });
     expect(oldZeros.nodeGroupAutoscalingOptions.scaleDownGpuUtilizationThreshold).toBe(0);
     expect(oldZeros.nodeGroupAutoscalingOptions.scaleDownUnreadyDuration.seconds).toBe("0");
+  });
+
+  test("a failed call is answered Trailers-Only (status in the one HEADERS frame); a good one with trailers", async () => {
+    // CA asks GetOptions twice per node per loop; a group without options answers UNIMPLEMENTED, in one frame
+    // (https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md). grpc-js read it above; CA's Go client
+    // reads it in test/ca.
+    const session = h2Session(serve.port, pki);
+    try {
+      const id = (name: string) => grpcFrame(Buffer.concat([Buffer.from([0x0a, name.length]), Buffer.from(name)]));
+      for (let i = 0; i < 2; i++) {
+        const failed = await rawCall(session, { path: `${SERVICE}/NodeGroupGetOptions`, body: id("workers") });
+        expect(failed).toMatchObject({ httpStatus: 200, grpcStatus: grpc.status.UNIMPLEMENTED, trailersOnly: true });
+        expect(failed.grpcMessage).toContain(`"workers" has no options of its own`);
+        expect(failed.body.length).toBe(0);
+      }
+      const missing = await rawCall(session, { path: `${SERVICE}/NodeGroupGetOptions`, body: id("nope") });
+      expect(missing).toMatchObject({ grpcStatus: grpc.status.NOT_FOUND, trailersOnly: true });
+      const good = await rawCall(session, { path: `${SERVICE}/NodeGroups` });
+      expect(good).toMatchObject({ httpStatus: 200, grpcStatus: 0 });
+      expect(good.trailersOnly).toBeUndefined();
+      expect(good.body.length).toBeGreaterThan(5);
+    } finally {
+      session.close();
+    }
+  });
+
+  test("a client that accepts gzip (as CA's binary does) gets plain answers, as from grpc-go's server", async () => {
+    const session = h2Session(serve.port, pki);
+    try {
+      const template = await rawCall(session, {
+        path: `${SERVICE}/NodeGroupTemplateNodeInfo`,
+        headers: { "grpc-accept-encoding": "gzip", "grpc-timeout": "5S" },
+        body: grpcFrame(Buffer.concat([Buffer.from([0x0a, 7]), Buffer.from("workers")])),
+      });
+      expect(template).toMatchObject({ httpStatus: 200, grpcStatus: 0 });
+      expect(template.body.length).toBeGreaterThan(1024); // connect-es compresses answers from 1 KiB on
+      expect(template.body[0]).toBe(0); // the compressed-flag byte of the one message
+      expect(template.body.readUInt32BE(1)).toBe(template.body.length - 5);
+    } finally {
+      session.close();
+    }
   });
 
   test("NodePrice and PodPrice: positive, bigger flavors cost more, new and legacy time fields", async () => {

@@ -77,6 +77,8 @@ export interface RawAnswer {
   /** grpc-status from the headers (trailers-only) or the trailers. */
   grpcStatus?: number;
   grpcMessage?: string;
+  /** The status came in the response headers, which ended the stream: gRPC's "Trailers-Only" answer. */
+  trailersOnly?: boolean;
   /** RST_STREAM code when the stream was reset; undefined otherwise. */
   rstCode?: number;
   /** Set when the session or stream failed before any answer (e.g. the connection was refused). */
@@ -146,7 +148,10 @@ export function rawCall(session: http2.ClientHttp2Session, opts: { path: string;
     st.on("response", (h) => {
       ans.httpStatus = Number(h[":status"]);
       grpcHeaders(h);
-      if (ans.grpcStatus !== undefined) finish(); // trailers-only
+      if (ans.grpcStatus !== undefined) {
+        ans.trailersOnly = true;
+        finish();
+      }
     });
     st.on("trailers", (h) => {
       grpcHeaders(h);
