@@ -3,7 +3,7 @@
 #   ./scripts/bench.sh            full run: the real CA at 1,000 and 5,000 nodes (--ca-scale), then the per-call
 #                                 benchmark at 5,000 servers; table, bench/results.json, last line "bench: ..."
 #   ./scripts/bench.sh --smoke    CI's small run: 500 servers, a few hundred calls (.cache/bench/results-smoke.json)
-#   ./scripts/bench.sh --ca-scale only the real CA at scale (test/e2e/cascale_test.go; bench/ca-scale.json), ~25 min
+#   ./scripts/bench.sh --ca-scale only the real CA at scale (test/e2e/cascale_test.go; bench/ca-scale.json), ~30-35 min
 #   ./scripts/bench.sh --no-ca-scale   the full per-call benchmark without the CA-at-scale part
 # Other flags go to the benchmark (e.g. --cpu-prof DIR: the provider runs from source under Bun's profiler).
 #

@@ -318,8 +318,9 @@ func (s *scenario) waitScaleNodes(n int) {
 func (s *scenario) deleteScaleNodes() {
 	sel := "?labelSelector=" + joinedLabel + "%3Dtrue"
 	if err := s.kube.do("DELETE", "/api/v1/nodes"+sel, "", nil, nil); err != nil {
-		s.t.Errorf("deleting the Nodes: %v", err)
-		return
+		// The apiserver deletes a collection within the one request: at 5,000 Nodes that outlasts the
+		// client's timeout while the deletion goes on. What counts is that the Nodes are gone.
+		s.t.Logf("deleting the Nodes: %v; waiting for them to be gone", err)
 	}
 	err := waitFor("Nodes gone", nil, 5*time.Minute, 2*time.Second, func() (bool, error) {
 		nodes, err := s.kube.nodes(joinedLabel + "=true")
