@@ -144,6 +144,10 @@ func TestCAScale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if loops < blocks {
+		// Each CA run measures loops/blocks loops: fewer loops than runs leaves runs with nothing measured.
+		t.Fatalf("E2E_SCALE_LOOPS (%d) must be at least E2E_SCALE_BLOCKS (%d)", loops, blocks)
+	}
 	out := os.Getenv("E2E_SCALE_OUT")
 	if out == "" {
 		out = filepath.Join(suite.runDir, "ca-scale.json")
@@ -155,7 +159,11 @@ func TestCAScale(t *testing.T) {
 	}
 	write := func() {
 		res.Seconds = math.Round(time.Since(started).Seconds())
-		raw, _ := json.MarshalIndent(res, "", "  ")
+		raw, err := json.MarshalIndent(res, "", "  ")
+		if err != nil {
+			t.Errorf("results for %s: %v", out, err)
+			return
+		}
 		if err := os.WriteFile(out, append(raw, '\n'), 0o644); err != nil {
 			t.Errorf("writing %s: %v", out, err)
 		}
@@ -317,18 +325,29 @@ func (s *scenario) waitScaleNodes(n int) {
 // deleteScaleNodes removes the Nodes the joiner registered (it is stopped by then).
 func (s *scenario) deleteScaleNodes() {
 	sel := "?labelSelector=" + joinedLabel + "%3Dtrue"
-	if err := s.kube.do("DELETE", "/api/v1/nodes"+sel, "", nil, nil); err != nil {
-		// The apiserver deletes a collection within the one request: at 5,000 Nodes that outlasts the
-		// client's timeout while the deletion goes on. What counts is that the Nodes are gone.
-		s.t.Logf("deleting the Nodes: %v; waiting for them to be gone", err)
-	}
-	err := waitFor("Nodes gone", nil, 5*time.Minute, 2*time.Second, func() (bool, error) {
+	// The apiserver deletes a collection within the one request and stops when its client gives up:
+	// at 5,000 Nodes one request outlasts the client's timeout having deleted only part of them. So
+	// the deletion is asked again, and each request goes on from what the last one left.
+	requests, left := 0, -1
+	err := waitFor("Nodes gone", nil, 10*time.Minute, time.Second, func() (bool, error) {
 		nodes, err := s.kube.nodes(joinedLabel + "=true")
-		return err == nil && len(nodes) == 0, err
+		if err != nil {
+			return false, err
+		}
+		if left = len(nodes); left == 0 {
+			return true, nil
+		}
+		requests++
+		if err := s.kube.do("DELETE", "/api/v1/nodes"+sel, "", nil, nil); err != nil {
+			return false, fmt.Errorf("%d Nodes left; deleting them: %v", left, err)
+		}
+		return false, fmt.Errorf("%d Nodes left", left)
 	})
 	if err != nil {
 		s.t.Errorf("%v", err)
+		return
 	}
+	s.t.Logf("Nodes deleted with %d collection request(s)", requests)
 }
 
 // startBaseline starts the Go baseline (the benchmark binary in its baseline
