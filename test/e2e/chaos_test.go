@@ -329,16 +329,22 @@ func (c *chaosRun) killAndRestart() {
 
 var chaosKinds = []string{"5xx burst", "latency", "lost response", "200 page, not JSON", "429 + Retry-After"}
 
-// injectFault adds the rules of one fault kind: a kind not injected yet if there is one, else a random one.
-func (c *chaosRun) injectFault() {
-	var fresh []string
+// kindsNone lists the fault kinds that a count (injections, or requests answered) has at zero.
+func (c *chaosRun) kindsNone(count map[string]int) []string {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	var none []string
 	for _, k := range chaosKinds {
-		if c.injected[k] == 0 {
-			fresh = append(fresh, k)
+		if count[k] == 0 {
+			none = append(none, k)
 		}
 	}
-	c.mu.Unlock()
+	return none
+}
+
+// injectFault adds the rules of one fault kind: a kind not injected yet if there is one, else a random one.
+func (c *chaosRun) injectFault() {
+	fresh := c.kindsNone(c.injected)
 	if len(fresh) > 0 {
 		c.injectKind(fresh[c.rng.IntN(len(fresh))])
 		return
@@ -390,14 +396,7 @@ func (c *chaosRun) injectKind(kind string) {
 // zero so that CA creates servers, waits until each has met a request, then has a quiet spell.
 func (c *chaosRun) makeUp() {
 	s := c.s
-	var missing []string
-	c.mu.Lock()
-	for _, k := range chaosKinds {
-		if c.fired[k] == 0 {
-			missing = append(missing, k)
-		}
-	}
-	c.mu.Unlock()
+	missing := c.kindsNone(c.fired)
 	if len(missing) == 0 {
 		return
 	}
