@@ -10,6 +10,7 @@
 #                         Go >= 1.26" and returns 1.
 #   go_counts LOG         "P F": the --- PASS and --- FAIL lines of a `go test -v` log (subtests included)
 #   bun_counts LOG        "P F": the summary lines of a `bun test` log (0 0 without them)
+#   failing_tests LOG     the name of each failed test in a `bun test` or `go test -v` log, one a line
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -42,4 +43,10 @@ bun_counts() { # LOG
   p=$(grep -Eo '^ *[0-9]+ pass$' "$1" 2>/dev/null | tail -1 | grep -Eo '[0-9]+' || true)
   f=$(grep -Eo '^ *[0-9]+ fail$' "$1" 2>/dev/null | tail -1 | grep -Eo '[0-9]+' || true)
   echo "${p:-0} ${f:-0}"
+}
+
+failing_tests() { # LOG
+  # bun prints "(fail) file > describe > name [12.3ms]"; go prints "--- FAIL: TestName/sub (1.2s)".
+  [ -f "$1" ] || return 0
+  sed -nE -e 's/^\(fail\) (.*)$/\1/p' -e 's/^ *--- FAIL: ([^ ]+).*/\1/p' "$1" | sed -E 's/ \[[0-9.]+m?s\]$//' | sort -u
 }

@@ -118,6 +118,10 @@ fi
 
 step "done"
 if [ ${#suites_failed[@]} -gt 0 ]; then echo "failed suites: ${suites_failed[*]}"; fi
+# CI may show only the end of this output: name every failed test here, with the log that holds it.
+for log in bun-test faults packaging ca e2e; do
+  failing_tests "$LOGDIR/$log.log" | while IFS= read -r name; do echo "failed test ($LOGDIR/$log.log): $name"; done
+done
 echo "total time: $((SECONDS - t0))s"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -5,6 +5,7 @@
 import { UsageError, help, parse } from "./cli-args";
 import { CloudscaleError, createClient, type Cloudscale } from "./cloudscale";
 import { apiSettings } from "./api-settings";
+import { sleep } from "./clock";
 import { loadConfigFile, parseDuration } from "./config";
 import { registerSecret } from "./log";
 import { describeOrphan, orphansOf, type Orphan } from "./orphans";
@@ -47,12 +48,6 @@ export interface CleanupOptions {
   signal?: AbortSignal;
   print: (line: string) => void;
 }
-
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener("abort", () => { clearTimeout(t); resolve(); }, { once: true });
-  });
 
 /** Deletes one orphan after reading it again; says what happened in one line. */
 async function deleteOrphan(o: Orphan, opts: CleanupOptions, groups: Set<string>): Promise<"deleted" | "gone" | "skipped" | "failed"> {

@@ -4,7 +4,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { connect, expectCode, grpc, type Client } from "./helpers/grpc";
 import { parseExposition, sampleValue, scrape, type Family } from "./helpers/metrics";
-import { BIN, until, startServe, startSim, writeConfig, type ServeProc, type SimProc } from "./helpers/procs";
+import { BIN, runBin, until, startServe, startSim, writeConfig, type ServeProc, type SimProc } from "./helpers/procs";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
@@ -282,6 +282,35 @@ describe("/metrics of the compiled binary", () => {
     expect(v(m, `${P}creates_pending`, { group: "big" })).toBe(0);
     expect(v(m, `${P}servers`, { group: "big", state: "creating" })).toBe(0);
     expect(await ours()).toHaveLength(0);
+  });
+
+  test("two providers for one cluster: the one serving CA names the other's creations in its log, other_instances and status", async () => {
+    const b = await serveWith(); // serves CA; started first, so what A creates is newer than B's start
+    await b.c.call("Refresh");
+    const a = await serveWith();
+    await a.c.call("Refresh");
+    await a.c.call("NodeGroupIncreaseSize", { id: "big", delta: 1 });
+    const [created] = await until("A's server in the cloud", async () => {
+      const s = await ours();
+      return s.length === 1 && s;
+    });
+    const aInstance = created!.tags["autoscaler-cloudscale-instance"];
+    expect(aInstance).toMatch(/\S/); // A tagged its server with its instance id
+
+    await b.c.call("Refresh");
+    expect(v(await get(b.health), `${P}other_instances`)).toBe(1);
+    const warning = b.s.output().split("\n").filter((l) => l.includes("another provider instance is creating servers"));
+    expect(warning).toHaveLength(1);
+    expect(warning[0]).toContain(aInstance!);
+    const status = await runBin(["status", "--health", `127.0.0.1:${b.health}`]);
+    expect(status.stdout).toContain(`another provider instance ${aInstance} created 1 server(s) while this one served CA`);
+    await b.c.call("Refresh"); // warned once per instance, not per list
+    expect(b.s.output().split("\n").filter((l) => l.includes("another provider instance is creating servers"))).toHaveLength(1);
+
+    // A's own server is no other instance's to A.
+    await a.c.call("Refresh");
+    expect(v(await get(a.health), `${P}other_instances`)).toBe(0);
+    expect(a.s.output()).not.toContain("another provider instance");
   });
 
   test("creates held during the startup grace are shown as held and pending", async () => {

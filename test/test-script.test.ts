@@ -17,3 +17,16 @@ echo "passed=$passed failed=$failed failed-suites=\${suites_failed[*]}"`;
   const r = Bun.spawnSync(["bash", "-c", script], { cwd: join(import.meta.dir, ".."), env: { ...process.env, PATH: `${join(process.execPath, "..")}:${process.env.PATH}` }, stdout: "pipe", stderr: "pipe" });
   expect({ code: r.exitCode, out: r.stdout.toString().trim() }).toEqual({ code: 0, out: "passed=1 failed=1 failed-suites=packaging" });
 });
+
+test("the end of the run names each failed test, from bun's and go's logs", () => {
+  const dir = mkdtempSync(join(tmpdir(), "suite-"));
+  writeFileSync(join(dir, "bun.log"), "(pass) view > keeps order [0.20ms]\n(fail) view > drops nothing [12.50ms]\n(fail) metrics > scrape\n 1 pass\n 2 fail\n");
+  writeFileSync(join(dir, "go.log"), "=== RUN   TestA\n--- PASS: TestA (0.01s)\n    --- FAIL: TestB/sub_one (1.20s)\n--- FAIL: TestB (1.30s)\n");
+  const script = `TEST_SH_FUNCTIONS_ONLY=1 source scripts/test.sh
+failing_tests "${dir}/bun.log"; failing_tests "${dir}/go.log"; failing_tests "${dir}/absent.log"`;
+  const r = Bun.spawnSync(["bash", "-c", script], { cwd: join(import.meta.dir, ".."), stdout: "pipe", stderr: "pipe" });
+  expect({ code: r.exitCode, out: r.stdout.toString().trim().split("\n") }).toEqual({
+    code: 0,
+    out: ["metrics > scrape", "view > drops nothing", "TestB", "TestB/sub_one"],
+  });
+});

@@ -1,15 +1,15 @@
 // The simulator's clock: wall time plus an offset that the control API can push forward, so a test can
-// let servers finish booting without waiting.
+// let servers finish booting without waiting. It reads time through the provider's Clock (src/clock.ts);
+// the simulator only needs its now().
+import type { Clock } from "../clock.ts";
 
-export interface Clock {
-  /** Milliseconds since the epoch. */
-  now(): number;
-}
+/** The part of a Clock the simulator reads. */
+export type SimTime = Pick<Clock, "now">;
 
 /** A clock that can be pushed forward (POST /_sim/clock) on top of a base clock (default: Date.now). */
-export class SimClock implements Clock {
+export class SimClock implements SimTime {
   offsetMs = 0;
-  constructor(private readonly base: Clock = { now: () => Date.now() }) {}
+  constructor(private readonly base: SimTime = { now: () => Date.now() }) {}
   now(): number {
     return this.base.now() + this.offsetMs;
   }

@@ -1,6 +1,6 @@
 // HTTP pieces the simulator's handlers share: JSON, HTML and empty answers, the error pages an injected
-// fault answers with, reading a JSON body, tag filters from a query string, and a sleep that a stopping
-// server or a departing client cuts short.
+// fault answers with, reading a JSON body and tag filters from a query string. (Waits use src/clock.ts's
+// sleep, cut short by a stopping server or a departing client.)
 
 import type { FaultRule } from "./faults.ts";
 import type { Result, TagFilter } from "./records.ts";
@@ -116,19 +116,4 @@ export function parseTagFilters(search: string): TagFilter[] | null {
 
 export function tagsMatch(tags: Record<string, string>, f: TagFilter[]): boolean {
   return f.every((t) => tags[t.key] !== undefined && (t.value === undefined || tags[t.key] === t.value));
-}
-
-export function sleep(ms: number, stop: AbortSignal, client?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (stop.aborted || client?.aborted || ms <= 0) return resolve();
-    const done = () => {
-      clearTimeout(t);
-      stop.removeEventListener("abort", done);
-      client?.removeEventListener("abort", done);
-      resolve();
-    };
-    const t = setTimeout(done, ms);
-    stop.addEventListener("abort", done);
-    client?.addEventListener("abort", done);
-  });
 }

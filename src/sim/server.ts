@@ -14,10 +14,11 @@
 // counted on arrival, including those answered 401 or by an injected fault.
 
 import { apiRoutes, matchRoute, type Route } from "./api-routes.ts";
-import type { Clock } from "./clock.ts";
+import { sleep } from "../clock.ts";
+import type { SimTime } from "./clock.ts";
 import { controlHandler } from "./control.ts";
 import { Faults, MAX_HOLD_MS, type FaultRule, type HeldRequest } from "./faults.ts";
-import { dropConnection, faultResponse, html, json, NGINX, sleep } from "./http.ts";
+import { dropConnection, faultResponse, html, json, NGINX } from "./http.ts";
 import { NOT_FOUND, type Quota, type SeedData } from "./records.ts";
 import { SimState } from "./state.ts";
 
@@ -36,7 +37,7 @@ export interface SimulatorOptions {
   /** Seed of the fault PRNG (default 1). */
   rngSeed?: number;
   /** Base clock for statuses (default Date.now); /_sim/clock adds an offset on top. */
-  clock?: Clock;
+  clock?: SimTime;
   /** Extra catalog entries and servers, loaded before listening. */
   seed?: SeedData;
   /** Zone for create requests without one (default rma1). */
@@ -188,7 +189,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       case "lost-response":
         return rule.mode === "drop" ? dropConnection() : faultResponse({ ...rule, status: rule.status ?? 502 });
       case "timeout":
-        await sleep(Math.min(rule.holdMs ?? MAX_HOLD_MS, MAX_HOLD_MS), stopCtl.signal, req.signal);
+        await sleep(Math.min(rule.holdMs ?? MAX_HOLD_MS, MAX_HOLD_MS), AbortSignal.any([stopCtl.signal, req.signal]));
         return html(504, NGINX(504, "Gateway Time-out"));
       default:
         return faultResponse(rule);

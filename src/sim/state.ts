@@ -8,7 +8,7 @@
 import type { Flavor, ServerStatus } from "../types.ts";
 import { AddressPool } from "./addresses.ts";
 import { Catalog, isUuid, type CustomImage, type Network, type PublicImage } from "./catalog.ts";
-import { SimClock, rfc3339Micro, type Clock } from "./clock.ts";
+import { SimClock, rfc3339Micro, type SimTime } from "./clock.ts";
 import { Faults } from "./faults.ts";
 import { ImageImports } from "./image-imports.ts";
 import { QuotaLedger, type Usage } from "./quota.ts";
@@ -29,7 +29,7 @@ import { href, renderServer, renderServerFull } from "./render.ts";
 import { parseCreateServer, parseCreateServerGroup, parsePatchServer, tagsError, type InterfaceRequest } from "./requests.ts";
 
 export interface StateOptions {
-  clock?: Clock;
+  clock?: SimTime;
   faults?: Faults;
   /** changing → running delay for new servers, seconds (default 5). */
   bootSeconds?: number;

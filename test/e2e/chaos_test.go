@@ -15,8 +15,9 @@ package e2e
 // reads our TargetSize) == joined Nodes. At the end: replicas 0, faults off,
 // back to no server of the cluster, and none left that is not a foreign one.
 // A kind of fault that met no request in the storms (creates can all be held
-// while lists fail) gets a round of its own from zero before the end, so every
-// kind is proven to have reached the provider.
+// while lists fail, past the end of the scarce flavor's outage) gets a round of
+// its own from zero before the end, so every kind, the capacity outage
+// included, is proven to have reached the provider.
 //
 //   E2E_CHAOS_SEED     replay a run (the seed of the replica walk, the kills and the faults)
 //   E2E_CHAOS_SECONDS  seconds of storm in total (default 120, in three storms)
@@ -182,12 +183,11 @@ func TestScenario9Chaos(t *testing.T) {
 				c.killAndRestart()
 			}
 			if !capOn && capFrom >= 0 && el >= capFrom && el < capTo {
-				s.sim.Control(t, "POST", "/_sim/faults", map[string]any{"outOfCapacity": []map[string]string{{"flavor": chaosScarceFlavor, "zone": "lpg1"}}})
-				c.count("capacity outage", 1)
+				c.outage(true)
 				capOn = true
 				s.t.Logf("chaos: %s out of capacity for %s", chaosScarceFlavor, capTo-capFrom)
 			} else if capOn && el >= capTo {
-				s.sim.Control(t, "POST", "/_sim/faults", map[string]any{"outOfCapacity": []map[string]string{}})
+				c.outage(false)
 				capOn = false
 			}
 			switch r := c.rng.Float64(); {
@@ -243,7 +243,7 @@ func TestScenario9Chaos(t *testing.T) {
 	}
 	c.report(seed, down, len(js.Seen))
 	// The run did what it is for: every kind of fault reached a request, and the provider was killed.
-	for _, k := range chaosKinds {
+	for _, k := range chaosMustFire {
 		if c.fired[k] == 0 {
 			s.errorf("chaos (seed %d): fault kind %q was injected %d times but answered no request", seed, k, c.injected[k])
 		}
@@ -313,6 +313,16 @@ func (c *chaosRun) setReplicas(cur, next int) int {
 	return next
 }
 
+// outage begins (and counts) or ends the scarce flavor's capacity outage.
+func (c *chaosRun) outage(on bool) {
+	out := []map[string]string{}
+	if on {
+		out = append(out, map[string]string{"flavor": chaosScarceFlavor, "zone": "lpg1"})
+		c.count("capacity outage", 1)
+	}
+	c.s.sim.Control(c.s.t, "POST", "/_sim/faults", map[string]any{"outOfCapacity": out})
+}
+
 func (c *chaosRun) killAndRestart() {
 	pr := c.s.provider.current()
 	pr.Kill9()
@@ -327,14 +337,19 @@ func (c *chaosRun) killAndRestart() {
 	c.s.t.Logf("chaos: kill -9 of %s, restarted after %s", pr.name, pause)
 }
 
+// The fault kinds made of simulator rules, injected at random in the storms.
 var chaosKinds = []string{"5xx burst", "latency", "lost response", "200 page, not JSON", "429 + Retry-After"}
 
-// kindsNone lists the fault kinds that a count (injections, or requests answered) has at zero.
-func (c *chaosRun) kindsNone(count map[string]int) []string {
+// The kinds that must have met a request by the end: the rule kinds and the capacity outage
+// (met when a create of the scarce flavor is refused).
+var chaosMustFire = append(append([]string{}, chaosKinds...), "capacity outage")
+
+// kindsNone lists those of kinds that a count (injections, or requests answered) has at zero.
+func (c *chaosRun) kindsNone(count map[string]int, kinds []string) []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var none []string
-	for _, k := range chaosKinds {
+	for _, k := range kinds {
 		if count[k] == 0 {
 			none = append(none, k)
 		}
@@ -344,7 +359,7 @@ func (c *chaosRun) kindsNone(count map[string]int) []string {
 
 // injectFault adds the rules of one fault kind: a kind not injected yet if there is one, else a random one.
 func (c *chaosRun) injectFault() {
-	fresh := c.kindsNone(c.injected)
+	fresh := c.kindsNone(c.injected, chaosKinds)
 	if len(fresh) > 0 {
 		c.injectKind(fresh[c.rng.IntN(len(fresh))])
 		return
@@ -396,7 +411,7 @@ func (c *chaosRun) injectKind(kind string) {
 // zero so that CA creates servers, waits until each has met a request, then has a quiet spell.
 func (c *chaosRun) makeUp() {
 	s := c.s
-	missing := c.kindsNone(c.fired)
+	missing := c.kindsNone(c.fired, chaosMustFire)
 	if len(missing) == 0 {
 		return
 	}
@@ -405,10 +420,18 @@ func (c *chaosRun) makeUp() {
 		s.fatalf("%v", err)
 	}
 	s.waitNoServers(6 * time.Minute)
+	replicas := 15 + c.rng.IntN(16)
 	for _, k := range missing {
+		if k == "capacity outage" {
+			// 50 pods need more than group b's max of nodes, so CA must try group a, whose flavor
+			// is out: its create is refused.
+			c.outage(true)
+			replicas = 50
+			continue
+		}
 		c.injectKind(k)
 	}
-	c.setReplicas(0, 15+c.rng.IntN(16))
+	c.setReplicas(0, replicas)
 	err := waitFor(fmt.Sprintf("a request meets each of %v", missing), s.ca.proc, 3*time.Minute, time.Second, func() (bool, error) {
 		now := c.firedNow()
 		for _, k := range missing {
@@ -432,6 +455,7 @@ func (c *chaosRun) firedNow() map[string]int {
 			ID    string
 			Fired int
 		}
+		CapacityRefusals int
 	}
 	out := map[string]int{}
 	if err := json.Unmarshal(body, &snap); err == nil {
@@ -440,6 +464,7 @@ func (c *chaosRun) firedNow() map[string]int {
 			out[c.ruleKind[r.ID]] += r.Fired
 		}
 		c.mu.Unlock()
+		out["capacity outage"] = snap.CapacityRefusals
 	}
 	return out
 }

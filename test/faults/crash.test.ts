@@ -379,17 +379,30 @@ nodeGroups:
     await s.proc.exited;
     live.delete(s);
   }
-  /** Samples the group's server count until stop() and returns every count seen. */
+  /**
+   * Samples the group's server count until stop() and returns every count seen. The last count is
+   * taken after stop() is called: on a loaded machine the sampler's own list can be one from before
+   * what the test has just waited for, and a sample after it is what the test asserts on.
+   */
   function watch(group: string) {
     const seen: number[] = [];
+    const count = async () => (await api.ours(WCLUSTER)).filter((s) => s.tags[GROUP_TAG] === group).length;
     let on = true;
     const done = (async () => {
       for (let i = 0; on && i < 2000; i++) {
-        seen.push((await api.ours(WCLUSTER)).filter((s) => s.tags[GROUP_TAG] === group).length);
+        seen.push(await count());
         await sleep(25);
       }
     })();
-    return { seen, stop: async () => ((on = false), await done, seen) };
+    return {
+      seen,
+      stop: async () => {
+        on = false;
+        await done;
+        seen.push(await count());
+        return seen;
+      },
+    };
   }
   const seedGroup = (g: string, n: number) => api.seed(Array.from({ length: n }, (_, i) => ({ name: `${WCLUSTER}-${g}-seed000${i}`, zone: "lpg1", tags: { [CLUSTER_TAG]: WCLUSTER, [GROUP_TAG]: g } })));
 
